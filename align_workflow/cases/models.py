@@ -1,0 +1,208 @@
+"""The clinic's side of a case: patient, prescription, photos, files, notes, and what
+Align told us (orders and treatment plans). The Align workflow state lives on Case and
+is changed only by align_workflow.workflow.fire()."""
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from states import align_case as wf
+
+
+class Patient(models.Model):
+    class Gender(models.TextChoices):
+        MALE = "M", "Male"
+        FEMALE = "F", "Female"
+        UNKNOWN = "U", "Unknown"
+
+    first_name = models.CharField(max_length=100)
+    last_name = models.CharField(max_length=100)
+    date_of_birth = models.DateField()
+    gender = models.CharField(max_length=1, choices=Gender.choices, default=Gender.UNKNOWN)
+    mrn = models.CharField("medical record number", max_length=40, unique=True)
+    email = models.EmailField(blank=True)
+    phone = models.CharField(max_length=40, blank=True)
+    address_line1 = models.CharField(max_length=200, blank=True)
+    address_line2 = models.CharField(max_length=200, blank=True)
+    city = models.CharField(max_length=100, blank=True)
+    state = models.CharField(max_length=100, blank=True)
+    zip_code = models.CharField(max_length=20, blank=True)
+    country = models.CharField(max_length=2, default="US")
+
+    def __str__(self):
+        return f"MRN {self.mrn}"  # no names in logs or admin titles
+
+    @property
+    def full_name(self):
+        return f"{self.first_name} {self.last_name}"
+
+
+class Provider(models.Model):
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="provider")
+    account_name = models.CharField(max_length=200)
+
+    def __str__(self):
+        return self.account_name
+
+
+class Case(models.Model):
+    case_number = models.CharField(max_length=40, unique=True)
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="cases")
+    state = models.CharField(
+        "Align workflow state",
+        max_length=40,
+        choices=[(s, s.replace("_", " ")) for s in wf.STATES],
+        default=wf.INITIAL,
+        db_index=True,
+        editable=False,
+    )
+    state_changed_at = models.DateTimeField(default=timezone.now, db_index=True, editable=False)
+    # Align's patient id as returned by POST /patients.
+    align_pid = models.CharField("Align patient id (pId)", max_length=40, blank=True, editable=False)
+    # Set by the engine when an outbound call failed for good and a person must look.
+    needs_attention = models.BooleanField(default=False, db_index=True, editable=False)
+    attention_reason = models.TextField(blank=True, editable=False)
+    # An outbound call in flight for this case: which trigger, and until when the claim holds.
+    busy_with = models.CharField(max_length=40, blank=True, editable=False)
+    busy_until = models.DateTimeField(null=True, blank=True, editable=False)
+    aligners_purchased_at = models.DateTimeField(null=True, blank=True)
+    cancel_reason = models.TextField(blank=True, editable=False)
+    carrier = models.CharField(max_length=60, blank=True, editable=False)
+    tracking_number = models.CharField(max_length=80, blank=True, editable=False)
+    shipped_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self):
+        return f"Case {self.case_number}"
+
+    def _newest_primary_order(self):
+        return self.align_orders.filter(order_kind=AlignOrder.Kind.PRIMARY).order_by("-align_created_at", "-id").first()
+
+    @property
+    def align_sales_order_number(self):
+        order = self._newest_primary_order()
+        return order.sales_order_number if order else ""
+
+    @property
+    def align_patient_id(self):
+        order = self._newest_primary_order()
+        return (order.p_id if order and order.p_id else "") or self.align_pid
+
+    @property
+    def meaning(self):
+        return wf.MEANINGS[self.state]
+
+
+class Prescription(models.Model):
+    class Lab(models.TextChoices):
+        ALIGN = "AL", "Align"
+        IN_HOUSE = "IH", "In-house"
+        OTHER = "OT", "Other lab"
+
+    case = models.OneToOneField(Case, on_delete=models.CASCADE, related_name="prescription")
+    provider = models.ForeignKey(Provider, on_delete=models.PROTECT, related_name="prescriptions")
+    lab = models.CharField(max_length=2, choices=Lab.choices, default=Lab.ALIGN)
+    created = models.DateTimeField(default=timezone.now)
+
+
+class PhotoAssessment(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "PENDING", "Pending"
+        APPROVED = "APPROVED", "Approved"
+        REJECTED = "REJECTED", "Rejected"
+
+    class TreatmentOption(models.TextChoices):
+        BOTH_ARCHES = "BOTH_ARCHES", "Both arches"
+        UPPER_ONLY = "UPPER_ONLY", "Upper only"
+        LOWER_ONLY = "LOWER_ONLY", "Lower only"
+
+    case = models.OneToOneField(Case, on_delete=models.CASCADE, related_name="photo_assessment")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    treatment_option = models.CharField(
+        max_length=12, choices=TreatmentOption.choices, default=TreatmentOption.BOTH_ARCHES
+    )
+    created = models.DateTimeField(default=timezone.now)
+
+
+class CaseAsset(models.Model):
+    class Kind(models.TextChoices):
+        STL_UPPER = "STL_UPPER", "STL scan, upper"
+        STL_LOWER = "STL_LOWER", "STL scan, lower"
+        PHOTO = "PHOTO", "Photo"
+        CCACCEPTSCREEN = "CCACCEPTSCREEN", "ClinCheck acceptance screenshot"
+        PROVPREV = "PROVPREV", "Treatment plan preview"
+
+    STL_KINDS = (Kind.STL_UPPER, Kind.STL_LOWER)
+
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="assets")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    file = models.FileField(upload_to="assets/%Y/%m/", blank=True)
+    filename = models.CharField(max_length=255, blank=True)
+    sha256 = models.CharField(max_length=64, blank=True)
+    url = models.URLField(max_length=500, blank=True)
+    vault_id = models.CharField(max_length=64, blank=True)
+    external_key = models.CharField(max_length=64, blank=True)
+    created = models.DateTimeField(default=timezone.now)
+    removed = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+
+    def __str__(self):
+        return f"{self.kind} {self.filename or self.pk}"
+
+
+class CaseNote(models.Model):
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="notes")
+    text = models.TextField()
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+
+    def __str__(self):
+        return self.text[:80]
+
+
+class AlignOrder(models.Model):
+    """A sales order Align opened (event `sales_order.created`); stored once, never updated."""
+
+    class Kind(models.TextChoices):
+        PRIMARY = "PRIMARY", "Primary"
+        SECONDARY = "SECONDARY", "Secondary"
+
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="align_orders")
+    sales_order_number = models.CharField(max_length=40, unique=True)
+    order_kind = models.CharField(max_length=10, choices=Kind.choices)
+    order_type = models.CharField(max_length=20, blank=True)
+    p_id = models.CharField(max_length=40, blank=True)
+    align_created_at = models.DateTimeField()
+    received_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-align_created_at", "-id"]
+
+
+class TreatmentPlan(models.Model):
+    """A ClinCheck plan Align submitted (event `treatment_plan.submitted`)."""
+
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="treatment_plans")
+    plan_id = models.CharField(max_length=40)
+    version = models.PositiveIntegerField()
+    revision_of = models.CharField(max_length=40, blank=True)
+    sales_order_number = models.CharField(max_length=40, blank=True)
+    stages_upper = models.PositiveSmallIntegerField(default=0)
+    stages_lower = models.PositiveSmallIntegerField(default=0)
+    attachments = models.BooleanField(default=False)
+    ipr = models.BooleanField(default=False)
+    notes = models.TextField(blank=True)
+    preview = models.ForeignKey(CaseAsset, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    received_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-version", "-id"]
+        constraints = [models.UniqueConstraint(fields=["case", "version"], name="unique_plan_version_per_case")]

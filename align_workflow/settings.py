@@ -1,0 +1,173 @@
+"""Settings: embedded defaults for `make run`, production values from the environment.
+
+Unset DATABASE_URL -> SQLite; unset REDIS_URL -> local-memory cache. Everything that
+talks to Align reads ALIGN_* variables; the defaults match the bundled simulator.
+"""
+
+import os
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_bool(name, default=False):
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def env_float(name, default):
+    return float(os.environ.get(name, default))
+
+
+def env_int(name, default):
+    return int(os.environ.get(name, default))
+
+
+DEBUG = env_bool("DJANGO_DEBUG", True)
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "insecure-dev-key-for-the-embedded-demo-only")
+ALLOWED_HOSTS = [h for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",") if h]
+CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_fsm_log",
+    "waffle",
+    "align_workflow.cases",
+    "align_workflow.workflow",
+    "align_workflow.integration",
+    "align_workflow.portals",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "waffle.middleware.WaffleMiddleware",
+]
+
+ROOT_URLCONF = "align_workflow.urls"
+WSGI_APPLICATION = "align_workflow.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.config(
+        default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}", conn_max_age=env_int("DB_CONN_MAX_AGE", 0)
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Wait for a writer instead of failing at once when the simulator's callbacks,
+    # the retry loop and a page write at the same moment.
+    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+
+DEFAULT_AUTO_FIELD = "django.db.models.AutoField"  # StateLog.object_id is an integer
+
+REDIS_URL = os.environ.get("REDIS_URL", "")
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": {"CLIENT_CLASS": "django_redis.client.DefaultClient"},
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "align-workflow"}}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = BASE_DIR / "var" / "static"
+STATICFILES_DIRS = [d for d in [BASE_DIR / "node_modules"] if d.exists()]
+MEDIA_URL = "/media/"
+MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", BASE_DIR / "var" / "media"))
+
+if not DEBUG:
+    SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# Waffle: flags are created by a migration; an unknown flag is off.
+WAFFLE_FLAG_DEFAULT = False
+WAFFLE_CREATE_MISSING_FLAGS = False
+
+# --- The Align integration service ---------------------------------------------------
+ALIGN_SERVICE_URL = os.environ.get("ALIGN_SERVICE_URL", "http://127.0.0.1:8765")
+ALIGN_CLIENT_ID = os.environ.get("ALIGN_CLIENT_ID", "demo")
+ALIGN_CLIENT_SECRET = os.environ.get("ALIGN_CLIENT_SECRET", "demo-secret")
+ALIGN_EVENTS_SECRET = os.environ.get("ALIGN_EVENTS_SECRET", "whsec_ZGVtby1ldmVudHMtc2VjcmV0LWtleS0zMmJ5dGVzISE=")
+ALIGN_INBOUND_TOKEN = os.environ.get("ALIGN_INBOUND_TOKEN", "demo-inbound-token")
+ALIGN_CONNECT_TIMEOUT = env_float("ALIGN_CONNECT_TIMEOUT", 3.05)
+ALIGN_READ_TIMEOUT = env_float("ALIGN_READ_TIMEOUT", 10)
+ALIGN_CHIEF_CONCERN = os.environ.get(
+    "ALIGN_CHIEF_CONCERN", "Patient would like to straighten their teeth with clear aligners."
+)
+APP_BASE_URL = os.environ.get("APP_BASE_URL", "http://127.0.0.1:8000")
+# inline: calls run in this process right after commit; celery: on Celery workers.
+ALIGN_EXECUTION = os.environ.get("ALIGN_EXECUTION", "inline")
+ALIGN_RETRY_MAX_ATTEMPTS = env_int("ALIGN_RETRY_MAX_ATTEMPTS", 5)
+ALIGN_RETRY_BASE_SECONDS = env_float("ALIGN_RETRY_BASE_SECONDS", 30)
+# How long a claimed outbound call may run before another process may take it over.
+ALIGN_CALL_LEASE_SECONDS = env_float("ALIGN_CALL_LEASE_SECONDS", 120)
+# The vault for acceptance screenshots: "local" (embedded) or the URL of a TrueVault-style API.
+ALIGN_VAULT_URL = os.environ.get("ALIGN_VAULT_URL", "local")
+ALIGN_VAULT_ID = os.environ.get("ALIGN_VAULT_ID", "00000000-0000-4000-8000-00000000a119")
+ALIGN_VAULT_API_KEY = os.environ.get("ALIGN_VAULT_API_KEY", "demo-vault-key")
+# A pending inbound event older than this needs attention; a case unchanged this long is stuck.
+ALIGN_EVENT_PENDING_ATTENTION_SECONDS = env_int("ALIGN_EVENT_PENDING_ATTENTION_SECONDS", 6 * 3600)
+ALIGN_STUCK_AFTER_SECONDS = env_int("ALIGN_STUCK_AFTER_SECONDS", 7 * 24 * 3600)
+
+# --- Celery (used when ALIGN_EXECUTION=celery) --------------------------------------
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", REDIS_URL or "redis://127.0.0.1:6379/0")
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {
+        "align_workflow": {"handlers": ["console"], "level": os.environ.get("ALIGN_LOG_LEVEL", "INFO")},
+    },
+}

@@ -1,0 +1,1 @@
+"""What the Align case workflow is, as plain data (no Django). Start with align_case.py."""

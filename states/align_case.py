@@ -1,0 +1,123 @@
+"""The Align case workflow, written as a table that support staff can read.
+
+Every case whose prescription goes to the Align lab moves through these states.
+Each row of TRANSITIONS says: *who* (actors) may do *what* (trigger) to a case in
+*which states* (source), where the case goes if it works (dest), and what is done
+on the way (effect). Anything not in this table is refused before anything is sent.
+
+This file is the single source of truth: the engine, the diagrams in diagrams/ and
+the tests are all built from it. It imports nothing from Django on purpose.
+"""
+
+from typing import NamedTuple
+
+# --- States: each one is a condition that is true about the case -----------------
+
+ELIGIBLE = "eligible"                      # prescribed to Align; nothing sent yet
+PATIENT_CREATED = "patient_created"        # Align has a patient record; its pId is stored
+ORDER_CREATED = "order_created"            # Align has the primary (IAS) order
+ASSETS_UPLOADED = "assets_uploaded"        # Align has the STL ids; waiting for orders and a plan
+PLAN_RECEIVED = "plan_received"            # a ClinCheck plan waits for the provider
+REVISION_REQUESTED = "revision_requested"  # provider asked for changes; new plan awaited
+PROVIDER_APPROVED = "provider_approved"    # provider approved; screenshot stored; awaiting purchase
+ACCEPTED = "accepted"                      # aligners bought; acceptance sent; awaiting manufacture
+SHIPPING = "shipping"                      # Align shipped the aligners (end of the workflow)
+CANCELLED = "cancelled"                    # the case left the Align workflow (end of the workflow)
+
+STATES = (
+    ELIGIBLE,
+    PATIENT_CREATED,
+    ORDER_CREATED,
+    ASSETS_UPLOADED,
+    PLAN_RECEIVED,
+    REVISION_REQUESTED,
+    PROVIDER_APPROVED,
+    ACCEPTED,
+    SHIPPING,
+    CANCELLED,
+)
+INITIAL = ELIGIBLE
+TERMINAL = (SHIPPING, CANCELLED)
+NON_TERMINAL = tuple(s for s in STATES if s not in TERMINAL)
+
+# One line each, in words a person at the front desk would use.
+MEANINGS = {
+    ELIGIBLE: "Prescribed to Align; nothing sent yet.",
+    PATIENT_CREATED: "Align has a patient record for this case.",
+    ORDER_CREATED: "Align has the primary (IAS) order.",
+    ASSETS_UPLOADED: "Align has the scans; waiting for the treatment plan.",
+    PLAN_RECEIVED: "A ClinCheck plan is waiting for the provider's review.",
+    REVISION_REQUESTED: "The provider asked for changes; waiting for a new plan.",
+    PROVIDER_APPROVED: "The provider approved the plan; waiting for the aligner purchase.",
+    ACCEPTED: "Aligners bought and acceptance sent to Align; waiting for manufacture.",
+    SHIPPING: "Align shipped the aligners.",
+    CANCELLED: "The case left the Align workflow.",
+}
+
+# --- Actors: who may fire a trigger ---------------------------------------------
+
+STAFF = "staff"        # a clinic staff user
+PROVIDER = "provider"  # the provider on the case's own prescription
+ALIGN = "align"        # an event from Align (acts with no user)
+SYSTEM = "system"      # automation: retries, batch jobs, purchase hooks (acts with no user)
+
+# --- Guards and flags ------------------------------------------------------------
+
+CAN_SEND_TO_ALIGN = "can_send_to_align"   # lab is Align, photos approved, >= 2 STL files
+FLAG_INITIATE_ORDER = "initiate-align-order"
+FLAG_SET_ORDER_STATUS = "set-align-order-status"
+
+
+class Transition(NamedTuple):
+    trigger: str
+    source: tuple
+    dest: str
+    actor: tuple
+    effect: str
+    guard: str | None = None
+    flag: str | None = None
+
+
+# --- The transition table ----------------------------------------------------------
+# trigger, source states, destination, actors, effect (and guard / flag where one applies)
+
+TRANSITIONS = (
+    Transition("create_patient", (ELIGIBLE,), PATIENT_CREATED, (STAFF,),
+               "POST /patients; unknown gender is sent as M with a case note",
+               guard=CAN_SEND_TO_ALIGN, flag=FLAG_INITIATE_ORDER),
+    Transition("create_order", (PATIENT_CREATED,), ORDER_CREATED, (STAFF, SYSTEM),
+               "POST /orders (IAS, treatment option from the photo assessment)",
+               flag=FLAG_INITIATE_ORDER),
+    Transition("upload_assets", (ORDER_CREATED,), ASSETS_UPLOADED, (STAFF, SYSTEM),
+               "POST /assets/upload (ids only)",
+               flag=FLAG_INITIATE_ORDER),
+    Transition("receive_plan", (ASSETS_UPLOADED, REVISION_REQUESTED, PLAN_RECEIVED), PLAN_RECEIVED,
+               (ALIGN,),
+               "store the plan (a newer version replaces the pending one)"),
+    Transition("request_revision", (PLAN_RECEIVED,), REVISION_REQUESTED, (PROVIDER,),
+               "PUT /orders/{caseId}/modify with the provider's comment",
+               flag=FLAG_SET_ORDER_STATUS),
+    Transition("approve_plan", (PLAN_RECEIVED,), PROVIDER_APPROVED, (PROVIDER,),
+               "store the acceptance screenshot in the vault (CCACCEPTSCREEN)"),
+    Transition("accept_clincheck", (PROVIDER_APPROVED,), ACCEPTED, (STAFF, SYSTEM),
+               "PUT /orders/{caseId}/accept with the screenshot's vault_id and external_key",
+               flag=FLAG_SET_ORDER_STATUS),
+    Transition("ship", (ACCEPTED,), SHIPPING, (ALIGN,),
+               "store carrier, tracking number, ship date"),
+    Transition("cancel", NON_TERMINAL, CANCELLED, (STAFF, ALIGN),
+               "record the reason"),
+)
+
+TRIGGERS = tuple(t.trigger for t in TRANSITIONS)
+BY_TRIGGER = {t.trigger: t for t in TRANSITIONS}
+
+# "Send to Align" in the staff portal runs these in order, resuming from the current state.
+SEND_TO_ALIGN = ("create_patient", "create_order", "upload_assets")
+
+# Which trigger an event from Align fires (see the events module for the details).
+EVENT_TRIGGERS = {
+    "treatment_plan.submitted": "receive_plan",
+    "case.status_changed:SHIPPED": "ship",
+    "case.status_changed:CANCELLED": "cancel",
+    "sales_order.created": None,  # adds an order row; changes no state
+}
