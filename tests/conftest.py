@@ -11,6 +11,8 @@ from states import align_case as wf
 
 from .factories import ProviderFactory, StaffFactory
 
+pytest_plugins = ["tests.plugins.simulator"]
+
 IN_CI = os.environ.get("CI") == "true"
 
 

@@ -1,0 +1,1 @@
+"""Pytest plugin: the Align simulator as a real process (filled in with the simulator)."""
