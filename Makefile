@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test install install-dev migrate seed diagrams bench clean
+.PHONY: run test install install-dev migrate seed diagrams bench clean static-deps
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,16 +23,25 @@ $(VENV)/.installed-dev: requirements.txt requirements-dev.txt | $(VENV)/bin/pyth
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
+# Front-end packages (html2canvas for the provider portal) from package.json, served
+# as static files from node_modules/; reinstalled only when the lock file changes.
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --silent || npm install --no-audit --no-fund --silent
+	touch $@
+
+static-deps:
+	@if [ -f package.json ]; then $(MAKE) --no-print-directory node_modules/.installed; fi
+
 migrate: install
 	$(PY) manage.py migrate --noinput
 
 seed: migrate
 	$(PY) manage.py seed_demo
 
-run: seed
+run: seed static-deps
 	$(PY) manage.py run_demo --host $(HOST) --port $(PORT)
 
-test: install-dev
+test: install-dev static-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 diagrams: install
