@@ -1,0 +1,48 @@
+from django import forms
+
+from align_workflow.cases.models import Patient
+from states import align_case as wf
+
+STATE_CHOICES = [("", "All states")] + [(s, s.replace("_", " ")) for s in wf.STATES]
+
+# A JPEG of the review block is a few hundred KB; anything far larger is not one.
+MAX_SCREENSHOT_CHARS = 8 * 1024 * 1024
+
+
+class CaseSearchForm(forms.Form):
+    q = forms.CharField(required=False, max_length=100, label="Search",
+                        widget=forms.TextInput(attrs={"placeholder": "Case number, MRN or patient name",
+                                                      "type": "search", "autofocus": True}))
+    state = forms.ChoiceField(required=False, choices=STATE_CHOICES)
+    attention = forms.BooleanField(required=False, label="Needs attention")
+    stuck = forms.BooleanField(required=False, label="Stuck")
+
+
+class GenderForm(forms.Form):
+    gender = forms.ChoiceField(choices=Patient.Gender.choices)
+
+
+class CancelForm(forms.Form):
+    reason = forms.CharField(max_length=500, strip=True,
+                             widget=forms.TextInput(attrs={"placeholder": "Why is the case leaving the Align workflow?"}),
+                             error_messages={"required": "A reason is required to cancel a case."})
+
+
+class RevisionForm(forms.Form):
+    comments = forms.CharField(max_length=2000, strip=True,
+                               widget=forms.Textarea(attrs={"rows": 4, "placeholder": "What should Align change?"}),
+                               error_messages={"required": "Write what should change: a revision needs a comment."})
+
+
+class ApproveForm(forms.Form):
+    acceptance_screenshot = forms.CharField(
+        widget=forms.HiddenInput, max_length=MAX_SCREENSHOT_CHARS, strip=True,
+        error_messages={"required": "The acceptance screenshot is missing; the plan was not approved. "
+                                    "Reload the page and try again."},
+    )
+
+    def clean_acceptance_screenshot(self):
+        value = self.cleaned_data["acceptance_screenshot"]
+        if not value.startswith("data:image/jpeg;base64,"):
+            raise forms.ValidationError("The acceptance screenshot is not a JPEG image; the plan was not approved.")
+        return value

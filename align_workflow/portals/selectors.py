@@ -1,0 +1,181 @@
+"""Read queries for the portals. Each list is a fixed number of queries however many
+cases it shows (select_related / annotate, never a query per row)."""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db.models import Count, IntegerField, Max, Q, Value, When
+from django.db.models import Case as CaseWhen
+from django.utils import timezone
+
+from align_workflow.cases.models import Case, CaseNote
+from align_workflow.workflow.history import state_logs
+from states import align_case as wf
+
+
+def stuck_before() -> datetime:
+    """A non-terminal case whose state last changed before this moment is stuck."""
+    return timezone.now() - timedelta(seconds=settings.ALIGN_STUCK_AFTER_SECONDS)
+
+
+def stuck_q() -> Q:
+    return Q(state__in=wf.NON_TERMINAL, state_changed_at__lt=stuck_before())
+
+
+def staff_cases(*, q="", state="", attention=False, stuck=False):
+    """The staff case list: needs attention first, then the most recently changed."""
+    cases = Case.objects.select_related("patient", "prescription__provider")
+    for term in q.split():
+        cases = cases.filter(
+            Q(case_number__icontains=term)
+            | Q(patient__mrn__icontains=term)
+            | Q(patient__first_name__icontains=term)
+            | Q(patient__last_name__icontains=term)
+        )
+    if state:
+        cases = cases.filter(state=state)
+    if attention:
+        cases = cases.filter(needs_attention=True)
+    if stuck:
+        cases = cases.filter(stuck_q())
+    return cases.order_by("-needs_attention", "-state_changed_at", "-id")
+
+
+@dataclass(frozen=True)
+class StateCount:
+    state: str
+    meaning: str
+    total: int
+    stuck: int
+
+
+def state_counts() -> list[StateCount]:
+    """Cases per state and how many of them are stuck, in workflow order (one query)."""
+    rows = Case.objects.values("state").annotate(
+        total=Count("id"), stuck=Count("id", filter=stuck_q())
+    )
+    by_state = {r["state"]: r for r in rows}
+    return [
+        StateCount(s, wf.MEANINGS[s], by_state.get(s, {}).get("total", 0), by_state.get(s, {}).get("stuck", 0))
+        for s in wf.STATES
+    ]
+
+
+def attention_count() -> int:
+    return Case.objects.filter(needs_attention=True).count()
+
+
+def provider_cases(user):
+    """A provider's own cases: plans waiting for review first, then the most recently changed."""
+    return (
+        Case.objects.filter(prescription__provider__user=user)
+        .select_related("patient")
+        .annotate(
+            plan_version=Max("treatment_plans__version"),
+            waiting_first=CaseWhen(When(state=wf.PLAN_RECEIVED, then=Value(0)), default=Value(1),
+                                   output_field=IntegerField()),
+        )
+        .order_by("waiting_first", "-state_changed_at", "-id")
+    )
+
+
+def provider_case(user, pk):
+    """One of the provider's own cases (DoesNotExist for anybody else's)."""
+    return Case.objects.select_related("patient", "prescription__provider").get(
+        pk=pk, prescription__provider__user=user
+    )
+
+
+def staff_case(pk):
+    return Case.objects.select_related(
+        "patient", "prescription__provider__user", "photo_assessment"
+    ).get(pk=pk)
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    when: datetime
+    kind: str  # "state", "note" or "attempt"
+    title: str
+    detail: str = ""
+    who: str = ""
+    failed: bool = False
+
+
+def _who(user):
+    if user is None:
+        return "Align / automation"
+    return user.get_username()
+
+
+def _attempt_entries(case):
+    """Calls to Align recorded for this case (the outbound-call records, once they exist)."""
+    try:
+        from align_workflow.workflow.models import OutboundAttempt
+    except ImportError:
+        return []
+    entries = []
+    for attempt in OutboundAttempt.objects.filter(case=case).order_by("-id")[:200]:
+        entries.append(attempt_entry(attempt))
+    return entries
+
+
+def attempt_entry(attempt):
+    """One outbound attempt as a timeline entry; reads only fields every attempt record has."""
+    error = getattr(attempt, "error", "") or getattr(attempt, "error_message", "") or ""
+    status = getattr(attempt, "status", "") or getattr(attempt, "outcome", "")
+    step = getattr(attempt, "trigger", "") or getattr(attempt, "step", "")
+    when = getattr(attempt, "finished_at", None) or getattr(attempt, "created", None) or getattr(attempt, "created_at")
+    http = getattr(attempt, "http_status", None) or getattr(attempt, "status_code", None)
+    title = f"Call to Align: {step.replace('_', ' ')}" + (f" ({status})" if status else "")
+    detail = " ".join(part for part in [f"HTTP {http}" if http else "", error] if part)
+    return TimelineEntry(when=when, kind="attempt", title=title, detail=detail,
+                         failed=bool(error) or str(status).lower() in ("failed", "error", "gave_up"))
+
+
+def timeline(case) -> list[TimelineEntry]:
+    """State changes, case notes and calls to Align, newest first."""
+    entries = [
+        TimelineEntry(
+            when=log.timestamp,
+            kind="state",
+            title=f"{log.transition.replace('_', ' ')}: {log.source_state} → {log.state}",
+            detail=log.description or "",
+            who=_who(log.by),
+        )
+        for log in state_logs(case)
+    ]
+    entries += [
+        TimelineEntry(when=note.created, kind="note", title="Note", detail=note.text,
+                      who=_who(note.author) if note.author_id else "")
+        for note in CaseNote.objects.filter(case=case).select_related("author")[:500]
+    ]
+    entries += _attempt_entries(case)
+    return sorted(entries, key=lambda e: e.when, reverse=True)
+
+
+def revision_comments(case):
+    """The provider's earlier revision requests (from the case history), oldest first."""
+    return [
+        (log.timestamp, log.description)
+        for log in state_logs(case).filter(transition="request_revision")
+        if log.description
+    ]
+
+
+def case_stamp(case) -> str:
+    """Changes whenever anything shown about the case's progress changes (for polling)."""
+    latest = Case.objects.filter(pk=case.pk).annotate(
+        last_note=Max("notes__id"), last_plan=Max("treatment_plans__id")
+    ).values_list("state", "state_changed_at", "busy_with", "needs_attention", "last_note", "last_plan").first()
+    return "|".join(str(part) for part in latest or ())
+
+
+def with_preview_links(plans):
+    """Give each plan a `preview_link`: the preview's URL at Align, or our stored copy."""
+    plans = list(plans)
+    for plan in plans:
+        asset = plan.preview
+        plan.preview_link = (asset.url or (asset.file.url if asset.file else "")) if asset else ""
+    return plans

@@ -1,0 +1,55 @@
+"""What every portal action does with a refusal or a failed call: a message, never a 500."""
+
+import re
+
+from django.contrib import messages
+
+from align_workflow.workflow.effects import EffectFailed
+from align_workflow.workflow.engine import TransitionNotAllowed
+
+
+def _call_failures():
+    """Exceptions that mean "the call to Align failed; the case stayed where it was"."""
+    failures = [EffectFailed]
+    try:
+        from align_workflow.integration.client import AlignError
+    except ImportError:  # the Align client is not installed in this build
+        pass
+    else:
+        failures.append(AlignError)
+    return tuple(failures)
+
+
+def perform(request, action, *, success):
+    """Run `action()`; report success, a refusal or a failed call as a message.
+
+    `success` is a message, or a callable taking the action's result and returning one.
+    Returns True when the action went through.
+    """
+    try:
+        result = action()
+    except TransitionNotAllowed as refused:
+        messages.error(request, str(refused))
+        return False
+    except _call_failures() as failed:
+        messages.error(request, f"The call to Align failed: {failed} The case stays where it was; "
+                                "the attempt is in the timeline.")
+        return False
+    messages.success(request, success(result) if callable(success) else success)
+    return True
+
+
+def form_errors(request, form):
+    for errors in form.errors.values():
+        for error in errors:
+            messages.error(request, error)
+
+
+_SVG_PROLOG = re.compile(r"^.*?(?=<svg)", re.S)
+_SVG_SIZE = re.compile(r'<svg width="[^"]*" height="[^"]*"')
+
+
+def inline_svg(svg: str) -> str:
+    """A graphviz SVG ready to sit inside HTML: no XML prolog, scales to its container."""
+    svg = _SVG_PROLOG.sub("", svg, count=1)
+    return _SVG_SIZE.sub('<svg class="diagram" preserveAspectRatio="xMidYMin meet"', svg, count=1)

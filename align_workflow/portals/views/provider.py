@@ -1,0 +1,94 @@
+"""The provider portal: the provider's own cases and the plan review page.
+
+Another provider's case is a 404 everywhere here, not a 403: its existence is not
+shown."""
+
+from django.http import Http404, JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from align_workflow.cases.models import Case
+from align_workflow.workflow.engine import available_triggers, fire
+from states import align_case as wf
+
+from .. import selectors
+from ..access import provider_required
+from ..forms import ApproveForm, RevisionForm
+from .common import form_errors, perform
+
+
+def _own_case_or_404(request, pk):
+    try:
+        return selectors.provider_case(request.user, pk)
+    except Case.DoesNotExist:
+        raise Http404("No such case.")
+
+
+@require_GET
+@provider_required
+def case_list(request):
+    cases = list(selectors.provider_cases(request.user))
+    return render(request, "portals/provider/case_list.html", {
+        "nav": "provider",
+        "waiting": [c for c in cases if c.state == wf.PLAN_RECEIVED],
+        "others": [c for c in cases if c.state != wf.PLAN_RECEIVED],
+    })
+
+
+@require_GET
+@provider_required
+def case_detail(request, pk):
+    case = _own_case_or_404(request, pk)
+    plans = selectors.with_preview_links(case.treatment_plans.select_related("preview"))
+    available = available_triggers(case, by=request.user)
+    return render(request, "portals/provider/case_detail.html", {
+        "nav": "provider",
+        "case": case,
+        "patient": case.patient,
+        "plan": plans[0] if plans else None,
+        "earlier_plans": plans[1:],
+        "revision_comments": selectors.revision_comments(case),
+        "can_approve": "approve_plan" in available,
+        "can_request_revision": "request_revision" in available,
+        "revision_switched_off": case.state == wf.PLAN_RECEIVED and "request_revision" not in available,
+        "approve_form": ApproveForm(),
+        "revision_form": RevisionForm(),
+        "status_url": request.path + "status/",
+        "stamp": selectors.case_stamp(case),
+        "terminal": case.state in wf.TERMINAL,
+    })
+
+
+@require_GET
+@provider_required
+def case_status(request, pk):
+    case = _own_case_or_404(request, pk)
+    return JsonResponse({"state": case.state, "stamp": selectors.case_stamp(case)})
+
+
+@require_POST
+@provider_required
+def approve(request, pk):
+    case = _own_case_or_404(request, pk)
+    form = ApproveForm(request.POST)
+    if form.is_valid():
+        screenshot = form.cleaned_data["acceptance_screenshot"]
+        perform(request, lambda: fire(case, "approve_plan", by=request.user, acceptance_screenshot=screenshot),
+                success="Plan approved. The clinic will confirm the aligner purchase with Align.")
+    else:
+        form_errors(request, form)
+    return redirect("portals:provider_case", pk=case.pk)
+
+
+@require_POST
+@provider_required
+def request_revision(request, pk):
+    case = _own_case_or_404(request, pk)
+    form = RevisionForm(request.POST)
+    if form.is_valid():
+        comments = form.cleaned_data["comments"]
+        perform(request, lambda: fire(case, "request_revision", by=request.user, comments=comments),
+                success="Revision requested. Align will send a new plan version.")
+    else:
+        form_errors(request, form)
+    return redirect("portals:provider_case", pk=case.pk)

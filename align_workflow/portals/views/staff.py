@@ -1,0 +1,164 @@
+"""The staff portal: the case list and the case page with its Align panel.
+
+Each action parses its input, calls one service (the engine, send_to_align,
+retry_case or a portal service) and turns a refusal into a message."""
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import Http404, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from align_workflow.cases.models import Case, CaseAsset, Patient
+from align_workflow.workflow.diagrams import case_svg
+from align_workflow.workflow.engine import available_triggers, fire, flag_is_on
+from align_workflow.workflow.guards import can_send_to_align
+from states import align_case as wf
+
+from .. import selectors, services
+from ..access import staff_required
+from ..forms import CancelForm, CaseSearchForm, GenderForm
+from .common import form_errors, inline_svg, perform
+
+PAGE_SIZE = 25
+# States from which "Send to Align" starts or resumes (eligible, patient_created, order_created).
+SEND_SOURCES = {state for trigger in wf.SEND_TO_ALIGN for state in wf.BY_TRIGGER[trigger].source}
+
+
+@require_GET
+@staff_required
+def case_list(request):
+    form = CaseSearchForm(request.GET or None)
+    filters = form.cleaned_data if form.is_valid() else {}
+    cases = selectors.staff_cases(
+        q=filters.get("q", ""), state=filters.get("state", ""),
+        attention=filters.get("attention", False), stuck=filters.get("stuck", False),
+    )
+    page = Paginator(cases, PAGE_SIZE).get_page(request.GET.get("page"))
+    counts = selectors.state_counts()
+    return render(request, "portals/staff/case_list.html", {
+        "nav": "staff",
+        "form": form,
+        "page": page,
+        "counts": counts,
+        "total": sum(c.total for c in counts),
+        "attention_total": selectors.attention_count(),
+        "filters": filters,
+        "filtered": any(filters.values()),
+    })
+
+
+def _case_or_404(pk):
+    try:
+        return selectors.staff_case(pk)
+    except Case.DoesNotExist:
+        raise Http404("No such case.")
+
+
+@require_GET
+@staff_required
+def case_detail(request, pk):
+    case = _case_or_404(pk)
+    available = available_triggers(case, by=request.user)
+    criteria = can_send_to_align(case)
+    send_flag_on = flag_is_on(wf.FLAG_INITIATE_ORDER, request.user)
+    can_send = any(t in available for t in wf.SEND_TO_ALIGN)
+    return render(request, "portals/staff/case_detail.html", {
+        "nav": "staff",
+        "case": case,
+        "patient": case.patient,
+        "criteria": criteria,
+        "all_criteria_pass": all(c.ok for c in criteria),
+        "send_flag_on": send_flag_on,
+        "can_send": can_send,
+        "sending_stage": case.state in SEND_SOURCES,
+        "can_purchase": "accept_clincheck" in available,
+        "can_cancel": "cancel" in available,
+        "gender_unknown": case.patient.gender == Patient.Gender.UNKNOWN,
+        "gender_form": GenderForm(initial={"gender": case.patient.gender}),
+        "cancel_form": CancelForm(),
+        "timeline": selectors.timeline(case),
+        "assets": CaseAsset.objects.filter(case=case).order_by("kind", "created"),
+        "plans": selectors.with_preview_links(case.treatment_plans.select_related("preview")[:5]),
+        "orders": case.align_orders.all(),
+        "diagram": inline_svg(case_svg(case)),
+        "terminal": case.state in wf.TERMINAL,
+        "status_url": request.path + "status/",
+        "stamp": selectors.case_stamp(case),
+    })
+
+
+@require_GET
+@staff_required
+def case_status(request, pk):
+    case = get_object_or_404(Case, pk=pk)
+    return JsonResponse({"state": case.state, "stamp": selectors.case_stamp(case)})
+
+
+def _back(case):
+    return redirect("portals:staff_case", pk=case.pk)
+
+
+def _now_in(case):
+    case.refresh_from_db(fields=["state", "needs_attention"])
+    return f"The case is now {case.state.replace('_', ' ')}."
+
+
+@require_POST
+@staff_required
+def send(request, pk):
+    from align_workflow.workflow.outbound import send_to_align
+
+    case = get_object_or_404(Case, pk=pk)
+    perform(request, lambda: send_to_align(case, by=request.user),
+            success=lambda _: f"Sent to Align. {_now_in(case)}")
+    return _back(case)
+
+
+@require_POST
+@staff_required
+def retry(request, pk):
+    from align_workflow.workflow.outbound import retry_case
+
+    case = get_object_or_404(Case, pk=pk)
+    perform(request, lambda: retry_case(case, by=request.user),
+            success=lambda _: f"Retried the call to Align. {_now_in(case)}")
+    return _back(case)
+
+
+@require_POST
+@staff_required
+def aligners_purchased(request, pk):
+    case = get_object_or_404(Case, pk=pk)
+    perform(request, lambda: services.mark_aligners_purchased(case, by=request.user),
+            success=lambda _: f"Aligner purchase recorded and the ClinCheck accepted. {_now_in(case)}")
+    return _back(case)
+
+
+@require_POST
+@staff_required
+def cancel(request, pk):
+    case = get_object_or_404(Case, pk=pk)
+    form = CancelForm(request.POST)
+    if form.is_valid():
+        perform(request, lambda: fire(case, "cancel", by=request.user, reason=form.cleaned_data["reason"]),
+                success="The case was cancelled.")
+    else:
+        form_errors(request, form)
+    return _back(case)
+
+
+@require_POST
+@staff_required
+def set_gender(request, pk):
+    case = get_object_or_404(Case.objects.select_related("patient"), pk=pk)
+    form = GenderForm(request.POST)
+    if form.is_valid():
+        changed = services.set_patient_gender(case, form.cleaned_data["gender"], by=request.user)
+        if changed:
+            messages.success(request, f"Patient gender set to {case.patient.get_gender_display()}.")
+        else:
+            messages.info(request, "The patient's gender was already that.")
+    else:
+        form_errors(request, form)
+    return _back(case)
