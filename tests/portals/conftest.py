@@ -1,0 +1,20 @@
+import pytest
+from django.test import Client
+
+
+@pytest.fixture
+def staff_client(staff):
+    client = Client()
+    client.force_login(staff)
+    return client
+
+
+@pytest.fixture
+def provider_client(provider):
+    client = Client()
+    client.force_login(provider.user)
+    return client
+
+
+def messages_of(response):
+    return [str(m) for m in response.context["messages"]] if response.context else []
