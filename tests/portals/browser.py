@@ -1,0 +1,83 @@
+"""Headless Chromium for the browser tests: Debian's `chromium`, driven by Playwright.
+
+One browser for the whole session; each test gets a fresh context (cookies) per user.
+Never `playwright install`: the browser is the system package (`.ci/run` installs it).
+"""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from tests.conftest import IN_CI
+
+ARTIFACTS = Path(settings.BASE_DIR) / "test-artifacts"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+VIEWPORT = {"width": 1366, "height": 900}
+
+
+def require_chromium():
+    path = shutil.which("chromium")
+    if path:
+        return path
+    if IN_CI:
+        pytest.fail("needs Debian's chromium (CI must install it)")
+    pytest.skip("needs Debian's chromium: apt-get install chromium")
+
+
+@pytest.fixture(scope="session")
+def browser():
+    executable = require_chromium()
+    # Playwright's sync API keeps an event loop in this thread; the test's own ORM calls
+    # between browser steps are ordinary synchronous code.
+    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+class Portal:
+    """A signed-in person's browser tab on the live server."""
+
+    def __init__(self, browser, base_url):
+        self.base_url = base_url
+        self.context = browser.new_context(viewport=VIEWPORT)
+        self.context.set_default_timeout(10_000)
+        self.page = self.context.new_page()
+
+    def sign_in(self, username, password="pw"):
+        self.page.goto(self.base_url + "/accounts/login/")
+        self.page.fill("#id_username", username)
+        self.page.fill("#id_password", password)
+        self.page.click("button[type=submit]")
+        return self
+
+    def open(self, path):
+        return self.page.goto(self.base_url + path)
+
+    def screenshot(self, name):
+        ARTIFACTS.mkdir(exist_ok=True)
+        self.page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+    def close(self):
+        self.context.close()
+
+
+@pytest.fixture
+def portal(browser, live_server):
+    opened = []
+
+    def open_portal(username, password="pw"):
+        tab = Portal(browser, live_server.url).sign_in(username, password)
+        opened.append(tab)
+        return tab
+
+    yield open_portal
+    for tab in opened:
+        tab.close()
