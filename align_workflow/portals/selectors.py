@@ -96,7 +96,7 @@ def staff_case(pk):
 @dataclass(frozen=True)
 class TimelineEntry:
     when: datetime
-    kind: str  # "state", "note" or "attempt"
+    kind: str  # "state", "note", "attempt" or "event"
     title: str
     detail: str = ""
     who: str = ""
@@ -134,8 +134,26 @@ def attempt_entry(attempt):
                          failed=bool(error) or str(status).lower() in ("failed", "error", "gave_up"))
 
 
+def _event_entries(case):
+    """Events Align sent about this case (once inbound events are stored)."""
+    try:
+        from align_workflow.integration.models import InboundEvent
+    except ImportError:
+        return []
+    return [
+        TimelineEntry(
+            when=event.received_at,
+            kind="event",
+            title=f"Event from Align: {event.type} ({event.status})",
+            detail=" — ".join(part for part in [event.summary, event.status_detail] if part),
+            failed=event.status == InboundEvent.Status.FAILED,
+        )
+        for event in InboundEvent.objects.filter(case=case).order_by("-received_at", "-id")[:200]
+    ]
+
+
 def timeline(case) -> list[TimelineEntry]:
-    """State changes, case notes and calls to Align, newest first."""
+    """State changes, case notes, calls to Align and events from Align, newest first."""
     entries = [
         TimelineEntry(
             when=log.timestamp,
@@ -152,6 +170,7 @@ def timeline(case) -> list[TimelineEntry]:
         for note in CaseNote.objects.filter(case=case).select_related("author")[:500]
     ]
     entries += _attempt_entries(case)
+    entries += _event_entries(case)
     return sorted(entries, key=lambda e: e.when, reverse=True)
 
 

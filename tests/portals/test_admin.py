@@ -1,0 +1,51 @@
+"""The admin shows a case's history but never edits its state; its action uses the engine."""
+
+import pytest
+from django.test import Client
+from django_fsm_log.models import StateLog
+
+from align_workflow.cases.models import Case
+from states import align_case as wf
+from tests.factories import make_case
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def admin_client_(staff):
+    staff.is_superuser = True
+    staff.save()
+    client = Client()
+    client.force_login(staff)
+    return client
+
+
+def test_case_change_page_shows_history_and_state_read_only(admin_client_, local_effects_only):
+    from align_workflow.workflow import fire
+
+    case = make_case(state=wf.ACCEPTED)
+    fire(case, "ship", by=None, carrier="UPS", tracking_number="1Z")
+    response = admin_client_.get(f"/admin/cases/case/{case.pk}/change/")
+    assert response.status_code == 200
+    form = response.context["adminform"].form
+    assert "state" not in form.fields
+    html = response.content.decode()
+    assert "accepted" in html and "shipping" in html  # the StateLog inline
+
+
+def test_posting_a_state_to_the_admin_changes_nothing(admin_client_):
+    case = make_case()
+    admin_client_.post(f"/admin/cases/case/{case.pk}/change/", {"state": wf.SHIPPING, "case_number": case.case_number})
+    assert Case.objects.get(pk=case.pk).state == wf.ELIGIBLE
+    assert not StateLog.objects.for_(case).exists()
+
+
+def test_admin_cancel_action_goes_through_the_engine(admin_client_, staff):
+    case = make_case(state=wf.ORDER_CREATED)
+    finished = make_case(state=wf.SHIPPING)
+    response = admin_client_.post("/admin/cases/case/", {"action": "cancel_cases", "_selected_action": [case.pk, finished.pk]},
+                                  follow=True)
+    assert Case.objects.get(pk=case.pk).state == wf.CANCELLED
+    assert StateLog.objects.for_(case).get().by == staff
+    assert Case.objects.get(pk=finished.pk).state == wf.SHIPPING
+    assert any("Cannot cancel" in str(m) for m in response.context["messages"])
