@@ -103,7 +103,7 @@ def revoke_tokens(sim, req):
 def expire_tokens(sim, req):
     now = time.time()
     with sim.store.lock:
-        tokens = [t for t in sim.store.tokens.values() if t.expires_at > now]
+        tokens = [t for t in sim.store.tokens.values() if t.expires_at > now and not t.revoked]
         for token in tokens:
             token.expires_at = now
     return {"expired": len(tokens)}

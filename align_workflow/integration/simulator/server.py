@@ -252,6 +252,7 @@ def redacted_body(req):
 class SimulatorHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128   # many clients connecting at once must queue, not be refused
 
     def __init__(self, address, handler, simulator):
         self.simulator = simulator
@@ -261,6 +262,7 @@ class SimulatorHTTPServer(ThreadingHTTPServer):
 class SimulatorRequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "AlignSimulator/1.0"
+    disable_nagle_algorithm = True   # headers and body are two writes; don't wait for delayed ACKs
 
     def do_GET(self):
         self._handle()
