@@ -194,13 +194,13 @@ class AlignSimulator:
         key = req.headers.get("idempotency-key", "").strip() if route.idempotent else ""
         if not key:
             return Outcome(self._work(route, req), fault)
-        print_ = fingerprint(req.method, req.path, req.params)
+        params_print = fingerprint(req.method, req.path, req.params)
         with self.idempotency.exclusive(key, enabled=self.config.idempotency_lock):
-            replay = self.idempotency.replay(key, print_, self.config.idempotency_ttl_s)
+            replay = self.idempotency.replay(key, params_print, self.config.idempotency_ttl_s)
             if replay is not None:
                 return Outcome(replay, fault, replayed=True)
             response = self._work(route, req)
-            self.idempotency.keep(key, print_, route.name, response)
+            self.idempotency.keep(key, params_print, route.name, response)
             return Outcome(response, fault)
 
     def _work(self, route, req):
