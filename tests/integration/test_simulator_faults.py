@@ -19,6 +19,8 @@ def test_a_status_fault_answers_count_times_then_stops(simulator, api):
     assert error_code(answers[0]) == "SERVICE.UNAVAILABLE"
     assert simulator.state()["effects"]["orders"] == 1   # faults did no work and were not kept for the key
     assert simulator.faults()[0]["remaining"] == 0 and simulator.faults()[0]["fired"] == 2
+    logged = [(entry["status"], bool(entry["fault"])) for entry in simulator.requests() if entry["path"] == "/orders"]
+    assert logged == [(503, True), (503, True), (200, False)]
 
 
 def test_a_fault_only_hits_its_route(simulator, api):

@@ -186,7 +186,8 @@ class AlignSimulator:
             time.sleep(latency_ms / 1000)
         if fault and fault.mode == "status":
             retry = {"Retry-After": str(fault.retry_after)} if fault.status in (429, 503) else {}
-            raise ApiError(fault.status, fault.code, fault.message, {"fault": fault.id}, headers=retry)
+            error = ApiError(fault.status, fault.code, fault.message, {"fault": fault.id}, headers=retry)
+            return Outcome(render_error(route, error, req.request_id), fault)
         if fault and fault.mode == "reset":
             return Outcome(None, fault)
         if route.auth == "bearer":
