@@ -110,28 +110,23 @@ def _who(user):
 
 
 def _attempt_entries(case):
-    """Calls to Align recorded for this case (the outbound-call records, once they exist)."""
+    """Calls to Align recorded for this case (OutboundAttempt rows), with their errors."""
     try:
         from align_workflow.workflow.models import OutboundAttempt
-    except ImportError:
+    except ImportError:  # the outbound-call records are not part of this build
         return []
-    entries = []
-    for attempt in OutboundAttempt.objects.filter(case=case).order_by("-id")[:200]:
-        entries.append(attempt_entry(attempt))
-    return entries
+    return [attempt_entry(a) for a in OutboundAttempt.objects.filter(case=case).select_related("by").order_by("-created", "-id")[:200]]
 
 
 def attempt_entry(attempt):
-    """One outbound attempt as a timeline entry; reads only fields every attempt record has."""
-    error = getattr(attempt, "error", "") or getattr(attempt, "error_message", "") or ""
-    status = getattr(attempt, "status", "") or getattr(attempt, "outcome", "")
-    step = getattr(attempt, "trigger", "") or getattr(attempt, "step", "")
-    when = getattr(attempt, "finished_at", None) or getattr(attempt, "created", None) or getattr(attempt, "created_at")
-    http = getattr(attempt, "http_status", None) or getattr(attempt, "status_code", None)
-    title = f"Call to Align: {step.replace('_', ' ')}" + (f" ({status})" if status else "")
-    detail = " ".join(part for part in [f"HTTP {http}" if http else "", error] if part)
-    return TimelineEntry(when=when, kind="attempt", title=title, detail=detail,
-                         failed=bool(error) or str(status).lower() in ("failed", "error", "gave_up"))
+    title = f"Call to Align: {attempt.label} (try {attempt.attempt}, {attempt.get_status_display().lower()})"
+    detail = " ".join(part for part in [f"HTTP {attempt.http_status}" if attempt.http_status else "", attempt.error]
+                      if part)
+    if attempt.next_retry_at and attempt.failed:
+        detail += f" Next automatic retry at {timezone.localtime(attempt.next_retry_at):%Y-%m-%d %H:%M:%S}."
+    return TimelineEntry(when=attempt.finished_at or attempt.started_at or attempt.created, kind="attempt",
+                         title=title, detail=detail.strip(), who=_who(attempt.by) if attempt.by_id else "",
+                         failed=attempt.failed)
 
 
 def _event_entries(case):

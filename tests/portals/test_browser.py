@@ -74,7 +74,8 @@ def test_a_case_from_send_to_shipping(portal, flags, simulator, live_server, set
 
     settings.MEDIA_ROOT = tmp_path
     settings.APP_BASE_URL = live_server.url
-    simulator.config(callback_base_url=live_server.url, auto_advance=True, delay_ms=400)
+    simulator.connect_app(live_server.url)
+    simulator.config(auto_advance=True, delay_ms=400)
     staff = StaffFactory()
     doctor = ProviderFactory()
     case = make_case(provider=doctor)
