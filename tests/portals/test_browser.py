@@ -89,7 +89,7 @@ def test_a_case_from_send_to_shipping(portal, flags, simulator, live_server, set
     clinic.screenshot("staff-case-eligible")
     clinic.page.click("#send-button")
     expect(_state(clinic)).to_have_text(wf.ASSETS_UPLOADED)
-    expect(clinic.page.locator(".msg-success")).to_contain_text("Sent to Align")
+    expect(clinic.page.locator(".msg-success")).to_contain_text("Align accepted")
     # The simulator's events arrive; the page notices and reloads itself.
     expect(_state(clinic)).to_have_text(wf.PLAN_RECEIVED, timeout=20_000)
     clinic.screenshot("staff-case-plan-received")

@@ -23,8 +23,8 @@ def _call_failures():
 def perform(request, action, *, success):
     """Run `action()`; report success, a refusal or a failed call as a message.
 
-    `success` is a message, or a callable taking the action's result and returning one.
-    Returns True when the action went through.
+    `success` is a message, or a callable taking the action's result and returning a
+    message or a (level, message) pair. Returns True when the action went through.
     """
     try:
         result = action()
@@ -35,8 +35,20 @@ def perform(request, action, *, success):
         messages.error(request, f"The call to Align failed: {failed} The case stays where it was; "
                                 "the attempt is in the timeline.")
         return False
-    messages.success(request, success(result) if callable(success) else success)
-    return True
+    outcome = success(result) if callable(success) else success
+    level, text = outcome if isinstance(outcome, tuple) else (messages.SUCCESS, outcome)
+    messages.add_message(request, level, text)
+    return level == messages.SUCCESS
+
+
+def send_outcome(result):
+    """The message for what send_to_align / retry_case did (a SendResult)."""
+    if result.queued:
+        return messages.INFO, result.message
+    state = result.state.replace("_", " ")
+    if result.ok:
+        return messages.SUCCESS, f"{result.message} The case is now {state}.".strip()
+    return messages.ERROR, f"{result.message} The case stays {state}; the timeline has the details."
 
 
 def form_errors(request, form):

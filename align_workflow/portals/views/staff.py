@@ -18,7 +18,7 @@ from states import align_case as wf
 from .. import selectors, services
 from ..access import staff_required
 from ..forms import CancelForm, CaseSearchForm, GenderForm
-from .common import form_errors, inline_svg, perform
+from .common import form_errors, inline_svg, perform, send_outcome
 
 PAGE_SIZE = 25
 # States from which "Send to Align" starts or resumes (eligible, patient_created, order_created).
@@ -110,8 +110,7 @@ def send(request, pk):
     from align_workflow.workflow.outbound import send_to_align
 
     case = get_object_or_404(Case, pk=pk)
-    perform(request, lambda: send_to_align(case, by=request.user),
-            success=lambda _: f"Sent to Align. {_now_in(case)}")
+    perform(request, lambda: send_to_align(case, by=request.user), success=send_outcome)
     return _back(case)
 
 
@@ -121,8 +120,7 @@ def retry(request, pk):
     from align_workflow.workflow.outbound import retry_case
 
     case = get_object_or_404(Case, pk=pk)
-    perform(request, lambda: retry_case(case, by=request.user),
-            success=lambda _: f"Retried the call to Align. {_now_in(case)}")
+    perform(request, lambda: retry_case(case, by=request.user), success=send_outcome)
     return _back(case)
 
 
