@@ -47,6 +47,7 @@ def read_case(base_url, case_id, share_token_lock=True):
     logger = logging.getLogger("align_workflow.integration.client")
     logger.addHandler(statuses)
     logger.setLevel(logging.DEBUG)
+    logger.propagate = False  # sixteen processes' request lines would only be noise on the console
     try:
         _barrier.wait(timeout=60)
         try:
