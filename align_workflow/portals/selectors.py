@@ -193,3 +193,8 @@ def with_preview_links(plans):
         asset = plan.preview
         plan.preview_link = (asset.url or (asset.file.url if asset.file else "")) if asset else ""
     return plans
+
+
+def approval(case):
+    """The StateLog row of the provider's approval of the current plan, if any."""
+    return state_logs(case).filter(transition="approve_plan").order_by("-timestamp", "-id").first()

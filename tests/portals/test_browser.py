@@ -9,7 +9,7 @@ from align_workflow.cases.models import Prescription
 from states import align_case as wf
 from tests.factories import ProviderFactory, StaffFactory, make_case
 
-from .browser import Portal, browser, portal  # noqa: F401  (fixtures)
+from .browser import ARTIFACTS, Portal, browser, portal  # noqa: F401  (fixtures)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -108,10 +108,13 @@ def test_a_case_from_send_to_shipping(portal, flags, simulator, live_server, set
     expect(reviewer.page.locator("#comments")).to_contain_text("Please reduce the IPR on the lower arch.")
     reviewer.page.click("#approve-button")
     expect(_state(reviewer)).to_have_text(wf.PROVIDER_APPROVED)
+    expect(reviewer.page.locator("#approved-on")).to_contain_text(f"Approved by {doctor.user.username}")
     reviewer.screenshot("provider-approved")
 
     shot = CaseAsset.objects.get(case=case, kind=CaseAsset.Kind.CCACCEPTSCREEN)
-    image = Image.open(io.BytesIO(get_vault().get(shot.vault_id, shot.external_key)))
+    stored = get_vault().get(shot.vault_id, shot.external_key)
+    (ARTIFACTS / "acceptance-screenshot.jpg").write_bytes(stored)
+    image = Image.open(io.BytesIO(stored))
     image.load()
     assert image.format == "JPEG"
     assert image.width > 300 and image.height > 150

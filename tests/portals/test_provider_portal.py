@@ -103,6 +103,9 @@ def test_approve_with_a_screenshot(provider_client, provider, review_case, setti
     assert review_case.state == wf.PROVIDER_APPROVED
     assert StateLog.objects.for_(review_case).get().by == provider.user
     assert any(m.startswith("Plan approved.") for m in messages_of(response))
+    html = response.content.decode()
+    assert f"Approved by {provider.user.username} on" in html
+    assert 'id="approve-button"' not in html
 
 
 @pytest.mark.parametrize("value,message", [

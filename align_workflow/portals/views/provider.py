@@ -17,6 +17,10 @@ from ..forms import ApproveForm, RevisionForm
 from .common import form_errors, perform
 
 
+# States in which the provider's approval of the current plan stands.
+APPROVED_STATES = (wf.PROVIDER_APPROVED, wf.ACCEPTED, wf.SHIPPING)
+
+
 def _own_case_or_404(request, pk):
     try:
         return selectors.provider_case(request.user, pk)
@@ -48,6 +52,7 @@ def case_detail(request, pk):
         "plan": plans[0] if plans else None,
         "earlier_plans": plans[1:],
         "revision_comments": selectors.revision_comments(case),
+        "approval": selectors.approval(case) if case.state in APPROVED_STATES else None,
         "can_approve": "approve_plan" in available,
         "can_request_revision": "request_revision" in available,
         "revision_switched_off": case.state == wf.PLAN_RECEIVED and "request_revision" not in available,

@@ -18,7 +18,12 @@
     button.textContent = "Saving approval…";
     var stamp = document.getElementById("approval-stamp");
     if (stamp) {
-      stamp.textContent = "Approved by " + stamp.dataset.who + " on " + new Date().toString();
+      var now = new Date();
+      var offset = -now.getTimezoneOffset();
+      var local = new Date(now.getTime() + offset * 60000).toISOString().slice(0, 19).replace("T", " ");
+      var zone = "UTC" + (offset >= 0 ? "+" : "-") + String(Math.floor(Math.abs(offset) / 60)).padStart(2, "0") +
+        ":" + String(Math.abs(offset) % 60).padStart(2, "0");
+      stamp.textContent = "Approved by " + stamp.dataset.who + " on " + local + " (" + zone + ")";
       stamp.hidden = false;
     }
     window.html2canvas(block, { backgroundColor: "#ffffff", scale: Math.max(1, window.devicePixelRatio || 1), logging: false })
