@@ -133,5 +133,9 @@ def test_a_case_from_send_to_shipping(portal, flags, simulator, live_server, set
     assert case.tracking_number
     expect(clinic.page.locator("#tracking-number")).to_have_text(case.tracking_number)
     clinic.screenshot("staff-case-shipping")
+    clinic.page.click(".tl-filter button[data-kind=attempt]")
+    visible = clinic.page.locator("#timeline li:visible")
+    assert visible.count() >= 5  # create patient, order, upload, revision, accept
+    assert all("tl-attempt" in c for c in visible.evaluate_all("items => items.map(i => i.className)"))
     clinic.open("/support/workflow/")
     clinic.screenshot("support-workflow")

@@ -52,3 +52,22 @@
 
   schedule();
 })();
+
+// The timeline's filter buttons: show one kind of entry (or only failures).
+(function () {
+  "use strict";
+  var filter = document.querySelector(".tl-filter");
+  var timeline = document.getElementById("timeline");
+  if (!filter || !timeline) return;
+  filter.hidden = false;
+  filter.addEventListener("click", function (event) {
+    var button = event.target.closest("button[data-kind]");
+    if (!button) return;
+    var kind = button.dataset.kind;
+    filter.querySelectorAll("button").forEach(function (b) { b.classList.toggle("active", b === button); });
+    timeline.querySelectorAll("li").forEach(function (li) {
+      var show = !kind || li.classList.contains(kind === "failed" ? "tl-failed" : "tl-" + kind);
+      li.hidden = !show;
+    });
+  });
+})();
