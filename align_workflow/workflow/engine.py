@@ -217,6 +217,8 @@ def fire(case, trigger, *, by, **params):
     spec = _spec(trigger)
     effect = effect_registry.get(trigger)
     if effect.check:
+        # Refuse the wrong caller / state / flag before reading (and maybe decoding) the input.
+        check(case, trigger, by=by)
         try:
             effect.check(case, by, params)
         except effect_registry.EffectInputError as exc:
@@ -263,9 +265,15 @@ def fire(case, trigger, *, by, **params):
                     sender=Case, case_id=locked.pk, trigger=trigger, source=source, target=spec.dest
                 )
             )
-    except BaseException:
+    except BaseException as exc:
         if claimed:
             _release(case.pk, trigger)
+            if effect.recover:
+                # The call did its work but the change was not saved: let the effect record that.
+                try:
+                    effect.recover(case, by, params, result, exc)
+                except Exception:
+                    logger.exception("case %s: recovering from a failed %s commit failed too", case.pk, trigger)
         raise
     _copy_fields(case, locked)
     logger.info("case %s: %s %s -> %s", locked.pk, trigger, source, spec.dest)
