@@ -274,7 +274,10 @@ def record_success(case, attempt_id: int, duration_ms: int | None, summary: str,
     CaseNote.objects.create(case_id=case.pk, text=f"Align accepted {label}." + (f" {summary}" if summary else ""))
     for text in extra_notes:
         CaseNote.objects.create(case_id=case.pk, text=text)
-    if case.needs_attention and _is_outbound_attention(case.attention_reason):
+    # Read the flag from the database: the caller's copy of the case may predate the failure that set it.
+    reason = Case.objects.filter(pk=case.pk, needs_attention=True).values_list("attention_reason", flat=True).first()
+    if reason is not None and _is_outbound_attention(reason):
+        Case.objects.filter(pk=case.pk).update(needs_attention=False, attention_reason="")
         case.needs_attention, case.attention_reason = False, ""
     if attempt.chain:
         following = _following_step(attempt.step)
