@@ -31,6 +31,8 @@ from .screenshots import decode_screenshot
 logger = logging.getLogger(__name__)
 
 MAX_COMMENT_LENGTH = 4000
+# Only a negative-control test turns this off, to show the duplicates keys prevent.
+SEND_IDEMPOTENCY_KEYS = True
 
 
 class AlignCallFailed(EffectFailed):
@@ -67,7 +69,8 @@ def _align_step(step, send):
         attempt = outbound.begin_attempt(case, step, by, params)
         started = time.monotonic()
         try:
-            result = send(align_client(), case, params, attempt.idempotency_key)
+            key = attempt.idempotency_key if SEND_IDEMPOTENCY_KEYS else None
+            result = send(align_client(), case, params, key)
         except Exception as exc:
             duration = round((time.monotonic() - started) * 1000)
             if not _is_align_error(exc):
