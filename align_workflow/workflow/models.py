@@ -68,5 +68,16 @@ class OutboundAttempt(models.Model):
         return step_label(self.step)
 
     @property
+    def failed(self):
+        return self.status in (self.Status.FAILED_RETRYABLE, self.Status.FAILED_PERMANENT)
+
+    @property
+    def error(self):
+        """What went wrong, for a timeline ("" when nothing did)."""
+        if not (self.failed or self.status == self.Status.SKIPPED or self.error_code):
+            return ""
+        return ": ".join(part for part in (self.error_code, self.message) if part)
+
+    @property
     def is_open(self):
         return self.status in self.OPEN and self.claimed_until is not None and self.claimed_until > timezone.now()

@@ -448,6 +448,7 @@ def run_attempt(attempt_id: int) -> SendResult | None:
             result.failed_step, result.error = attempt.step, str(exc)
             break
         except AttemptTaken:
+            result.queued = True  # another process is sending it
             break
         except AlignCallFailed as exc:
             failed = exc.attempt
@@ -615,9 +616,19 @@ def collect_due(*, everything=False) -> tuple[DueRun, list[int]]:
     return run, to_run
 
 
-def _run_in_thread(attempt_id):
+def _run_logged(attempt_id):
+    # One attempt's unexpected error must not stop the others; its evidence is recorded
+    # (NOT_SAVED) or its lease will expire and the sweep takes it over.
     try:
         return run_attempt(attempt_id)
+    except Exception:
+        logger.exception("attempt %s could not be run", attempt_id)
+        return None
+
+
+def _run_in_thread(attempt_id):
+    try:
+        return _run_logged(attempt_id)
     finally:
         close_old_connections()
         connection.close()
@@ -630,7 +641,7 @@ def run_due(*, everything=False, workers=1) -> DueRun:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             run.results = [r for r in pool.map(_run_in_thread, to_run) if r is not None]
     else:
-        run.results = [r for r in map(run_attempt, to_run) if r is not None]
+        run.results = [r for r in map(_run_logged, to_run) if r is not None]
     return run
 
 

@@ -185,6 +185,7 @@ def test_a_503_on_create_order_stops_the_sequence_with_a_note(fake_align, staff,
     # Backoff with jitter: the first retry comes between half the base and the base.
     assert before + timedelta(seconds=15) <= failed.next_retry_at <= timezone.now() + timedelta(seconds=30)
     assert result.retry_at == failed.next_retry_at
+    assert failed.failed and failed.error == "ALIGN.UNAVAILABLE: Align is unavailable"
     assert not reload(case).needs_attention
     assert fake_align.sent("upload_assets") == []
 
@@ -519,3 +520,15 @@ def test_attempts_of_lists_newest_first(fake_align, staff, flags_on):
     assert [(a.step, a.status) for a in rows] == [("create_order", S.FAILED_RETRYABLE),
                                                    ("create_patient", S.SUCCEEDED)]
     assert rows[0].label == "Create Order"
+
+
+def test_the_admin_lists_attempts_read_only(fake_align, staff, flags_on, admin_client):
+    case = make_case()
+    fake_align.fail("create_order", unavailable(503))
+    send_to_align(case, by=staff)
+    page = admin_client.get("/admin/workflow/outboundattempt/?status=failed_retryable")
+    assert page.status_code == 200 and b"create_order" in page.content
+    attempt = attempts(case)[-1]
+    detail = admin_client.get(f"/admin/workflow/outboundattempt/{attempt.pk}/change/")
+    assert detail.status_code == 200 and b"ALIGN.UNAVAILABLE" in detail.content
+    assert admin_client.get("/admin/workflow/outboundattempt/add/").status_code == 403

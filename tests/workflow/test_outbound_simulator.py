@@ -66,7 +66,8 @@ def test_one_send_takes_an_eligible_case_to_assets_uploaded(align, staff, flags_
     assert case.state == wf.ASSETS_UPLOADED and path_taken(case) == SEND_PATH
     assert effects(align) == {"patients": 1, "orders": 1, "uploads": 1, "accepts": 0, "modifies": 0}
     remote = sim_case(align, case)
-    assert remote["pId"] == case.align_pid and remote["orderType"] == "IAS"
+    assert remote["pId"] == case.align_pid
+    assert remote["orders"][0]["orderType"] == "IAS" and remote["orders"][0]["treatmentOption"] == "BOTH_ARCHES"
     assert align.state()["patients"][0]["gender"] == "M"
     assert [a.status for a in OutboundAttempt.objects.filter(case=case)] == [S.SUCCEEDED] * 3
     assert any("sent to Align as M" in n for n in notes(case))
