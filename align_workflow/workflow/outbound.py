@@ -424,6 +424,19 @@ class SendResult:
     def ok(self) -> bool:
         return self.failed_step is None
 
+    @property
+    def message(self) -> str:
+        """One sentence for the person who clicked."""
+        if self.queued:
+            return "Queued: the calls to Align will be sent in the background; the timeline shows their outcome."
+        done = ", ".join(step_label(s) for s in self.done)
+        text = f"Align accepted: {done}." if done else ""
+        if self.failed_step:
+            text += f" {step_label(self.failed_step)} did not go through: {self.error}"
+            if self.needs_attention:
+                text += " The case needs attention."
+        return text.strip()
+
 
 def run_attempt(attempt_id: int) -> SendResult | None:
     """Send a pending attempt (and, for "Send to Align", the steps that follow it).

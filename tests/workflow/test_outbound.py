@@ -53,6 +53,7 @@ def test_one_send_takes_an_eligible_case_to_assets_uploaded(fake_align, staff, f
 
     assert result.ok and not result.queued
     assert result.done == list(wf.SEND_TO_ALIGN)
+    assert result.message == "Align accepted: Create Patient, Create Order, Upload Assets."
     assert case.state == result.state == wf.ASSETS_UPLOADED  # the caller's instance is refreshed
     assert case.align_pid == "P0000001"
     assert path_taken(case) == SEND_PATH
@@ -188,6 +189,7 @@ def test_a_503_on_create_order_stops_the_sequence_with_a_note(fake_align, staff,
     assert failed.failed and failed.error == "ALIGN.UNAVAILABLE: Align is unavailable"
     assert not reload(case).needs_attention
     assert fake_align.sent("upload_assets") == []
+    assert result.message.startswith("Align accepted: Create Patient. Create Order did not go through: Bad Align")
 
 
 def test_the_retry_reuses_the_key_and_continues_the_sequence(fake_align, staff, flags_on):
