@@ -479,14 +479,19 @@ def test_the_celery_sweep_queues_due_retries_and_expired_leases(fake_align, staf
     fake_align.fail("create_order", unavailable(503))
     send_to_align(case, by=staff)
     make_due(case)
+    crashed = make_case()  # its worker died in the middle of create_patient
+    past = timezone.now() - timedelta(seconds=1)
+    OutboundAttempt.objects.create(case=crashed, step="create_patient", attempt=1, chain=True, by=staff,
+                                   idempotency_key=f"align-workflow:case-{crashed.pk}:create_patient:1",
+                                   status=S.IN_FLIGHT, started_at=past, claimed_until=past)
     settings.ALIGN_EXECUTION = "celery"
     queued = []
     monkeypatch.setattr(tasks.run_attempt_task, "delay", queued.append)
-    assert tasks.sweep_task() == 1
+    assert tasks.sweep_task() == 2
     assert tasks.sweep_task() == 0  # claimed once
-    [attempt_id] = queued
-    tasks.run_attempt_task(attempt_id)
-    assert reload(case).state == wf.ASSETS_UPLOADED
+    for attempt_id in queued:
+        tasks.run_attempt_task(attempt_id)
+    assert reload(case).state == wf.ASSETS_UPLOADED and reload(crashed).state == wf.ASSETS_UPLOADED
 
 
 def test_the_beat_schedule_runs_the_sweep(settings):
