@@ -6,6 +6,9 @@
                                         # attempts whose lease expired
 
 Settings come from Django's (the CELERY_* names); the broker is CELERY_BROKER_URL (Redis).
+The tasks (workflow/tasks.py) are bound to this app, so the web process queues them on
+the configured broker; `align_workflow/__init__.py` deliberately does not import Celery
+(the simulator runs from this package without Django or Celery).
 """
 
 import os

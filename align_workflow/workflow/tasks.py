@@ -7,14 +7,14 @@ claims each piece of due work with a conditional update before queueing it.
 
 import logging
 
-from celery import shared_task
+from align_workflow.celery import app
 
 from . import outbound
 
 logger = logging.getLogger(__name__)
 
 
-@shared_task(name="align.run_attempt", acks_late=True, ignore_result=True)
+@app.task(name="align.run_attempt", acks_late=True, ignore_result=True)
 def run_attempt_task(attempt_id):
     result = outbound.run_attempt(attempt_id)
     if result is not None:
@@ -22,7 +22,7 @@ def run_attempt_task(attempt_id):
                     ",".join(result.done) or "-", result.failed_step or "-")
 
 
-@shared_task(name="align.sweep", ignore_result=True)
+@app.task(name="align.sweep", ignore_result=True)
 def sweep_task():
     """Queue every retry that is due and every attempt whose lease expired."""
     run, to_run = outbound.collect_due()

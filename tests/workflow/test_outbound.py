@@ -496,6 +496,7 @@ def test_the_celery_sweep_queues_due_retries_and_expired_leases(fake_align, staf
 
 def test_the_beat_schedule_runs_the_sweep(settings):
     from align_workflow.celery import app
+    from align_workflow.workflow import tasks  # noqa: F401 - what the worker's autodiscovery imports
 
     assert app.conf.beat_schedule["align-sweep"]["task"] == "align.sweep"
     assert "align.sweep" in app.tasks and "align.run_attempt" in app.tasks

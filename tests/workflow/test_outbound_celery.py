@@ -60,8 +60,8 @@ def celery_broker(require_postgres, require_redis, settings):
 
 
 @pytest.fixture
-def worker(celery_broker, simulator, live_server):
-    simulator.config(app_url=live_server.url)
+def worker(celery_broker, simulator, app_for_align):
+    simulator.config(app_url=app_for_align.url)
     log = tempfile.NamedTemporaryFile(prefix="align-celery-", suffix=".log", delete=False)
     env = dict(os.environ, DATABASE_URL=database_url(), CELERY_BROKER_URL=celery_broker,
                ALIGN_EXECUTION="celery", ALIGN_SERVICE_URL=simulator.url, PYTHONUNBUFFERED="1")

@@ -41,8 +41,8 @@ def race(target):
     return outcomes
 
 
-def test_ten_concurrent_sends_make_one_chain_of_calls(require_postgres, simulator, live_server, staff, flags_on):
-    simulator.config(app_url=live_server.url)
+def test_ten_concurrent_sends_make_one_chain_of_calls(require_postgres, simulator, app_for_align, staff, flags_on):
+    simulator.config(app_url=app_for_align.url)
     case = make_case()
     outcomes = race(lambda: send_to_align(Case.objects.get(pk=case.pk), by=staff))
 

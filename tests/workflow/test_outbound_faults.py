@@ -29,8 +29,8 @@ SEND_PATH = [(wf.ELIGIBLE, wf.PATIENT_CREATED, "create_patient"),
 
 
 @pytest.fixture
-def faulty_align(simulator, live_server, settings):
-    simulator.config(app_url=live_server.url, seed=7)
+def faulty_align(simulator, app_for_align, settings):
+    simulator.config(app_url=app_for_align.url, seed=7)
     # The first fault that hits a request applies: 20% answer 503, then 2% of requests
     # lose their connection, then 5% are done but answered only after the client gave up.
     simulator.fault(route="*", rate=0.20, status=503, seed=11)

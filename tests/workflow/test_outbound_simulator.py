@@ -24,9 +24,9 @@ SEND_PATH = [(wf.ELIGIBLE, wf.PATIENT_CREATED), (wf.PATIENT_CREATED, wf.ORDER_CR
 
 
 @pytest.fixture
-def align(simulator, live_server):
+def align(simulator, app_for_align):
     """The simulator, reading asset lists from this app; no events unless a test asks."""
-    simulator.config(app_url=live_server.url)
+    simulator.config(app_url=app_for_align.url)
     return simulator
 
 
