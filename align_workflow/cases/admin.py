@@ -2,6 +2,7 @@ from django.contrib import admin, messages
 from django_fsm_log.admin import StateLogInline
 
 from align_workflow.workflow.engine import TransitionNotAllowed, fire
+from align_workflow.workflow.models import OutboundAttempt
 
 from .models import AlignOrder, Case, CaseAsset, CaseNote, Patient, PhotoAssessment, Prescription, Provider, TreatmentPlan
 
@@ -42,6 +43,13 @@ class AssetInline(admin.TabularInline):
     readonly_fields = ("vault_id", "external_key", "created")
 
 
+class AttemptInline(ReadOnlyInline):
+    model = OutboundAttempt
+    fields = ("created", "step", "attempt", "status", "http_status", "error_code", "message", "next_retry_at")
+    readonly_fields = fields
+    ordering = ("-created", "-id")
+
+
 @admin.register(Case)
 class CaseAdmin(admin.ModelAdmin):
     list_display = ("case_number", "patient", "state", "needs_attention", "state_changed_at")
@@ -51,7 +59,7 @@ class CaseAdmin(admin.ModelAdmin):
         "state", "state_changed_at", "align_pid", "needs_attention", "attention_reason",
         "busy_with", "busy_until", "cancel_reason", "carrier", "tracking_number", "shipped_at",
     )
-    inlines = [StateLogInline, NoteInline, AssetInline, AlignOrderInline, TreatmentPlanInline]
+    inlines = [StateLogInline, NoteInline, AssetInline, AlignOrderInline, TreatmentPlanInline, AttemptInline]
     actions = ["cancel_cases"]
 
     @admin.action(description="Cancel the selected cases (through the workflow engine)")

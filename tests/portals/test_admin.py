@@ -49,3 +49,14 @@ def test_admin_cancel_action_goes_through_the_engine(admin_client_, staff):
     assert StateLog.objects.for_(case).get().by == staff
     assert Case.objects.get(pk=finished.pk).state == wf.SHIPPING
     assert any("Cannot cancel" in str(m) for m in response.context["messages"])
+
+
+def test_case_change_page_lists_calls_to_align(admin_client_):
+    from align_workflow.workflow.models import OutboundAttempt
+
+    case = make_case()
+    OutboundAttempt.objects.create(case=case, step="create_patient", idempotency_key="k1", attempt=1,
+                                   status=OutboundAttempt.Status.FAILED_PERMANENT, http_status=422,
+                                   error_code="PATIENT.INVALID", message="zip code is not valid")
+    html = admin_client_.get(f"/admin/cases/case/{case.pk}/change/").content.decode()
+    assert "zip code is not valid" in html and "PATIENT.INVALID" in html
