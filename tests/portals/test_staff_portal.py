@@ -219,12 +219,13 @@ def test_timeline_shows_state_changes_and_notes(staff_client, staff, local_effec
     assert 'id="tracking-number">1ZTRACK<' in html
 
 
-def test_retry_shown_only_when_needs_attention(staff_client):
+def test_retry_shown_only_when_needs_attention(staff_client, flags_on):
     calm = make_case(state=wf.PATIENT_CREATED)
     stuck = make_case(state=wf.PATIENT_CREATED, needs_attention=True, attention_reason="create order: HTTP 503")
     assert 'id="retry-button"' not in staff_client.get(f"/staff/cases/{calm.pk}/").content.decode()
     html = staff_client.get(f"/staff/cases/{stuck.pk}/").content.decode()
     assert 'id="retry-button"' in html and "create order: HTTP 503" in html
+    assert 'id="send-button"' not in html  # one way forward: Retry
 
 
 def test_buttons_follow_the_state(staff_client, flags_on):

@@ -62,7 +62,8 @@ def case_detail(request, pk):
     available = available_triggers(case, by=request.user)
     criteria = can_send_to_align(case)
     send_flag_on = flag_is_on(wf.FLAG_INITIATE_ORDER, request.user)
-    can_send = any(t in available for t in wf.SEND_TO_ALIGN)
+    # A case that needs attention is resumed with Retry (same step, same idempotency key).
+    can_send = any(t in available for t in wf.SEND_TO_ALIGN) and not case.needs_attention
     return render(request, "portals/staff/case_detail.html", {
         "nav": "staff",
         "case": case,
