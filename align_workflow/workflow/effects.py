@@ -32,6 +32,14 @@ class EffectFailed(Exception):
     """The effect was attempted and failed; the case stays where it was."""
 
 
+class StalePlan(EffectFailed):
+    """A treatment plan that is not newer than the newest one already stored."""
+
+    def __init__(self, message, *, newest_version):
+        super().__init__(message)
+        self.newest_version = newest_version
+
+
 @dataclass
 class Effect:
     check: Callable | None = None
@@ -74,5 +82,60 @@ def _apply_ship(case, by, params, result):
     return f"Shipped by {case.carrier or 'carrier unknown'}, tracking {case.tracking_number or 'unknown'}"
 
 
+def record_plan(case, plan):
+    """Store one treatment plan (and its preview as a PROVPREV asset); returns the row.
+
+    `plan` is a dict: plan_id, version, and optionally revision_of, sales_order_number,
+    stages_upper, stages_lower, attachments, ipr, notes, submitted_at and
+    preview {url, sha256, size, filename}.
+    """
+    from align_workflow.cases.models import CaseAsset, TreatmentPlan
+
+    preview = None
+    if plan.get("preview"):
+        p = plan["preview"]
+        preview = CaseAsset.objects.create(
+            case=case, kind=CaseAsset.Kind.PROVPREV, url=p.get("url", ""), sha256=p.get("sha256", ""),
+            size=p.get("size"), filename=p.get("filename", ""),
+        )
+    return TreatmentPlan.objects.create(
+        case=case,
+        plan_id=plan["plan_id"],
+        version=plan["version"],
+        revision_of=plan.get("revision_of") or "",
+        sales_order_number=plan.get("sales_order_number") or "",
+        stages_upper=plan.get("stages_upper") or 0,
+        stages_lower=plan.get("stages_lower") or 0,
+        attachments=bool(plan.get("attachments")),
+        ipr=bool(plan.get("ipr")),
+        notes=plan.get("notes") or "",
+        preview=preview,
+        received_at=timezone.now(),
+    )
+
+
+def _check_receive_plan(case, by, params):
+    plan = params.get("plan")
+    if not isinstance(plan, dict) or not plan.get("plan_id") or not isinstance(plan.get("version"), int):
+        raise EffectInputError("A treatment plan (plan id and version) is required to receive a plan.")
+
+
+def _apply_receive_plan(case, by, params, result):
+    # Runs under the case's row lock, so two plans racing for one case are compared
+    # one after the other; the plan row commits together with the state change.
+    from align_workflow.cases.models import TreatmentPlan
+
+    plan = params["plan"]
+    newest = TreatmentPlan.objects.filter(case=case).order_by("-version").first()
+    if newest is not None and plan["version"] <= newest.version:
+        raise StalePlan(
+            f"Plan version {plan['version']} is not newer than version {newest.version} already received.",
+            newest_version=newest.version,
+        )
+    record_plan(case, plan)
+    return f"Plan {plan['plan_id']} version {plan['version']} received"
+
+
 register("cancel", check=_check_cancel, apply=_apply_cancel)
 register("ship", apply=_apply_ship)
+register("receive_plan", check=_check_receive_plan, apply=_apply_receive_plan)
