@@ -153,7 +153,7 @@ class List(_Field):
 
 
 def _err(errors, path, message):
-    errors.setdefault(path, []).append(message)
+    errors.setdefault(path or "body", []).append(message)
     return None
 
 
