@@ -267,7 +267,8 @@ def _storable_text(text):
 def parse(body: bytes) -> Event:
     """Parse and check one event body; raise PayloadError with field errors."""
     try:
-        payload = json.loads(body, parse_constant=_reject_constant)
+        # Plain UTF-8 only: json.loads(bytes) would also take UTF-16/32 and a leading BOM.
+        payload = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
     except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise PayloadError({"body": ["is not valid JSON"]}) from None
     bad = _unstorable(payload)
