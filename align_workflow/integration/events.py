@@ -268,9 +268,10 @@ def _stale(known, status, occurred_at, event):
 
 
 def _furthest(current, status):
+    # Called only for a status that is not stale, i.e. not behind `current`.
     if status not in STATUS_RANK:
         return current
-    if current in STATUS_RANK and STATUS_RANK[current] >= STATUS_RANK[status]:
+    if current in STATUS_RANK and STATUS_RANK[current] > STATUS_RANK[status]:
         return current
     return status
 
