@@ -556,3 +556,29 @@ def test_shipped_needs_the_shipment(client):
     response = deliver(client, status_event(case, "SHIPPED"))
     assert response.status_code == 400
     assert "data.shipment" in response.json()["error"]["details"]["fields"]
+
+
+# --- The sweep command ------------------------------------------------------------------
+
+
+def test_the_sweep_applies_what_can_apply_and_leaves_the_rest(client):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    case = make_case(state=wf.ASSETS_UPLOADED)
+    Case.objects.filter(pk=case.pk).update(busy_with="upload_assets",
+                                           busy_until=datetime.now(tz=timezone.utc) + timedelta(minutes=1))
+    waiting_for_call = plan_event(case)
+    waiting_for_state = shipped_event(make_case(state=wf.PLAN_RECEIVED))
+    for payload in (waiting_for_call, waiting_for_state):
+        assert ok(deliver(client, payload))["status"] == "pending"
+    # The call failed and released the case without a transition: nothing retried the plan.
+    Case.objects.filter(pk=case.pk).update(busy_with="", busy_until=None)
+
+    out = StringIO()
+    call_command("apply_pending_events", stdout=out)
+    assert out.getvalue().strip() == "Pending events tried: 1 applied, 1 pending. Needing attention now: 0."
+    assert stored(waiting_for_call).status == "applied"
+    assert Case.objects.get(pk=case.pk).state == wf.PLAN_RECEIVED
+    assert stored(waiting_for_state).status == "pending"
