@@ -8,9 +8,14 @@ row in the same transaction. A refusal raises TransitionNotAllowed before anythi
 sent or written.
 
 Effects that call Align run with no transaction open and no row lock held: the case
-is first *claimed* in a short transaction (so that a double click or a racing worker
-is refused instead of sending twice), the call is made, and the change is committed
-in a second short transaction that re-checks the state under the row lock.
+is first *claimed* (so that a double click or a racing worker is refused instead of
+sending twice), the call is made, and the change is committed in a short transaction.
+
+Concurrency: every write to the case row is a compare-and-set, `UPDATE … WHERE
+state = <the state we checked>`. The UPDATE takes the row lock and holds it until
+commit, so of two racing transactions one wins and the other, once the lock is free,
+matches no row; it then re-reads the case and is refused with the real reason
+(wrong state, already in progress). One round trip fewer than SELECT … FOR UPDATE.
 """
 
 import logging
@@ -18,7 +23,8 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import Q
 from django.dispatch import Signal
 from django.utils import timezone
 from django_fsm_log.models import StateLog
@@ -183,28 +189,140 @@ def _spec(trigger):
     return spec
 
 
-def _lock(case_id) -> Case:
-    return Case.objects.select_for_update().get(pk=case_id)
+class _StateMoved(Exception):
+    """The compare-and-set found the case no longer as checked; re-read and re-check."""
 
 
-def _claim(case_id, spec, by):
+_RETRIES = 3
+_FIELDS = [f.attname for f in Case._meta.concrete_fields if not f.primary_key]
+
+
+def _snapshot(case):
+    return {name: getattr(case, name) for name in _FIELDS}
+
+
+def _compare_and_set(case, expected_state, changes, *, not_busy):
+    """UPDATE the case row only if it is still in `expected_state` (and, with `not_busy`,
+    not claimed by a call in flight). The UPDATE takes the row lock, which is held until
+    the transaction ends: a racing transaction waits, then matches no row."""
+    rows = Case.objects.filter(pk=case.pk, state=expected_state)
+    if not_busy:
+        rows = rows.filter(Q(busy_until__isnull=True) | Q(busy_until__lte=timezone.now()))
+    if rows.update(**changes) != 1:
+        raise _StateMoved
+
+
+_LOG_COLUMNS = ("timestamp", "by_id", "source_state", "state", "transition", "content_type_id", "description")
+
+
+def _move_and_log(case, expected_state, changes, log, *, not_busy):
+    """Compare-and-set the case row and insert its StateLog row.
+
+    On PostgreSQL both happen in ONE statement (a data-modifying CTE): the history row
+    is inserted only if the case row matched, and the transaction costs a single round
+    trip. Elsewhere, the same in two statements.
+    """
+    if connection.vendor != "postgresql":
+        _compare_and_set(case, expected_state, changes, not_busy=not_busy)
+        log.save(force_insert=True)
+        return
+    case_meta, log_meta = Case._meta, StateLog._meta
+    assignments, params = [], []
+    for name, value in changes.items():
+        field = case_meta.get_field(name)
+        assignments.append(f'"{field.column}" = %s')
+        params.append(field.get_db_prep_save(value, connection))
+    where = f'"{case_meta.pk.column}" = %s AND "state" = %s'
+    params += [case.pk, expected_state]
+    if not_busy:
+        where += ' AND ("busy_until" IS NULL OR "busy_until" <= %s)'
+        params.append(case_meta.get_field("busy_until").get_db_prep_save(timezone.now(), connection))
+    columns = [log_meta.get_field(name).column for name in _LOG_COLUMNS]
+    params += [log_meta.get_field(name).get_db_prep_save(getattr(log, name), connection) for name in _LOG_COLUMNS]
+    sql = (
+        f'WITH moved AS (UPDATE "{case_meta.db_table}" SET {", ".join(assignments)} WHERE {where} '
+        f'RETURNING "{case_meta.pk.column}") '
+        f'INSERT INTO "{log_meta.db_table}" ({", ".join(columns)}, "object_id") '
+        f'SELECT {", ".join(["%s"] * len(columns))}, moved."{case_meta.pk.column}" FROM moved '
+        f'RETURNING "{log_meta.pk.column}"'
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        raise _StateMoved
+    log.pk = row[0]
+    log._state.adding = False
+
+
+def _refresh(case):
+    case.refresh_from_db(fields=_FIELDS)
+
+
+def _checked(case, checks):
+    """Run `checks` on the caller's copy of the case; a refusal is only final once it
+    holds on what the database holds (the caller's copy may be stale)."""
+    try:
+        checks()
+    except TransitionNotAllowed:
+        _refresh(case)
+        checks()
+
+
+def _claim(case, spec, by):
+    """Mark the case as busy with this trigger's call, so that a second caller is refused."""
+    for _ in range(_RETRIES):
+        _checked(case, lambda: (check(case, spec.trigger, by=by), _check_claim(case, spec)))
+        until = timezone.now() + timedelta(seconds=settings.ALIGN_CALL_LEASE_SECONDS)
+        try:
+            _compare_and_set(case, case.state, {"busy_with": spec.trigger, "busy_until": until}, not_busy=True)
+        except _StateMoved:
+            _refresh(case)
+            continue
+        case.busy_with, case.busy_until = spec.trigger, until
+        return case.state
+    raise TransitionNotAllowed("The case keeps changing; try again.", code="in_progress", trigger=spec.trigger)
+
+
+def _release(case, trigger):
+    Case.objects.filter(pk=case.pk, busy_with=trigger).update(busy_with="", busy_until=None)
+    _refresh(case)
+
+
+def _commit(case, spec, by, params, effect, result, claimed_from):
+    """The transaction that applies the effect's result, moves the case and logs it."""
     with transaction.atomic():
-        locked = _lock(case_id)
-        check(locked, spec.trigger, by=by)
-        _check_claim(locked, spec)
-        locked.busy_with = spec.trigger
-        locked.busy_until = timezone.now() + timedelta(seconds=settings.ALIGN_CALL_LEASE_SECONDS)
-        locked.save(update_fields=["busy_with", "busy_until"])
-    return locked
-
-
-def _release(case_id, trigger):
-    Case.objects.filter(pk=case_id, busy_with=trigger).update(busy_with="", busy_until=None)
-
-
-def _copy_fields(target, source):
-    for field in Case._meta.concrete_fields:
-        setattr(target, field.attname, getattr(source, field.attname))
+        if claimed_from is None:
+            _checked(case, lambda: (check(case, spec.trigger, by=by), _check_claim(case, spec)))
+        else:
+            # The call succeeded; only the state can have moved on meanwhile.
+            _checked(case, lambda: _check_state(case, spec))
+        source = case.state
+        before = _snapshot(case)
+        description = effect.apply(case, by, params, result) if effect.apply else None
+        case.state = spec.dest
+        case.state_changed_at = timezone.now()
+        if claimed_from is not None:
+            case.busy_with, case.busy_until = "", None
+        changes = {name: value for name, value in _snapshot(case).items() if value != before[name]}
+        changes["state_changed_at"] = case.state_changed_at
+        log = StateLog(
+            timestamp=case.state_changed_at,
+            by=by,
+            source_state=source,
+            state=spec.dest,
+            transition=spec.trigger,
+            content_type=ContentType.objects.get_for_model(Case),
+            object_id=case.pk,
+            description=description or params.get("description") or None,
+        )
+        _move_and_log(case, source, changes, log, not_busy=claimed_from is None)
+        case_id, trigger, target = case.pk, spec.trigger, spec.dest
+        transaction.on_commit(
+            lambda: transition_applied.send(sender=Case, case_id=case_id, trigger=trigger, source=source,
+                                            target=target)
+        )
+    return log
 
 
 def fire(case, trigger, *, by, **params):
@@ -212,7 +330,8 @@ def fire(case, trigger, *, by, **params):
 
     Returns the StateLog row written. Raises TransitionNotAllowed when refused (nothing
     sent, nothing written); an effect's own exception when its call fails (the case
-    stays where it was). On success `case` is updated in place.
+    stays where it was). On success `case` is updated in place; after a refusal or a
+    failure it holds what the database holds.
     """
     spec = _spec(trigger)
     effect = effect_registry.get(trigger)
@@ -222,51 +341,29 @@ def fire(case, trigger, *, by, **params):
         except effect_registry.EffectInputError as exc:
             raise TransitionNotAllowed(str(exc), code="invalid_input", trigger=trigger, state=case.state) from exc
 
-    result = None
-    claimed = False
+    result, claimed_from = None, None
     if effect.call:
-        locked = _claim(case.pk, spec, by)
-        claimed = True
+        claimed_from = _claim(case, spec, by)
         try:
-            result = effect.call(locked, by, params)
+            result = effect.call(case, by, params)
         except BaseException:
-            _release(case.pk, trigger)
+            _release(case, trigger)
             raise
 
     try:
-        with transaction.atomic():
-            locked = _lock(case.pk)
-            if claimed:
-                # The call succeeded; only the state can have moved on meanwhile.
-                _check_state(locked, spec)
-            else:
-                check(locked, trigger, by=by)
-                _check_claim(locked, spec)
-            description = effect.apply(locked, by, params, result) if effect.apply else None
-            source = locked.state
-            locked.state = spec.dest
-            locked.state_changed_at = timezone.now()
-            if claimed:
-                locked.busy_with, locked.busy_until = "", None
-            locked.save()
-            log = StateLog.objects.create(
-                by=by,
-                source_state=source,
-                state=spec.dest,
-                transition=trigger,
-                content_type=ContentType.objects.get_for_model(Case),
-                object_id=locked.pk,
-                description=description or params.get("description") or None,
-            )
-            transaction.on_commit(
-                lambda: transition_applied.send(
-                    sender=Case, case_id=locked.pk, trigger=trigger, source=source, target=spec.dest
-                )
-            )
+        for attempt in range(_RETRIES):
+            try:
+                log = _commit(case, spec, by, params, effect, result, claimed_from)
+                break
+            except _StateMoved:
+                _refresh(case)
+        else:
+            raise TransitionNotAllowed("The case keeps changing; try again.", code="in_progress", trigger=trigger)
     except BaseException:
-        if claimed:
-            _release(case.pk, trigger)
+        if claimed_from is not None:
+            _release(case, trigger)
+        else:
+            _refresh(case)
         raise
-    _copy_fields(case, locked)
-    logger.info("case %s: %s %s -> %s", locked.pk, trigger, source, spec.dest)
+    logger.info("case %s: %s %s -> %s", case.pk, trigger, log.source_state, spec.dest)
     return log

@@ -1,0 +1,21 @@
+"""The benchmarks at tiny sizes, so they cannot rot. Timings are not checked here."""
+
+import os
+import subprocess
+import sys
+
+from django.conf import settings
+
+
+def test_benchmarks_run_at_tiny_sizes():
+    env = dict(os.environ)
+    db = settings.DATABASES["default"]
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        env["DATABASE_URL"] = "sqlite:///:memory:"
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--scale", "0.01"],
+        cwd=settings.BASE_DIR, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "1 engine" in result.stdout
+    assert "vs django-fsm-2" in result.stdout
