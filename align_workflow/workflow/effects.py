@@ -121,8 +121,10 @@ def _check_receive_plan(case, by, params):
 
 
 def _apply_receive_plan(case, by, params, result):
-    # Runs under the case's row lock, so two plans racing for one case are compared
-    # one after the other; the plan row commits together with the state change.
+    # Runs in the transaction that moves the case, so the plan row commits (or rolls
+    # back) together with the state change. Events from Align are applied one at a time
+    # per case (the events module locks the case row), so two plans for one case are
+    # compared one after the other; (case, version) is unique besides.
     from align_workflow.cases.models import TreatmentPlan
 
     plan = params["plan"]
