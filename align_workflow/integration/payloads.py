@@ -171,8 +171,9 @@ DATA = {
     }),
     TREATMENT_PLAN_SUBMITTED: Obj({
         **_COMMON,
-        "pId": Str(max_length=40),
-        "salesOrderNumber": Str(max_length=40),
+        # Not needed to store the plan, and unknown until Align opened a sales order.
+        "pId": Str(max_length=40, null=True, blank=True),
+        "salesOrderNumber": Str(max_length=40, null=True, blank=True),
         "treatmentPlanId": Str(max_length=40),
         "version": Int(min_value=1, max_value=10_000),
         "revisionOf": Str(max_length=40, null=True, blank=True),

@@ -582,3 +582,9 @@ def test_the_sweep_applies_what_can_apply_and_leaves_the_rest(client):
     assert stored(waiting_for_call).status == "applied"
     assert Case.objects.get(pk=case.pk).state == wf.PLAN_RECEIVED
     assert stored(waiting_for_state).status == "pending"
+
+
+def test_a_plan_before_any_sales_order_has_no_sales_order_number(client):
+    case = make_case(state=wf.ASSETS_UPLOADED)
+    assert ok(deliver(client, plan_event(case, salesOrderNumber=None, pId=None)))["status"] == "applied"
+    assert TreatmentPlan.objects.get(case=case).sales_order_number == ""

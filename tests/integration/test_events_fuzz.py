@@ -27,7 +27,7 @@ FIELDS = {
         "orderType": "str", "createdAt": "datetime",
     },
     "treatment_plan.submitted": {
-        "caseId": "int", "mrn": "str", "pId": "str", "salesOrderNumber": "str", "treatmentPlanId": "str",
+        "caseId": "int", "mrn": "str", "treatmentPlanId": "str",
         "version": "int", "stages": "object", "stages.upper": "int", "stages.lower": "int", "attachments": "bool",
         "ipr": "bool", "notes": "str", "assets": "list", "assets.0.url": "str", "assets.0.sha256": "str",
         "assets.0.size": "int", "assets.0.kind": "choice",
