@@ -3,6 +3,7 @@
 import hmac
 
 from django.conf import settings
+from django.db import transaction
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
@@ -19,6 +20,7 @@ def _error(status, code, message, details=None):
 
 @csrf_exempt  # authenticated by the Standard Webhooks signature instead
 @require_POST
+@transaction.non_atomic_requests  # the event must commit on its own before it is applied
 def receive_event(request):
     """POST /api/align/events (contract section 5)."""
     try:
