@@ -1,0 +1,83 @@
+"""The simulator process delivering real events to this app (pytest-django's live server).
+
+Align's side is driven through the simulator's contract routes here (the calls the
+outbound work makes in production); the app's side fires its own transitions. The
+simulator delivers every event twice and out of order.
+"""
+
+import pytest
+from django.conf import settings
+
+from align_workflow.cases.models import Case, CaseAsset
+from align_workflow.integration.models import InboundEvent
+from align_workflow.workflow import fire
+from states import align_case as wf
+from tests.factories import make_case
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def wait_until_settled(simulator, case, state, timeout=15):
+    """Every event the simulator sent for the case was answered 2xx, and the case is in `state`."""
+    def settled(sim_state):
+        mine = [e for e in sim_state["events"] if e["caseId"] == case.pk]
+        if not mine or any(e["state"] != "delivered" for e in mine):
+            return False
+        if any(len(e["deliveries"]) < e["copies"] for e in mine):
+            return False
+        return Case.objects.get(pk=case.pk).state == state
+
+    simulator.wait_for(settled, timeout=timeout)
+    return Case.objects.get(pk=case.pk)
+
+
+@pytest.fixture
+def align_side(simulator, live_server):
+    simulator.config(app_url=live_server.url, callback_base_url=live_server.url, auto_advance=True, delay_ms=20,
+                     duplicates=True, shuffle=True, shuffle_window_ms=150, seed=11,
+                     callback_secret=settings.ALIGN_EVENTS_SECRET, inbound_token=settings.ALIGN_INBOUND_TOKEN)
+    return simulator
+
+
+def test_simulator_events_take_a_case_to_a_plan_a_revised_plan_and_shipping(align_side, api, staff, flags_on,
+                                                                            local_effects_only):
+    case = make_case(state=wf.ORDER_CREATED)
+    mrn = case.patient.mrn
+    # Align gets the patient and the order (what create_patient and create_order send).
+    _, patient = api.new_patient(case.pk, mrn=mrn)
+    order = api.post("/orders", {"caseId": case.pk, "pId": patient["pId"], "mrn": mrn, "orderType": "IAS",
+                                 "treatmentOption": "BOTH_ARCHES", "chiefConcern": "Straighten teeth"})
+    assert order.status_code == 200, order.text
+
+    # The upload: the simulator reads our asset list, answers, then sends its events;
+    # we record the upload while they are already on their way.
+    upload = api.upload(case.pk, patient)
+    assert upload.status_code == 200, upload.text
+    assert upload.json()["assetCount"] == 2
+    fire(case, "upload_assets", by=staff)
+    case = wait_until_settled(align_side, case, wf.PLAN_RECEIVED)
+    plan = case.treatment_plans.get()
+    assert (plan.version, plan.preview.kind) == (1, CaseAsset.Kind.PROVPREV)
+    assert plan.preview.url.startswith(align_side.url)
+    assert case.align_sales_order_number == plan.sales_order_number != ""
+    assert case.align_patient_id == patient["pId"]
+
+    # A revision request: Align answers with version 2.
+    fire(case, "request_revision", by=case.prescription.provider.user, comments="Less IPR")
+    modify = api.put(f"/orders/{case.pk}/modify", {"caseId": case.pk, "mrn": mrn, "comments": "Less IPR"})
+    assert modify.status_code == 200, modify.text
+    case = wait_until_settled(align_side, case, wf.PLAN_RECEIVED)
+    current = case.treatment_plans.first()
+    assert (current.version, current.revision_of) == (2, plan.plan_id)
+
+    # Approved and bought on our side; Align ships.
+    fire(case, "approve_plan", by=case.prescription.provider.user)
+    fire(case, "accept_clincheck", by=staff)
+    align_side.emit(case.pk, "case.status_changed", status="SHIPPED")
+    case = wait_until_settled(align_side, case, wf.SHIPPING)
+    assert case.carrier == "UPS" and case.tracking_number.startswith("1Z")
+
+    sent = {e["event_id"] for e in align_side.events() if e["caseId"] == case.pk}
+    stored = InboundEvent.objects.filter(case=case)
+    assert set(stored.values_list("event_id", flat=True)) == sent  # each stored once, though sent twice
+    assert not stored.filter(status__in=["pending", "failed"]).exists()
