@@ -32,7 +32,20 @@ def wait_until_settled(simulator, case, state, timeout=15):
 
 
 @pytest.fixture
-def align_side(simulator, live_server):
+def app_server(live_server):
+    """pytest-django's live server. With in-memory SQLite its request threads share the
+    test's connection; a thread still serving the simulator's keep-alive connection when
+    the server stops would fail to "close" it (Django closes connections after each
+    request, through this hook). Closing an in-memory SQLite connection does nothing."""
+    shared = live_server.thread.connections_override.values()
+    if shared and all(conn.vendor == "sqlite" and conn.is_in_memory_db() for conn in shared):
+        live_server.thread.httpd._close_connections = lambda: None
+    return live_server
+
+
+@pytest.fixture
+def align_side(simulator, app_server):
+    live_server = app_server
     simulator.config(app_url=live_server.url, callback_base_url=live_server.url, auto_advance=True, delay_ms=20,
                      duplicates=True, shuffle=True, shuffle_window_ms=150, seed=11,
                      callback_secret=settings.ALIGN_EVENTS_SECRET, inbound_token=settings.ALIGN_INBOUND_TOKEN)
