@@ -1,0 +1,634 @@
+"""The Align client: how this app talks to the Align integration service.
+
+The service's HTTP contract is described in align-contract.md (shared design notes);
+this module is the only place that speaks it. Use it like this:
+
+    from align_workflow.integration.client import Align, AlignUnavailable, AlignRejected
+
+    align = Align()                                  # URL, credentials, timeouts from settings
+    patient = align.create_patient(case_id=case.pk, mrn=..., first_name=..., ...,
+                                   idempotency_key=f"case-{case.pk}-create_patient")
+    patient.p_id                                     # typed results, never raw dicts
+
+What it guarantees:
+
+- **One token for every process.** The bearer token lives in Django's cache (Redis via
+  django-redis in production) for `expires_in - 60` seconds. Fetching it happens under
+  a lock (a Redis lock when the cache offers one, a process-local lock otherwise) with
+  a second look at the cache once the lock is held, so a hundred workers starting at
+  once make one token request. On a 401 the cached token is dropped only if it is still
+  the one that was refused (someone else may already have replaced it), a new one is
+  fetched under the same lock, and the request is sent once more; a second 401 raises
+  AlignAuthError.
+- **Every request has a (connect, read) timeout**: ALIGN_CONNECT_TIMEOUT and
+  ALIGN_READ_TIMEOUT.
+- **Errors are typed and keep the evidence** (HTTP status, the envelope's error code and
+  message, the request id, the raw body), and are mapped from responses in one place
+  (`_error_from_response`):
+    AlignUnavailable  timeouts, connection errors, 5xx, 429: retry later (retry_after
+                      carries Retry-After when the service sent one);
+    AlignRejected     any other 4xx: retrying will not help, a person has to look;
+    AlignAuthError    our credentials were refused, or a fresh token was refused too.
+- **Every mutating call sends the caller's `Idempotency-Key`**, so a retry of a call
+  whose answer was lost is answered from the service's memory instead of done twice.
+- **Logs carry no patient details**: method, path, status, latency, request id and case
+  id only; never names, dates of birth, emails, phones, addresses or error messages
+  (the service may echo the request body in them).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import json
+import logging
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import requests
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "Align",
+    "AlignError",
+    "AlignUnavailable",
+    "AlignRejected",
+    "AlignAuthError",
+    "CreatedPatient",
+    "CreatedOrder",
+    "AssetUpload",
+    "ClinCheckResult",
+    "CaseView",
+]
+
+# A token is thrown away this long before the service says it expires, so that a
+# request never sets off with a token that dies on the way.
+TOKEN_EXPIRY_MARGIN_SECONDS = 60
+
+
+# --- Errors -------------------------------------------------------------------------
+
+
+class AlignError(Exception):
+    """A call to the integration service failed; keeps what the service said."""
+
+    retryable = False
+
+    def __init__(self, message, *, status=None, code="", request_id=None, body=None, method=None, path=None):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+        self.request_id = request_id
+        self.body = body  # the raw response text, when there was a response
+        self.method = method
+        self.path = path
+
+    def __str__(self):
+        where = f"HTTP {self.status}" if self.status is not None else "no response"
+        text = f"{self.code or 'ERROR'} ({where}): {self.message}"
+        if self.request_id:
+            text += f" [request {self.request_id}]"
+        return text
+
+    def _state(self):
+        return {
+            "status": self.status,
+            "code": self.code,
+            "request_id": self.request_id,
+            "body": self.body,
+            "method": self.method,
+            "path": self.path,
+        }
+
+    def __reduce__(self):
+        # Keyword-only arguments are lost by Exception's default pickling (Celery
+        # pickles exceptions across processes).
+        return (_rebuild_error, (type(self), self.message, self._state()))
+
+
+class AlignUnavailable(AlignError):
+    """The service could not be reached or could not answer now: try again later."""
+
+    retryable = True
+
+    def __init__(self, message, *, retry_after=None, **kwargs):
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+    def _state(self):
+        return {**super()._state(), "retry_after": self.retry_after}
+
+
+class AlignRejected(AlignError):
+    """The service refused the request as it stands: a person has to look at it."""
+
+
+class AlignAuthError(AlignError):
+    """Our credentials were refused, or a freshly fetched token was refused as well."""
+
+
+def _rebuild_error(cls, message, state):
+    return cls(message, **state)
+
+
+# --- Results ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CreatedPatient:
+    p_id: str
+    mrn: str
+    created: bool
+
+
+@dataclass(frozen=True)
+class CreatedOrder:
+    case_id: int
+    p_id: str
+    order_type: str
+    status: str
+
+
+@dataclass(frozen=True)
+class AssetUpload:
+    case_id: int
+    accepted: bool
+    asset_count: int
+
+
+@dataclass(frozen=True)
+class ClinCheckResult:
+    case_id: int
+    status: str
+    sales_order_number: str | None
+
+
+@dataclass(frozen=True)
+class CaseView:
+    case_id: int
+    p_id: str | None
+    status: str | None
+    orders: list
+    sales_orders: list
+    plans: list
+
+
+class _MissingField(Exception):
+    pass
+
+
+def _field(body, *names, default=_MissingField):
+    for name in names:
+        if name in body:
+            return body[name]
+    if default is _MissingField:
+        raise _MissingField(names[0])
+    return default
+
+
+# --- Mapping responses to errors (the one place) -----------------------------------
+
+
+def _retry_after_seconds(value):
+    """Retry-After is either delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+
+
+def _json_or_none(response):
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _request_id(response, body):
+    if isinstance(body, dict) and body.get("request_id"):
+        return str(body["request_id"])
+    return response.headers.get("X-Request-Id") or response.headers.get("Request-Id")
+
+
+def _error_from_response(response, method, path):
+    """Turn a non-200 response into the AlignError subclass its status calls for."""
+    status = response.status_code
+    body = _json_or_none(response)
+    envelope = body.get("error") if isinstance(body, dict) else None
+    if isinstance(envelope, dict):
+        code = str(envelope.get("code") or f"HTTP_{status}")
+        message = str(envelope.get("message") or response.reason or "")
+    else:
+        code = f"HTTP_{status}"
+        message = f"HTTP {status} {response.reason or ''}".strip() + (
+            "" if body is not None else " (the body was not JSON)"
+        )
+    evidence = dict(
+        status=status,
+        code=code,
+        request_id=_request_id(response, body),
+        body=response.text,
+        method=method,
+        path=path,
+    )
+    if status == 401:
+        return AlignAuthError(message, **evidence)
+    if status == 429 or status >= 500:
+        return AlignUnavailable(message, retry_after=_retry_after_seconds(response.headers.get("Retry-After")), **evidence)
+    if 400 <= status < 500:
+        return AlignRejected(message, **evidence)
+    # 1xx/3xx/other 2xx: the contract promises 200 for success and nothing else.
+    return AlignUnavailable(f"unexpected HTTP {status}", **evidence)
+
+
+# --- Token lock ---------------------------------------------------------------------
+
+_process_locks: dict[str, threading.Lock] = {}
+_process_locks_guard = threading.Lock()
+
+
+def _process_lock(name):
+    with _process_locks_guard:
+        return _process_locks.setdefault(name, threading.Lock())
+
+
+# --- The client ---------------------------------------------------------------------
+
+
+class Align:
+    """The Align integration service, one method per call of the contract."""
+
+    # Fetch tokens under a lock shared by every process using the cache. Only a test
+    # turns this off, to show what happens without it.
+    share_token_lock = True
+
+    def __init__(
+        self,
+        base_url=None,
+        client_id=None,
+        client_secret=None,
+        *,
+        connect_timeout=None,
+        read_timeout=None,
+        cache=None,
+        session=None,
+    ):
+        self.base_url = (base_url or settings.ALIGN_SERVICE_URL).rstrip("/")
+        self.client_id = client_id if client_id is not None else settings.ALIGN_CLIENT_ID
+        self.client_secret = client_secret if client_secret is not None else settings.ALIGN_CLIENT_SECRET
+        self.connect_timeout = float(connect_timeout if connect_timeout is not None else settings.ALIGN_CONNECT_TIMEOUT)
+        self.read_timeout = float(read_timeout if read_timeout is not None else settings.ALIGN_READ_TIMEOUT)
+        if cache is None:
+            from django.core.cache import cache
+        self.cache = cache
+        self.session = session or requests.Session()
+        # One token per service and client id: a second Align elsewhere shares it.
+        scope = hashlib.sha256(f"{self.base_url}|{self.client_id}".encode()).hexdigest()[:16]
+        self.token_cache_key = f"align:token:{scope}"
+        self.token_lock_key = f"align:token-lock:{scope}"
+
+    @property
+    def timeout(self):
+        return (self.connect_timeout, self.read_timeout)
+
+    # --- the contract's calls -------------------------------------------------------
+
+    def create_patient(
+        self,
+        *,
+        case_id,
+        mrn,
+        first_name,
+        last_name,
+        date_of_birth,
+        gender,
+        email,
+        phone,
+        address,
+        idempotency_key,
+    ) -> CreatedPatient:
+        """POST /patients: register the patient with Align (idempotent per MRN)."""
+        if hasattr(date_of_birth, "isoformat"):
+            date_of_birth = date_of_birth.isoformat()
+        address = dict(address or {})
+        body = self._call(
+            "POST",
+            "/patients",
+            case_id=case_id,
+            idempotency_key=idempotency_key,
+            json_body={
+                "caseId": case_id,
+                "mrn": mrn,
+                "firstName": first_name,
+                "lastName": last_name,
+                "dateOfBirth": date_of_birth,
+                "gender": gender,
+                "email": email,
+                "phone": phone,
+                "address": {k: address.get(k, "") for k in ("line1", "line2", "city", "state", "zip", "country")},
+            },
+        )
+        return self._parse(
+            body,
+            "POST",
+            "/patients",
+            lambda b: CreatedPatient(p_id=str(_field(b, "pId")), mrn=str(_field(b, "mrn")), created=bool(_field(b, "created"))),
+        )
+
+    def create_order(
+        self, *, case_id, p_id, mrn, treatment_option, chief_concern, idempotency_key, order_type="IAS"
+    ) -> CreatedOrder:
+        """POST /orders: open the primary order for the case."""
+        body = self._call(
+            "POST",
+            "/orders",
+            case_id=case_id,
+            idempotency_key=idempotency_key,
+            json_body={
+                "caseId": case_id,
+                "pId": p_id,
+                "mrn": mrn,
+                "orderType": order_type,
+                "treatmentOption": treatment_option,
+                "chiefConcern": chief_concern,
+            },
+        )
+        return self._parse(
+            body,
+            "POST",
+            "/orders",
+            lambda b: CreatedOrder(
+                case_id=int(_field(b, "caseId")),
+                p_id=str(_field(b, "pId")),
+                order_type=str(_field(b, "orderType")),
+                status=str(_field(b, "status")),
+            ),
+        )
+
+    def upload_assets(self, *, case_id, p_id, mrn, idempotency_key) -> AssetUpload:
+        """POST /assets/upload: the service fetches the case's STL list from us."""
+        body = self._call(
+            "POST",
+            "/assets/upload",
+            case_id=case_id,
+            idempotency_key=idempotency_key,
+            json_body={"pId": p_id, "mrn": mrn, "caseId": case_id},
+        )
+        return self._parse(
+            body,
+            "POST",
+            "/assets/upload",
+            lambda b: AssetUpload(
+                case_id=int(_field(b, "caseId")),
+                accepted=bool(_field(b, "accepted")),
+                asset_count=int(_field(b, "assetCount")),
+            ),
+        )
+
+    def accept_clincheck(self, *, case_id, mrn, vault_id, external_key, idempotency_key) -> ClinCheckResult:
+        """PUT /orders/{caseId}/accept: the provider approved the plan."""
+        path = f"/orders/{int(case_id)}/accept"
+        body = self._call(
+            "PUT",
+            path,
+            case_id=case_id,
+            idempotency_key=idempotency_key,
+            json_body={"caseId": case_id, "mrn": mrn, "vault_id": vault_id, "external_key": external_key},
+        )
+        return self._parse(body, "PUT", path, self._clincheck_result)
+
+    def request_modification(self, *, case_id, mrn, comments, idempotency_key) -> ClinCheckResult:
+        """PUT /orders/{caseId}/modify: the provider asked for a revised plan."""
+        path = f"/orders/{int(case_id)}/modify"
+        body = self._call(
+            "PUT",
+            path,
+            case_id=case_id,
+            idempotency_key=idempotency_key,
+            json_body={"caseId": case_id, "mrn": mrn, "comments": comments},
+        )
+        return self._parse(body, "PUT", path, self._clincheck_result)
+
+    def get_case(self, case_id) -> CaseView:
+        """GET /orders/{caseId}: the service's view of the case."""
+        path = f"/orders/{int(case_id)}"
+        body = self._call("GET", path, case_id=case_id)
+
+        def parse(b):
+            return CaseView(
+                case_id=int(_field(b, "caseId", default=case_id)),
+                p_id=_field(b, "pId", default=None),
+                status=_field(b, "status", default=None),
+                orders=list(_field(b, "orders", default=None) or []),
+                sales_orders=list(_field(b, "salesOrders", "sales_orders", default=None) or []),
+                plans=list(_field(b, "plans", "treatmentPlans", default=None) or []),
+            )
+
+        return self._parse(body, "GET", path, parse)
+
+    @staticmethod
+    def _clincheck_result(b):
+        return ClinCheckResult(
+            case_id=int(_field(b, "caseId")),
+            status=str(_field(b, "status")),
+            sales_order_number=_field(b, "salesOrderNumber", default=None),
+        )
+
+    @staticmethod
+    def _parse(body, method, path, build):
+        try:
+            if not isinstance(body, dict):
+                raise _MissingField("a JSON object")
+            return build(body)
+        except (_MissingField, TypeError, ValueError) as exc:
+            raise AlignUnavailable(
+                f"the service's answer could not be read (missing or bad {exc})",
+                status=200,
+                code="INVALID_RESPONSE",
+                request_id=body.get("request_id") if isinstance(body, dict) else None,
+                body=json.dumps(body) if body is not None else None,
+                method=method,
+                path=path,
+            ) from None
+
+    # --- requests -------------------------------------------------------------------
+
+    def _call(self, method, path, *, case_id=None, json_body=None, idempotency_key=None):
+        """Send an authorised request; on a 401 refresh the token once and resend."""
+        headers = {"Accept": "application/json"}
+        if idempotency_key is not None:
+            headers["Idempotency-Key"] = str(idempotency_key)
+        token = self._token()
+        try:
+            return self._send(method, path, case_id=case_id, json_body=json_body, headers=headers, token=token)
+        except AlignAuthError:
+            token = self._replace_refused_token(token)
+        return self._send(method, path, case_id=case_id, json_body=json_body, headers=headers, token=token)
+
+    def _send(self, method, path, *, case_id=None, json_body=None, headers=None, token=None):
+        """One HTTP request with timeouts; returns the parsed body of a 200 or raises."""
+        headers = dict(headers or {})
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        started = time.monotonic()
+        try:
+            response = self.session.request(
+                method, self.base_url + path, json=json_body, headers=headers, timeout=self.timeout
+            )
+        except requests.Timeout as exc:
+            self._log(logging.WARNING, method, path, None, started, None, case_id, "TIMEOUT")
+            raise AlignUnavailable(
+                f"no answer within {self.connect_timeout}s connect / {self.read_timeout}s read ({type(exc).__name__})",
+                code="TIMEOUT",
+                method=method,
+                path=path,
+            ) from exc
+        except requests.ConnectionError as exc:
+            self._log(logging.WARNING, method, path, None, started, None, case_id, "CONNECTION")
+            raise AlignUnavailable(
+                f"could not connect to the integration service ({type(exc).__name__})",
+                code="CONNECTION",
+                method=method,
+                path=path,
+            ) from exc
+        except requests.RequestException as exc:
+            self._log(logging.WARNING, method, path, None, started, None, case_id, "REQUEST_FAILED")
+            raise AlignUnavailable(
+                f"the request failed ({type(exc).__name__})", code="REQUEST_FAILED", method=method, path=path
+            ) from exc
+
+        if response.status_code == 200:
+            body = _json_or_none(response)
+            self._log(logging.INFO, method, path, 200, started, _request_id(response, body), case_id, None)
+            if body is None:
+                raise AlignUnavailable(
+                    "the service answered 200 with a body that is not JSON",
+                    status=200,
+                    code="INVALID_RESPONSE",
+                    request_id=_request_id(response, None),
+                    body=response.text,
+                    method=method,
+                    path=path,
+                )
+            return body
+        error = _error_from_response(response, method, path)
+        self._log(logging.WARNING, method, path, response.status_code, started, error.request_id, case_id, error.code)
+        raise error
+
+    @staticmethod
+    def _log(level, method, path, status, started, request_id, case_id, error_code):
+        # Only identifiers and numbers: bodies and error messages may carry patient details.
+        latency_ms = round((time.monotonic() - started) * 1000)
+        logger.log(
+            level,
+            "align %s %s status=%s latency_ms=%d request_id=%s case_id=%s%s",
+            method,
+            path,
+            status if status is not None else "-",
+            latency_ms,
+            request_id or "-",
+            case_id if case_id is not None else "-",
+            f" error={error_code}" if error_code else "",
+            extra={
+                "align_method": method,
+                "align_path": path,
+                "align_status": status,
+                "align_latency_ms": latency_ms,
+                "align_request_id": request_id,
+                "align_case_id": case_id,
+                "align_error_code": error_code,
+            },
+        )
+
+    # --- the shared token -----------------------------------------------------------
+
+    def _token(self):
+        """The cached token, or a new one fetched by exactly one process."""
+        token = self.cache.get(self.token_cache_key)
+        if token:
+            return token
+        with self._token_lock():
+            token = self.cache.get(self.token_cache_key)  # someone may have fetched it meanwhile
+            if token:
+                return token
+            return self._fetch_token()
+
+    def _replace_refused_token(self, refused):
+        """Drop `refused` from the cache unless it was already replaced; return a usable token."""
+        with self._token_lock():
+            current = self.cache.get(self.token_cache_key)
+            if current and current != refused:
+                return current  # another process already replaced it
+            if current:
+                self.cache.delete(self.token_cache_key)
+            return self._fetch_token()
+
+    @contextmanager
+    def _token_lock(self):
+        if not self.share_token_lock:
+            yield
+            return
+        shared_lock = getattr(self.cache, "lock", None)
+        if shared_lock is None:
+            # A cache without locks (local memory) is private to this process anyway.
+            with _process_lock(self.token_lock_key):
+                yield
+            return
+        # The holder makes one token request; if it dies, the lock expires after that long.
+        hold = self.connect_timeout + self.read_timeout + 5
+        lock = shared_lock(self.token_lock_key, timeout=hold, blocking_timeout=hold)
+        acquired = lock.acquire()
+        if not acquired:
+            # The lock only saves token requests; going on without it is still correct.
+            logger.warning("align token lock not acquired within %.0fs; fetching a token without it", hold)
+        try:
+            yield
+        finally:
+            if acquired:
+                try:
+                    lock.release()
+                except Exception:  # expired meanwhile (redis LockError): nothing to release
+                    logger.warning("align token lock had expired before release")
+
+    def _fetch_token(self):
+        body = self._send(
+            "POST",
+            "/auth/token",
+            json_body={
+                "client_id": self.client_id,
+                "client_secret": self.client_secret,
+                "grant_type": "client_credentials",
+            },
+            headers={"Accept": "application/json"},
+        )
+        try:
+            token = str(body["access_token"])
+            expires_in = int(body.get("expires_in", 3600))
+        except (KeyError, TypeError, ValueError):
+            raise AlignUnavailable(
+                "the token answer could not be read",
+                status=200,
+                code="INVALID_RESPONSE",
+                method="POST",
+                path="/auth/token",
+            ) from None
+        ttl = expires_in - TOKEN_EXPIRY_MARGIN_SECONDS
+        if ttl > 0:
+            self.cache.set(self.token_cache_key, token, timeout=ttl)
+        logger.info("align token fetched expires_in=%s cached_for=%s", expires_in, max(ttl, 0))
+        return token
