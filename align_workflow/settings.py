@@ -148,6 +148,13 @@ ALIGN_RETRY_MAX_ATTEMPTS = env_int("ALIGN_RETRY_MAX_ATTEMPTS", 5)
 ALIGN_RETRY_BASE_SECONDS = env_float("ALIGN_RETRY_BASE_SECONDS", 30)
 # How long a claimed outbound call may run before another process may take it over.
 ALIGN_CALL_LEASE_SECONDS = env_float("ALIGN_CALL_LEASE_SECONDS", 120)
+# The longest wait between two automatic attempts (the backoff doubles up to this).
+ALIGN_RETRY_MAX_DELAY_SECONDS = env_float("ALIGN_RETRY_MAX_DELAY_SECONDS", 3600)
+# How often the Celery beat sweep (and `align_retry_due --loop`) looks for due retries and expired leases.
+ALIGN_SWEEP_SECONDS = env_float("ALIGN_SWEEP_SECONDS", 15)
+# The provider's acceptance screenshot (a data URL): limits on the encoded text and on the pixel count.
+ALIGN_SCREENSHOT_MAX_BYTES = env_int("ALIGN_SCREENSHOT_MAX_BYTES", 10 * 1024 * 1024)
+ALIGN_SCREENSHOT_MAX_PIXELS = env_int("ALIGN_SCREENSHOT_MAX_PIXELS", 25_000_000)
 # The vault for acceptance screenshots: "local" (embedded) or the URL of a TrueVault-style API.
 ALIGN_VAULT_URL = os.environ.get("ALIGN_VAULT_URL", "local")
 ALIGN_VAULT_ID = os.environ.get("ALIGN_VAULT_ID", "00000000-0000-4000-8000-00000000a119")
@@ -161,6 +168,10 @@ CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", REDIS_URL or "redis://12
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_TASK_DEFAULT_QUEUE", "align")
+# `celery -A align_workflow beat`: queue due retries and take over expired leases.
+CELERY_BEAT_SCHEDULE = {"align-sweep": {"task": "align.sweep", "schedule": ALIGN_SWEEP_SECONDS}}
 
 LOGGING = {
     "version": 1,

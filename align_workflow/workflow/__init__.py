@@ -1,6 +1,7 @@
 """The Align workflow engine. Public API:
 
     from align_workflow.workflow import fire, TransitionNotAllowed
+    from align_workflow.workflow import send_to_align, retry_case
 """
 
 
@@ -10,8 +11,8 @@ def __getattr__(name):
         from . import engine
 
         return getattr(engine, name)
-    if name == "send_to_align":
+    if name in ("send_to_align", "retry_case", "SendResult"):
         from . import outbound
 
-        return outbound.send_to_align
+        return getattr(outbound, name)
     raise AttributeError(name)

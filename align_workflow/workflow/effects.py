@@ -11,6 +11,11 @@ An Effect has up to three parts, each optional:
 - `apply(case, by, params, result)`: runs inside the transaction that changes the
   state, with the case row locked; stores what the call returned. It may return a
   short description for the history row.
+- `recover(case, by, params, result, exc)`: runs when the call succeeded but the
+  transaction applying it failed (`exc`), so that the effect can record that the
+  outside world already did the work (e.g. plan to re-send with the same key).
+
+`check` may add prepared values to `params` (the same dict reaches `call` and `apply`).
 
 Effects are registered per trigger with `register`; a trigger without an effect just
 changes state.
@@ -45,15 +50,16 @@ class Effect:
     check: Callable | None = None
     call: Callable | None = None
     apply: Callable[..., Any] | None = None
+    recover: Callable | None = None
 
 
 EFFECTS: dict[str, Effect] = {}
 
 
-def register(trigger: str, *, check=None, call=None, apply=None) -> Effect:
+def register(trigger: str, *, check=None, call=None, apply=None, recover=None) -> Effect:
     if trigger not in wf.BY_TRIGGER:
         raise ValueError(f"unknown trigger {trigger!r}")
-    effect = Effect(check=check, call=call, apply=apply)
+    effect = Effect(check=check, call=call, apply=apply, recover=recover)
     EFFECTS[trigger] = effect
     return effect
 

@@ -336,6 +336,8 @@ def fire(case, trigger, *, by, **params):
     spec = _spec(trigger)
     effect = effect_registry.get(trigger)
     if effect.check:
+        # Refuse the wrong caller / state / flag before reading (and maybe decoding) the input.
+        _checked(case, lambda: check(case, trigger, by=by))
         try:
             effect.check(case, by, params)
         except effect_registry.EffectInputError as exc:
@@ -359,9 +361,15 @@ def fire(case, trigger, *, by, **params):
                 _refresh(case)
         else:
             raise TransitionNotAllowed("The case keeps changing; try again.", code="in_progress", trigger=trigger)
-    except BaseException:
+    except BaseException as exc:
         if claimed_from is not None:
             _release(case, trigger)
+            if effect.recover:
+                # The call did its work but the change was not saved: let the effect record that.
+                try:
+                    effect.recover(case, by, params, result, exc)
+                except Exception:
+                    logger.exception("case %s: recovering from a failed %s commit failed too", case.pk, trigger)
         else:
             _refresh(case)
         raise

@@ -1,0 +1,24 @@
+from django.contrib import admin
+
+from .models import OutboundAttempt
+
+
+@admin.register(OutboundAttempt)
+class OutboundAttemptAdmin(admin.ModelAdmin):
+    """Every call to Align, for support: read-only (the workflow writes these)."""
+
+    list_display = ("id", "case", "step", "attempt", "status", "http_status", "error_code", "duration_ms",
+                    "created", "next_retry_at")
+    list_filter = ("status", "step")
+    search_fields = ("case__case_number", "idempotency_key", "request_id")
+    list_select_related = ("case",)
+    date_hierarchy = "created"
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -1,0 +1,313 @@
+"""The effects that talk to Align (through align_workflow.integration.client) and to the
+vault: create_patient, create_order, upload_assets, request_revision, accept_clincheck
+and approve_plan.
+
+Each Align step follows the engine's effect contract (see effects.py):
+
+- `check` refuses unusable input before anything is claimed or sent;
+- `call` records the attempt (committed), sends the request with the attempt's
+  idempotency key, and on failure commits the outcome, a case note and the retry plan
+  before raising AlignCallFailed (the case stays where it was);
+- `apply` (in the transaction that moves the case) stores what Align answered, marks
+  the attempt succeeded and adds the "Align accepted ..." note;
+- `recover` handles the rare commit failure after Align already did the work.
+"""
+
+import hashlib
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+
+from align_workflow.cases.models import Case, CaseAsset, CaseNote, PhotoAssessment, TreatmentPlan
+
+from . import outbound
+from .effects import EffectFailed, EffectInputError, register
+from .screenshots import decode_screenshot
+
+logger = logging.getLogger(__name__)
+
+MAX_COMMENT_LENGTH = 4000
+# Only a negative-control test turns this off, to show the duplicates keys prevent.
+SEND_IDEMPOTENCY_KEYS = True
+
+
+class AlignCallFailed(EffectFailed):
+    """A call to Align failed; the attempt, its case note and any retry are recorded.
+
+    `attempt` is the OutboundAttempt (status, next_retry_at, ...); `error` the exception
+    (usually an AlignError with status, code, message and request_id).
+    """
+
+    def __init__(self, message, *, attempt, error):
+        super().__init__(message)
+        self.attempt = attempt
+        self.error = error
+
+
+@dataclass(frozen=True)
+class CallOutcome:
+    attempt_id: int
+    result: Any
+    duration_ms: int
+
+
+def align_client():
+    """The client every effect uses (tests replace this function with a fake)."""
+    from align_workflow.integration.client import Align
+
+    return Align()
+
+
+def _align_step(step, send):
+    """The `call` of an Align step: record the attempt, send, record a failure."""
+
+    def call(case, by, params):
+        attempt = outbound.begin_attempt(case, step, by, params)
+        started = time.monotonic()
+        try:
+            key = attempt.idempotency_key if SEND_IDEMPOTENCY_KEYS else None
+            result = send(align_client(), case, params, key)
+        except Exception as exc:
+            duration = round((time.monotonic() - started) * 1000)
+            if not _is_align_error(exc):
+                logger.exception("case %s: %s failed inside this app", case.pk, step)
+            failed = outbound.record_failure(attempt, exc, duration)
+            note = getattr(failed, "note_text", "") or f"{outbound.step_label(step)} failed: {exc}"
+            raise AlignCallFailed(note, attempt=failed, error=exc) from exc
+        return CallOutcome(attempt.pk, result, round((time.monotonic() - started) * 1000))
+
+    return call
+
+
+def _is_align_error(exc):
+    from align_workflow.integration.client import AlignError
+
+    return isinstance(exc, AlignError)
+
+
+def _recover(case, by, params, outcome, exc):
+    if not isinstance(outcome, CallOutcome):
+        return
+    state_now = Case.objects.filter(pk=case.pk).values_list("state", flat=True).first() or "gone"
+    outbound.record_unsaved_success(outcome.attempt_id, outcome.duration_ms, exc, state_now)
+
+
+# --- create_patient -------------------------------------------------------------------
+
+
+def patient_fields(case) -> dict:
+    """Our patient in the contract's terms (POST /patients). Align requires M or F."""
+    p = case.patient
+    return dict(
+        case_id=case.pk, mrn=p.mrn, first_name=p.first_name, last_name=p.last_name,
+        date_of_birth=p.date_of_birth.isoformat(), gender=p.gender if p.gender in ("M", "F") else "M",
+        email=p.email, phone=p.phone,
+        address=dict(line1=p.address_line1, line2=p.address_line2, city=p.city, state=p.state,
+                     zip=p.zip_code, country=p.country),
+    )
+
+
+def _send_create_patient(client, case, params, key):
+    return client.create_patient(**patient_fields(case), idempotency_key=key)
+
+
+def _apply_create_patient(case, by, params, outcome):
+    patient = outcome.result
+    case.align_pid = patient.p_id
+    notes = []
+    if case.patient.gender not in ("M", "F"):
+        notes.append("The patient's gender is unknown here; it was sent to Align as M, because Align "
+                     "requires M or F. Correct it with Align if that is wrong.")
+    summary = f"Align patient id {patient.p_id}" + ("" if patient.created else " (Align already had this patient).")
+    outbound.record_success(case, outcome.attempt_id, outcome.duration_ms, summary, notes)
+    return f"Align patient {patient.p_id}" + (" (gender unknown, sent as M)" if notes else "")
+
+
+# --- create_order ---------------------------------------------------------------------
+
+
+def _check_create_order(case, by, params):
+    pid = Case.objects.filter(pk=case.pk).values_list("align_pid", flat=True).first()
+    if not pid:
+        raise EffectInputError("The case has no Align patient id (pId), so no order can be opened.")
+    if not PhotoAssessment.objects.filter(case_id=case.pk).exclude(treatment_option="").exists():
+        raise EffectInputError("The case has no photo assessment with a treatment option to order.")
+
+
+def _send_create_order(client, case, params, key):
+    assessment = PhotoAssessment.objects.get(case_id=case.pk)
+    return client.create_order(
+        case_id=case.pk, p_id=case.align_pid, mrn=case.patient.mrn, order_type="IAS",
+        treatment_option=assessment.treatment_option, chief_concern=settings.ALIGN_CHIEF_CONCERN,
+        idempotency_key=key,
+    )
+
+
+def _apply_create_order(case, by, params, outcome):
+    order = outcome.result
+    outbound.record_success(case, outcome.attempt_id, outcome.duration_ms,
+                            f"{order.order_type} order, status {order.status}.")
+    return f"{order.order_type} order {order.status.lower()}"
+
+
+# --- upload_assets --------------------------------------------------------------------
+
+
+def _send_upload_assets(client, case, params, key):
+    from align_workflow.integration.client import AlignRejected
+
+    upload = client.upload_assets(case_id=case.pk, p_id=case.align_pid, mrn=case.patient.mrn, idempotency_key=key)
+    if not upload.accepted:
+        raise AlignRejected("Align answered that it did not accept the assets.", status=200, code="NOT_ACCEPTED")
+    return upload
+
+
+def _apply_upload_assets(case, by, params, outcome):
+    upload = outcome.result
+    outbound.record_success(case, outcome.attempt_id, outcome.duration_ms, f"{upload.asset_count} asset(s).")
+    return f"{upload.asset_count} asset(s) uploaded"
+
+
+# --- request_revision -------------------------------------------------------------------
+
+
+def _pending_plan_version(case_id):
+    return TreatmentPlan.objects.filter(case_id=case_id).order_by("-version").values_list("version", flat=True).first()
+
+
+def _check_request_revision(case, by, params):
+    comments = str(params.get("comments") or "").strip()
+    if not comments:
+        raise EffectInputError("Comments are required to request a revision: say what should change in the plan.")
+    if len(comments) > MAX_COMMENT_LENGTH:
+        raise EffectInputError(f"The comments are too long ({len(comments)} characters; at most {MAX_COMMENT_LENGTH}).")
+    params["comments"] = comments
+    current = _pending_plan_version(case.pk) or 0
+    asked_for = params.get("plan_version")
+    if asked_for is None:
+        params["plan_version"] = current
+    elif int(asked_for) != current:
+        raise EffectInputError(
+            f"This revision request is about plan version {asked_for}, but version {current} is the one "
+            "waiting now; review the new plan instead. Nothing was sent."
+        )
+
+
+def _send_request_revision(client, case, params, key):
+    return client.request_modification(case_id=case.pk, mrn=case.patient.mrn, comments=params["comments"],
+                                       idempotency_key=key)
+
+
+def _apply_request_revision(case, by, params, outcome):
+    version = params.get("plan_version") or "?"
+    outbound.record_success(case, outcome.attempt_id, outcome.duration_ms,
+                            f"Revision requested for plan version {version}.")
+    return f"Revision requested (plan version {version}): {params['comments'][:300]}"
+
+
+# --- accept_clincheck --------------------------------------------------------------------
+
+
+def _is_nil(value):
+    try:
+        return uuid.UUID(str(value)).int == 0
+    except ValueError:
+        return not str(value).strip("0-")
+
+
+def newest_screenshot(case_id):
+    """The newest usable CCACCEPTSCREEN asset of the case, or None."""
+    for asset in CaseAsset.objects.filter(case_id=case_id, kind=CaseAsset.Kind.CCACCEPTSCREEN,
+                                          removed=False).order_by("-created", "-id"):
+        if asset.vault_id and asset.external_key and not _is_nil(asset.vault_id) and not _is_nil(asset.external_key):
+            return asset
+    return None
+
+
+def _check_accept_clincheck(case, by, params):
+    asset = newest_screenshot(case.pk)
+    if asset is None:
+        raise EffectInputError(
+            "No acceptance screenshot is stored for this case (it is stored when the provider approves the plan), "
+            "so the acceptance cannot be sent to Align. Nothing was sent."
+        )
+    asked_for = params.get("screenshot_asset_id")
+    if asked_for is None:
+        params["screenshot_asset_id"] = asset.pk
+    elif int(asked_for) != asset.pk:
+        raise EffectInputError("A newer acceptance screenshot was stored since this acceptance was first sent; "
+                               "send the acceptance again. Nothing was sent.")
+
+
+def _send_accept_clincheck(client, case, params, key):
+    asset = CaseAsset.objects.get(pk=params["screenshot_asset_id"], case_id=case.pk)
+    return client.accept_clincheck(case_id=case.pk, mrn=case.patient.mrn, vault_id=asset.vault_id,
+                                   external_key=asset.external_key, idempotency_key=key)
+
+
+def _apply_accept_clincheck(case, by, params, outcome):
+    accepted = outcome.result
+    so = f" Sales order {accepted.sales_order_number}." if accepted.sales_order_number else ""
+    outbound.record_success(case, outcome.attempt_id, outcome.duration_ms, f"Status {accepted.status}.{so}")
+    return f"ClinCheck accepted by Align ({accepted.status})"
+
+
+# --- approve_plan: the acceptance screenshot into the vault -------------------------------
+
+
+def _check_approve_plan(case, by, params):
+    params["_screenshot"] = decode_screenshot(params.get("acceptance_screenshot"))
+
+
+def _call_approve_plan(case, by, params):
+    # The vault write is slow and remote, so it happens here, outside any transaction;
+    # the asset row is written in apply, in the transaction that moves the case, so a
+    # refused transition leaves no row behind (only an unreferenced blob in the vault).
+    from align_workflow.integration.vault import VaultError, get_vault
+
+    shot = params["_screenshot"]
+    try:
+        return get_vault().put(shot.jpeg, filename=f"clincheck-acceptance-case-{case.pk}.jpg",
+                               content_type="image/jpeg")
+    except VaultError as exc:
+        CaseNote.objects.create(case_id=case.pk, text=f"Could not store the acceptance screenshot in the vault ({exc}); "
+                                "the plan was not approved.")
+        raise EffectFailed(f"Could not store the acceptance screenshot ({exc}); the plan was not approved, "
+                           "please try again.") from exc
+
+
+def _apply_approve_plan(case, by, params, blob):
+    shot = params["_screenshot"]
+    CaseAsset.objects.create(
+        case=case, kind=CaseAsset.Kind.CCACCEPTSCREEN, filename=f"clincheck-acceptance-case-{case.pk}.jpg",
+        sha256=hashlib.sha256(shot.jpeg).hexdigest(), vault_id=blob.vault_id, external_key=blob.external_key,
+    )
+    version = _pending_plan_version(case.pk)
+    plan = f"plan version {version}" if version else "the plan"
+    return f"Approved {plan}; acceptance screenshot stored ({shot.width}×{shot.height}, from {shot.source_format})"
+
+
+def _recover_approve_plan(case, by, params, blob, exc):
+    if blob is not None:
+        logger.warning("case %s: approve_plan not applied (%s); vault blob %s is unreferenced",
+                       case.pk, type(exc).__name__, blob.external_key)
+
+
+register("create_patient", call=_align_step("create_patient", _send_create_patient),
+         apply=_apply_create_patient, recover=_recover)
+register("create_order", check=_check_create_order, call=_align_step("create_order", _send_create_order),
+         apply=_apply_create_order, recover=_recover)
+register("upload_assets", call=_align_step("upload_assets", _send_upload_assets),
+         apply=_apply_upload_assets, recover=_recover)
+register("request_revision", check=_check_request_revision,
+         call=_align_step("request_revision", _send_request_revision), apply=_apply_request_revision,
+         recover=_recover)
+register("accept_clincheck", check=_check_accept_clincheck,
+         call=_align_step("accept_clincheck", _send_accept_clincheck), apply=_apply_accept_clincheck,
+         recover=_recover)
+register("approve_plan", check=_check_approve_plan, call=_call_approve_plan, apply=_apply_approve_plan,
+         recover=_recover_approve_plan)
