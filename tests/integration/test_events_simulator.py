@@ -1,18 +1,22 @@
 """The simulator process delivering real events to this app (pytest-django's live server).
 
-Align's side is driven through the simulator's contract routes here (the calls the
-outbound work makes in production); the app's side fires its own transitions. The
-simulator delivers every event twice and out of order.
+First the events alone: Align's side is driven through the simulator's contract routes
+(the calls the app makes in production), the app's side fires its own transitions, and
+the simulator delivers every event twice and out of order. Then the whole round trip:
+the app's calls go out (inline execution), the simulator's events come back, and the
+case moves along by itself.
 """
 
 import pytest
 from django.conf import settings
+from django_fsm_log.models import StateLog
 
 from align_workflow.cases.models import Case, CaseAsset
 from align_workflow.integration.models import InboundEvent
-from align_workflow.workflow import fire
+from align_workflow.workflow import fire, send_to_align
 from states import align_case as wf
 from tests.factories import make_case
+from tests.workflow.images import png_url
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -94,3 +98,64 @@ def test_simulator_events_take_a_case_to_a_plan_a_revised_plan_and_shipping(alig
     stored = InboundEvent.objects.filter(case=case)
     assert set(stored.values_list("event_id", flat=True)) == sent  # each stored once, though sent twice
     assert not stored.filter(status__in=["pending", "failed"]).exists()
+
+
+# --- The round trip: the app's own calls, the simulator's events ---------------------
+
+
+@pytest.fixture
+def align(simulator, app_server, settings):
+    settings.ALIGN_EXECUTION = "inline"
+    settings.ALIGN_VAULT_URL = simulator.url  # the acceptance screenshot goes to the simulator's vault
+    simulator.config(app_url=app_server.url, callback_base_url=app_server.url, auto_advance=True, delay_ms=10,
+                     callback_secret=settings.ALIGN_EVENTS_SECRET, inbound_token=settings.ALIGN_INBOUND_TOKEN)
+    return simulator
+
+
+def sent_to_align(align, staff):
+    case = make_case()
+    send_to_align(case, by=staff)
+    return wait_until_settled(align, case, wf.PLAN_RECEIVED)
+
+
+def transitions(case):
+    return list(StateLog.objects.for_(case).order_by("id").values_list("transition", flat=True))
+
+
+def test_after_send_to_align_the_case_reaches_plan_received_by_itself(align, staff, flags_on):
+    case = sent_to_align(align, staff)
+    assert transitions(case) == ["create_patient", "create_order", "upload_assets", "receive_plan"]
+    at_align = align.state()
+    plan = case.treatment_plans.get()
+    assert plan.version == 1 and plan.preview.kind == CaseAsset.Kind.PROVPREV
+    assert case.align_orders.count() == 2
+    assert case.align_patient_id == case.align_pid != ""
+    assert case.align_sales_order_number == plan.sales_order_number != ""
+    assert at_align["effects"]["uploads"] == 1
+    assert not InboundEvent.objects.filter(case=case, status__in=["pending", "failed"]).exists()
+
+
+def test_after_a_revision_request_version_2_brings_the_case_back(align, staff, flags_on):
+    case = sent_to_align(align, staff)
+    first = case.treatment_plans.get()
+    fire(case, "request_revision", by=case.prescription.provider.user, comments="Please keep the IPR minimal.")
+    assert case.state == wf.REVISION_REQUESTED
+    case = wait_until_settled(align, case, wf.PLAN_RECEIVED)
+    current = case.treatment_plans.first()
+    assert (current.version, current.revision_of) == (2, first.plan_id)
+    assert transitions(case)[-2:] == ["request_revision", "receive_plan"]
+
+
+def test_after_accept_clincheck_the_case_reaches_shipping_with_the_tracking_number(align, staff, flags_on):
+    case = sent_to_align(align, staff)
+    fire(case, "approve_plan", by=case.prescription.provider.user, acceptance_screenshot=png_url())
+    fire(case, "accept_clincheck", by=staff)
+    assert case.state == wf.ACCEPTED
+    case = wait_until_settled(align, case, wf.SHIPPING)
+    shipped = [e["body"]["data"] for e in align.events()
+               if e["caseId"] == case.pk and e["body"]["data"].get("status") == "SHIPPED"]
+    assert len(shipped) == 1
+    assert (case.carrier, case.tracking_number) == (shipped[0]["shipment"]["carrier"],
+                                                    shipped[0]["shipment"]["trackingNumber"])
+    assert case.tracking_number.startswith("1Z") and case.shipped_at is not None
+    assert transitions(case)[-3:] == ["approve_plan", "accept_clincheck", "ship"]
