@@ -2,15 +2,16 @@
 
 An Effect has up to three parts, each optional:
 
-- `check(case, by, params)`: validates the caller's input before anything is locked
+- `check(case, by, params)`: validates the caller's input before anything is written
   or sent; raises EffectInputError with a message for the user.
 - `call(case, by, params)`: the slow part (an HTTP call to Align). The engine runs it
   with no transaction open and no row lock held, after claiming the case so that no
   other process runs the same call at the same time. It returns a result, or raises;
   any exception leaves the case where it was.
 - `apply(case, by, params, result)`: runs inside the transaction that changes the
-  state, with the case row locked; stores what the call returned. It may return a
-  short description for the history row.
+  state, just before the compare-and-set that moves the case (if that finds the case
+  moved on, the transaction and everything `apply` wrote roll back); stores what the
+  call returned. It may return a short description for the history row.
 - `recover(case, by, params, result, exc)`: runs when the call succeeded but the
   transaction applying it failed (`exc`), so that the effect can record that the
   outside world already did the work (e.g. plan to re-send with the same key).
