@@ -1,6 +1,7 @@
 from django.contrib import admin, messages
 from django_fsm_log.admin import StateLogInline
 
+from align_workflow.integration.models import InboundEvent
 from align_workflow.workflow.engine import TransitionNotAllowed, fire
 from align_workflow.workflow.models import OutboundAttempt
 
@@ -50,6 +51,13 @@ class AttemptInline(ReadOnlyInline):
     ordering = ("-created", "-id")
 
 
+class EventInline(ReadOnlyInline):
+    model = InboundEvent
+    fields = ("received_at", "type", "summary", "status", "status_detail")
+    readonly_fields = fields
+    ordering = ("-received_at", "-id")
+
+
 @admin.register(Case)
 class CaseAdmin(admin.ModelAdmin):
     list_display = ("case_number", "patient", "state", "needs_attention", "state_changed_at")
@@ -59,7 +67,8 @@ class CaseAdmin(admin.ModelAdmin):
         "state", "state_changed_at", "align_pid", "needs_attention", "attention_reason",
         "busy_with", "busy_until", "cancel_reason", "carrier", "tracking_number", "shipped_at",
     )
-    inlines = [StateLogInline, NoteInline, AssetInline, AlignOrderInline, TreatmentPlanInline, AttemptInline]
+    inlines = [StateLogInline, NoteInline, AssetInline, AlignOrderInline, TreatmentPlanInline, AttemptInline,
+               EventInline]
     actions = ["cancel_cases"]
 
     @admin.action(description="Cancel the selected cases (through the workflow engine)")

@@ -51,12 +51,19 @@ def test_admin_cancel_action_goes_through_the_engine(admin_client_, staff):
     assert any("Cannot cancel" in str(m) for m in response.context["messages"])
 
 
-def test_case_change_page_lists_calls_to_align(admin_client_):
+def test_case_change_page_lists_calls_to_align_and_events(admin_client_):
+    from django.utils import timezone
+
+    from align_workflow.integration.models import InboundEvent
     from align_workflow.workflow.models import OutboundAttempt
 
     case = make_case()
     OutboundAttempt.objects.create(case=case, step="create_patient", idempotency_key="k1", attempt=1,
                                    status=OutboundAttempt.Status.FAILED_PERMANENT, http_status=422,
                                    error_code="PATIENT.INVALID", message="zip code is not valid")
+    InboundEvent.objects.create(event_id="evt-1", type="case.status_changed", case=case, summary="status SHIPPED",
+                                payload={}, raw_body="{}", occurred_at=timezone.now(), status="failed",
+                                status_detail="case is eligible")
     html = admin_client_.get(f"/admin/cases/case/{case.pk}/change/").content.decode()
     assert "zip code is not valid" in html and "PATIENT.INVALID" in html
+    assert "status SHIPPED" in html and "case is eligible" in html

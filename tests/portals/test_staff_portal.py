@@ -322,3 +322,17 @@ def test_aligners_purchased_refused_when_the_flag_is_off(staff_client, local_eff
     case.refresh_from_db()
     assert case.state == wf.PROVIDER_APPROVED and case.aligners_purchased_at is None
     assert any("set-align-order-status" in m for m in messages_of(response))
+
+
+def test_timeline_shows_events_from_align_and_failed_ones_stand_out(staff_client):
+    from align_workflow.integration.models import InboundEvent
+
+    case = make_case(state=wf.ASSETS_UPLOADED)
+    for n, status in enumerate(["applied", "failed"]):
+        InboundEvent.objects.create(event_id=f"evt-{n}", type="treatment_plan.submitted", case=case,
+                                    summary=f"plan TP-1 v{n + 1}", payload={}, raw_body="{}",
+                                    occurred_at=timezone.now(), status=status,
+                                    status_detail="the plan has no stages" if status == "failed" else "")
+    html = staff_client.get(f"/staff/cases/{case.pk}/").content.decode()
+    assert "Event from Align: treatment_plan.submitted (applied)" in html
+    assert 'class="tl-event tl-failed"' in html and "plan TP-1 v2 — the plan has no stages" in html
