@@ -81,7 +81,7 @@ def case_detail(request, pk):
         "timeline": selectors.timeline(case),
         "assets": CaseAsset.objects.filter(case=case).order_by("kind", "created"),
         "plans": selectors.with_preview_links(case.treatment_plans.select_related("preview")[:5]),
-        "orders": case.align_orders.all(),
+        "orders": case.align_orders.order_by("order_kind", "-align_created_at", "-id"),  # primary first
         "diagram": inline_svg(case_svg(case)),
         "terminal": case.state in wf.TERMINAL,
         "status_url": request.path + "status/",
