@@ -1,4 +1,4 @@
-// Small helpers shared by the portal pages: no framework needed.
+// Shared by the portal pages: double-click guard, live case status, timeline filter. No framework.
 (function () {
   "use strict";
 
