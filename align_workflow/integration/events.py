@@ -352,7 +352,7 @@ def apply_pending(case_id) -> list[InboundEvent]:
 
 
 def on_transition_applied(sender, case_id, **kwargs):
-    """The engine moved a case: events that were waiting for it may apply now."""
+    """The engine moved a case, or a call stopped holding it: waiting events may apply now."""
     try:
         apply_pending(case_id)
     except Exception:  # noqa: BLE001 - must not break whoever fired the transition

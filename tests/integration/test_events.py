@@ -217,6 +217,24 @@ def test_a_new_version_after_a_revision_request_brings_the_case_back(client):
     assert Case.objects.get(pk=case.pk).state == wf.PLAN_RECEIVED
 
 
+def test_a_plan_refused_while_a_call_holds_the_case_applies_when_the_failed_call_lets_go(
+        client, django_capture_on_commit_callbacks):
+    from django.utils import timezone as django_tz
+
+    from align_workflow.workflow.engine import _release
+
+    case = make_case(state=wf.PLAN_RECEIVED)
+    TreatmentPlan.objects.create(case=case, plan_id=f"TP-{case.pk}-1", version=1)
+    Case.objects.filter(pk=case.pk).update(busy_with="request_revision",
+                                           busy_until=django_tz.now() + timedelta(minutes=1))
+    payload = plan_event(case, 2, minutes=5)
+    assert ok(deliver(client, payload))["status"] == "pending"
+    with django_capture_on_commit_callbacks(execute=True):
+        _release(Case.objects.get(pk=case.pk), "request_revision")  # what the engine does when a call fails
+    assert stored(payload).status == InboundEvent.Status.APPLIED
+    assert case.treatment_plans.first().version == 2
+
+
 def test_an_older_version_is_recorded_and_otherwise_ignored(client):
     case = make_case(state=wf.ASSETS_UPLOADED)
     ok(deliver(client, plan_event(case, 2, minutes=5)))
