@@ -31,6 +31,11 @@ def require_chromium():
 @pytest.fixture(scope="session")
 def browser():
     executable = require_chromium()
+    from django.contrib.staticfiles import finders
+
+    # Without it the Approve button can only say "reload the page": fail here, saying why.
+    assert finders.find("html2canvas/dist/html2canvas.min.js"), (
+        "html2canvas is not installed: run `make test` (it runs npm ci) or `npm ci` first")
     # Playwright's sync API keeps an event loop in this thread; the test's own ORM calls
     # between browser steps are ordinary synchronous code.
     os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
