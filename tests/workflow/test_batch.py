@@ -7,6 +7,7 @@ command runs; then the cases, their history, the simulator's effects and request
 the output and the exit status say what happened."""
 
 import csv
+import io
 import time
 
 import pytest
@@ -385,3 +386,25 @@ def test_a_screenshot_added_later_is_sent_by_a_fresh_accept(simulator, flags_on)
     code, out, err = run_batch("accept")
     assert code == 0, err
     assert simulator.state()["orders"][0]["plans"][-1]["screenshot"]["external_key"] == newer.external_key
+
+
+def test_log_lines_to_a_terminal_are_held_back_while_the_bar_is_drawn():
+    import logging
+
+    from align_workflow.workflow.management.commands.align_batch import terminal_logs_quiet
+
+    on_terminal, in_a_file = Terminal(), io.StringIO()
+    logger = logging.getLogger("align_workflow.batch-test")
+    handlers = [logging.StreamHandler(on_terminal), logging.StreamHandler(in_a_file)]
+    for handler in handlers:
+        logger.addHandler(handler)
+    try:
+        with terminal_logs_quiet():
+            logger.warning("one line per request")
+            logger.error("an error")
+        logger.warning("after the bar")
+    finally:
+        for handler in handlers:
+            logger.removeHandler(handler)
+    assert on_terminal.getvalue() == "an error\nafter the bar\n"
+    assert in_a_file.getvalue() == "one line per request\nan error\nafter the bar\n"

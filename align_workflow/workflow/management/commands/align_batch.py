@@ -10,9 +10,11 @@ shows progress and the summary. Exit status: 0 when nothing failed, 1 when a cas
 failed (or the run was interrupted), 2 when the input could not be used (nothing sent).
 """
 
+import logging
 import threading
 import time
 from collections import OrderedDict
+from contextlib import contextmanager, nullcontext
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -63,6 +65,28 @@ class Progress:
     def close(self):
         if self.bar and self.seen:
             self.out.write("")
+
+
+def _below_error(record):
+    return record.levelno >= logging.ERROR
+
+
+@contextmanager
+def terminal_logs_quiet():
+    """While the progress bar is drawn, log handlers writing to a terminal show errors
+    only (one line per request would scatter the bar); files and other handlers keep
+    everything."""
+    loggers = [logging.getLogger()] + [lg for lg in logging.Logger.manager.loggerDict.values()
+                                       if isinstance(lg, logging.Logger)]
+    handlers = {h for lg in loggers for h in lg.handlers
+                if isinstance(h, logging.StreamHandler) and getattr(h.stream, "isatty", lambda: False)()}
+    for handler in handlers:
+        handler.addFilter(_below_error)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(_below_error)
 
 
 class Command(BaseCommand):
@@ -117,9 +141,12 @@ class Command(BaseCommand):
                 self.stderr.write(f"Note: {why}")
             mode = " (dry run: nothing is sent)" if dry_run else ""
             self.stdout.write(f"align_batch {act.name}: {len(rows)} case(s) from {source}{mode}.")
-            progress = Progress(self.stdout, len(rows), act, bar=self.stdout.isatty() and not dry_run)
+            bar = self.stdout.isatty() and not dry_run
+            progress = Progress(self.stdout, len(rows), act, bar=bar)
             started = time.monotonic()
-            outcomes, interrupted = batch.run(act, rows, dry_run=dry_run, concurrency=workers, on_outcome=progress)
+            with terminal_logs_quiet() if bar and options.get("verbosity", 1) < 2 else nullcontext():
+                outcomes, interrupted = batch.run(act, rows, dry_run=dry_run, concurrency=workers,
+                                                  on_outcome=progress)
             progress.close()
             elapsed = time.monotonic() - started
 
