@@ -143,6 +143,7 @@ class CaseAsset(models.Model):
     filename = models.CharField(max_length=255, blank=True)
     sha256 = models.CharField(max_length=64, blank=True)
     url = models.URLField(max_length=500, blank=True)
+    size = models.PositiveBigIntegerField("size in bytes", null=True, blank=True)
     vault_id = models.CharField(max_length=64, blank=True)
     external_key = models.CharField(max_length=64, blank=True)
     created = models.DateTimeField(default=timezone.now)

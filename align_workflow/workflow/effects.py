@@ -2,15 +2,16 @@
 
 An Effect has up to three parts, each optional:
 
-- `check(case, by, params)`: validates the caller's input before anything is locked
+- `check(case, by, params)`: validates the caller's input before anything is written
   or sent; raises EffectInputError with a message for the user.
 - `call(case, by, params)`: the slow part (an HTTP call to Align). The engine runs it
   with no transaction open and no row lock held, after claiming the case so that no
   other process runs the same call at the same time. It returns a result, or raises;
   any exception leaves the case where it was.
 - `apply(case, by, params, result)`: runs inside the transaction that changes the
-  state, with the case row locked; stores what the call returned. It may return a
-  short description for the history row.
+  state, just before the compare-and-set that moves the case (if that finds the case
+  moved on, the transaction and everything `apply` wrote roll back); stores what the
+  call returned. It may return a short description for the history row.
 - `recover(case, by, params, result, exc)`: runs when the call succeeded but the
   transaction applying it failed (`exc`), so that the effect can record that the
   outside world already did the work (e.g. plan to re-send with the same key).
@@ -35,6 +36,14 @@ class EffectInputError(Exception):
 
 class EffectFailed(Exception):
     """The effect was attempted and failed; the case stays where it was."""
+
+
+class StalePlan(EffectFailed):
+    """A treatment plan that is not newer than the newest one already stored."""
+
+    def __init__(self, message, *, newest_version):
+        super().__init__(message)
+        self.newest_version = newest_version
 
 
 @dataclass
@@ -80,5 +89,62 @@ def _apply_ship(case, by, params, result):
     return f"Shipped by {case.carrier or 'carrier unknown'}, tracking {case.tracking_number or 'unknown'}"
 
 
+def record_plan(case, plan):
+    """Store one treatment plan (and its preview as a PROVPREV asset); returns the row.
+
+    `plan` is a dict: plan_id, version, and optionally revision_of, sales_order_number,
+    stages_upper, stages_lower, attachments, ipr, notes, submitted_at and
+    preview {url, sha256, size, filename}.
+    """
+    from align_workflow.cases.models import CaseAsset, TreatmentPlan
+
+    preview = None
+    if plan.get("preview"):
+        p = plan["preview"]
+        preview = CaseAsset.objects.create(
+            case=case, kind=CaseAsset.Kind.PROVPREV, url=p.get("url", ""), sha256=p.get("sha256", ""),
+            size=p.get("size"), filename=p.get("filename", ""),
+        )
+    return TreatmentPlan.objects.create(
+        case=case,
+        plan_id=plan["plan_id"],
+        version=plan["version"],
+        revision_of=plan.get("revision_of") or "",
+        sales_order_number=plan.get("sales_order_number") or "",
+        stages_upper=plan.get("stages_upper") or 0,
+        stages_lower=plan.get("stages_lower") or 0,
+        attachments=bool(plan.get("attachments")),
+        ipr=bool(plan.get("ipr")),
+        notes=plan.get("notes") or "",
+        preview=preview,
+        received_at=timezone.now(),
+    )
+
+
+def _check_receive_plan(case, by, params):
+    plan = params.get("plan")
+    if not isinstance(plan, dict) or not plan.get("plan_id") or not isinstance(plan.get("version"), int):
+        raise EffectInputError("A treatment plan (plan id and version) is required to receive a plan.")
+
+
+def _apply_receive_plan(case, by, params, result):
+    # Runs in the transaction that moves the case, so the plan row commits (or rolls
+    # back) together with the state change. Events from Align are applied one at a time
+    # per case (the events module locks the case row), so two plans for one case are
+    # compared one after the other; (case, version) is unique besides.
+    from align_workflow.cases.models import TreatmentPlan
+
+    plan = params["plan"]
+    newest = TreatmentPlan.objects.filter(case=case).order_by("-version").first()
+    if newest is not None and plan["version"] <= newest.version:
+        raise StalePlan(
+            f"Plan version {plan['version']} is not newer than version {newest.version} already received.",
+            newest_version=newest.version,
+        )
+    record_plan(case, plan)
+    return f"Plan {plan['plan_id']} version {plan['version']} received"
+
+
 register("cancel", check=_check_cancel, apply=_apply_cancel)
 register("ship", apply=_apply_ship)
+register("receive_plan", check=_check_receive_plan, apply=_apply_receive_plan)

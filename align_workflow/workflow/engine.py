@@ -42,6 +42,9 @@ logger = logging.getLogger(__name__)
 
 # Sent after the transaction that applied a transition has committed.
 transition_applied = Signal()  # kwargs: case_id, trigger, source, target
+# Sent when a call's claim on a case ends without a transition (the call failed): what
+# was refused while the case was busy may be tried again.
+claim_released = Signal()  # kwargs: case_id, trigger
 
 
 class TransitionNotAllowed(Exception):
@@ -285,8 +288,11 @@ def _claim(case, spec, by):
 
 
 def _release(case, trigger):
-    Case.objects.filter(pk=case.pk, busy_with=trigger).update(busy_with="", busy_until=None)
+    released = Case.objects.filter(pk=case.pk, busy_with=trigger).update(busy_with="", busy_until=None)
     _refresh(case)
+    if released:
+        case_id = case.pk
+        transaction.on_commit(lambda: claim_released.send(sender=Case, case_id=case_id, trigger=trigger))
 
 
 def _commit(case, spec, by, params, effect, result, claimed_from):

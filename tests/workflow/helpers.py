@@ -13,6 +13,7 @@ def actor_for(trigger, case, staff):
 
 
 PARAMS = {
+    "receive_plan": {"plan": {"plan_id": "TP-1", "version": 1}},
     "cancel": {"reason": "Patient moved away"},
     "ship": {"carrier": "UPS", "tracking_number": "1Z999"},
 }

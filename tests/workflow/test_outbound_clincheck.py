@@ -30,10 +30,6 @@ def plan(case, version):
 
 def receive_plan(case, version):
     """Align submits plan `version` and the case receives it."""
-    from align_workflow.workflow import effects
-
-    if effects.get("receive_plan").apply is None:  # before the events work stored plans itself
-        plan(case, version)
     fire(case, "receive_plan", by=None, plan={"plan_id": f"TP-{case.pk}-{version}", "version": version})
 
 

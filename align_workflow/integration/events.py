@@ -1,0 +1,359 @@
+"""Events from the Align service: verify, store, then apply (contract section 5).
+
+    receive(body, headers) -> Receipt    # what POST /api/align/events does
+
+1. The Standard Webhooks signature is checked over the raw body (signatures.py).
+2. A repeated event id answers as before and changes nothing.
+3. The body is parsed and checked (payloads.py); the case must exist and the MRN match.
+4. The event is stored and committed as `pending` in a transaction of its own, so a
+   crash before it is applied loses nothing (a redelivery or the next transition of
+   its case applies it).
+5. It is applied in a second transaction, always through the workflow engine
+   (`fire(case, trigger, by=None)`), and marked `applied`, `pending` (the case cannot
+   take it yet), `ignored` (it can never apply, or is older than what we know) or
+   `failed` (an unexpected error; a person re-applies it from the admin).
+
+Pending events are retried whenever their case changes state (the engine's
+`transition_applied` signal, sent after commit), oldest `occurred_at` first.
+Nothing here logs patient details: only event ids, types and case ids.
+"""
+
+import logging
+from dataclasses import dataclass
+from functools import lru_cache
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from align_workflow.cases.models import AlignOrder, Case
+from align_workflow.workflow import effects
+from align_workflow.workflow.engine import TransitionNotAllowed, fire
+from states import align_case as wf
+
+from . import payloads
+from .models import AlignCaseStatus, InboundEvent
+from .signatures import SignatureError, verify_signature
+
+logger = logging.getLogger(__name__)
+
+Status = InboundEvent.Status
+
+
+# --- Receiving ------------------------------------------------------------------------
+
+
+class EventRefused(Exception):
+    """The delivery was refused; nothing was stored."""
+
+    def __init__(self, http_status, code, message, details=None):
+        super().__init__(message)
+        self.http_status = http_status
+        self.code = code
+        self.message = message
+        self.details = details or {}
+
+
+@dataclass(frozen=True)
+class Receipt:
+    event: InboundEvent
+    duplicate: bool
+
+
+def _log_refusal(code, event_id, event_type=None, case_id=None):
+    # The event id comes from the sender; repr() keeps a forged one from forging log lines.
+    logger.warning("align event refused: %s (event %r, type %r, case %s)",
+                   code, (event_id or "")[:100], event_type, case_id)
+
+
+def receive(body: bytes, headers) -> Receipt:
+    """Verify, store and apply one delivery. Raises EventRefused (nothing stored)."""
+    try:
+        webhook_id = verify_signature(body, headers)
+    except SignatureError as exc:
+        _log_refusal("SIGNATURE.INVALID", headers.get("webhook-id"))
+        raise EventRefused(401, "SIGNATURE.INVALID", f"Signature check failed: {exc}") from None
+
+    existing = InboundEvent.objects.filter(event_id=webhook_id).first()
+    if existing is not None:
+        return Receipt(_redelivered(existing), duplicate=True)
+
+    try:
+        event = payloads.parse(body)
+    except payloads.PayloadError as exc:
+        _log_refusal("EVENT.INVALID", webhook_id)
+        raise EventRefused(400, "EVENT.INVALID", "The event is malformed.", {"fields": exc.errors}) from None
+    if event.event_id != webhook_id:
+        _log_refusal("EVENT.ID_MISMATCH", webhook_id, event.type)
+        raise EventRefused(400, "EVENT.INVALID", "The event is malformed.",
+                           {"fields": {"event_id": ["must equal the webhook-id header"]}})
+
+    case = Case.objects.select_related("patient").filter(pk=event.case_id).first()
+    if case is None:
+        _log_refusal("CASE.NOT_FOUND", webhook_id, event.type, event.case_id)
+        raise EventRefused(404, "CASE.NOT_FOUND", f"No case {event.case_id}.")
+    if case.patient.mrn != event.data["mrn"]:
+        _log_refusal("CASE.MRN_MISMATCH", webhook_id, event.type, event.case_id)
+        raise EventRefused(422, "CASE.MRN_MISMATCH", f"The MRN does not match case {event.case_id}.",
+                           {"fields": {"data.mrn": ["does not match the case's patient"]}})
+
+    stored, created = store(event, body, case)
+    if not created:
+        return Receipt(_redelivered(stored), duplicate=True)
+    return Receipt(apply_event(stored.pk), duplicate=False)
+
+
+def store(event: payloads.Event, body: bytes, case) -> tuple[InboundEvent, bool]:
+    """Commit the event as pending; (event, False) if its id is already stored."""
+    try:
+        with transaction.atomic():
+            stored = InboundEvent.objects.create(
+                event_id=event.event_id, type=event.type, case=case, summary=summarize(event),
+                payload=event.payload, raw_body=body.decode("utf-8"), occurred_at=event.occurred_at,
+                status=Status.PENDING, status_detail="received, not applied yet",
+            )
+        return stored, True
+    except IntegrityError:
+        # Another delivery of the same event won the race (the unique event_id).
+        existing = InboundEvent.objects.filter(event_id=event.event_id).first()
+        if existing is None:
+            raise
+        return existing, False
+
+
+def _redelivered(event):
+    """A repeat delivery changes nothing, except that a stored event nobody has applied
+    yet (the process died after storing it) gets applied now."""
+    if event.status == Status.PENDING and event.attempts == 0:
+        return apply_event(event.pk, first_time=True)
+    return event
+
+
+def summarize(event: payloads.Event) -> str:
+    data = event.data
+    if event.type == payloads.SALES_ORDER_CREATED:
+        return f"sales order {data['salesOrderNumber']} ({data['orderKind']})"
+    if event.type == payloads.TREATMENT_PLAN_SUBMITTED:
+        return f"plan {data['treatmentPlanId']} v{data['version']}"
+    return f"status {data['status']}"
+
+
+# --- Applying -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str
+    detail: str
+
+
+def applied(detail):
+    return Outcome(Status.APPLIED, detail)
+
+
+def ignored(detail):
+    return Outcome(Status.IGNORED, detail)
+
+
+def pending(detail):
+    return Outcome(Status.PENDING, detail)
+
+
+def apply_event(event_pk, *, again=False, first_time=False) -> InboundEvent:
+    """Apply one stored event if it is still pending; returns it with its new status.
+
+    again=True also retries an ignored or failed one (the admin's "re-apply");
+    first_time=True only applies it if nobody has tried yet (a redelivery).
+    An applied event is never applied twice.
+    """
+    with transaction.atomic():
+        event = InboundEvent.objects.select_for_update().get(pk=event_pk)
+        if event.status == Status.APPLIED or (event.status != Status.PENDING and not again):
+            return event
+        if first_time and event.attempts:
+            return event
+        event.attempts += 1
+        event.last_attempt_at = timezone.now()
+        try:
+            with transaction.atomic():
+                outcome = _apply(event)
+        except Exception as exc:  # noqa: BLE001 - recorded on the event for a person to see
+            logger.exception("align event %s (%s, case %s) failed to apply", event.event_id, event.type,
+                             event.case_id)
+            outcome = Outcome(Status.FAILED, f"{type(exc).__name__}: {exc}"[:2000])
+        event.status = outcome.status
+        event.status_detail = outcome.detail
+        if outcome.status == Status.APPLIED:
+            event.applied_at = timezone.now()
+        event.save(update_fields=["status", "status_detail", "applied_at", "attempts", "last_attempt_at"])
+    logger.info("align event %s (%s, case %s): %s", event.event_id, event.type, event.case_id, event.status)
+    return event
+
+
+def _apply(event) -> Outcome:
+    if event.case_id is None:
+        return ignored("The case no longer exists.")
+    # One event of a case at a time: the case row is locked until this event is done.
+    case = Case.objects.select_for_update().get(pk=event.case_id)
+    parsed = payloads.parse(event.raw_body.encode("utf-8"))
+    return HANDLERS[event.type](case, event, parsed.data)
+
+
+def _apply_sales_order(case, event, data) -> Outcome:
+    # Never updated in place: a number we already have is a no-op.
+    order, created = AlignOrder.objects.get_or_create(
+        sales_order_number=data["salesOrderNumber"],
+        defaults=dict(case=case, order_kind=data["orderKind"], order_type=data["orderType"], p_id=data["pId"],
+                      align_created_at=data["createdAt"]),
+    )
+    if not created:
+        if order.case_id != case.pk:
+            return ignored(f"Sales order {order.sales_order_number} is already recorded for case {order.case_id}.")
+        return ignored(f"Sales order {order.sales_order_number} is already recorded.")
+    return applied(f"Sales order {order.sales_order_number} ({order.order_kind}) recorded.")
+
+
+def _plan_from(data):
+    preview = next((a for a in data["assets"] if a["kind"] == "PROVPREV"), None)
+    if preview is not None:
+        filename = preview["url"].split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1][:255]
+        preview = {**preview, "filename": filename}
+    return {
+        "plan_id": data["treatmentPlanId"], "version": data["version"], "revision_of": data["revisionOf"],
+        "sales_order_number": data["salesOrderNumber"], "stages_upper": data["stages"]["upper"],
+        "stages_lower": data["stages"]["lower"], "attachments": data["attachments"], "ipr": data["ipr"],
+        "notes": data["notes"], "preview": preview,
+    }
+
+
+def _apply_plan(case, event, data) -> Outcome:
+    plan = _plan_from(data)
+    try:
+        fire(case, wf.EVENT_TRIGGERS[payloads.TREATMENT_PLAN_SUBMITTED], by=None, plan=plan)
+    except effects.StalePlan as exc:
+        # Older than the plan the provider sees: kept as a record, the case is left alone.
+        return ignored(_record_older_plan(case, plan, exc))
+    except TransitionNotAllowed as exc:
+        return _not_now(case, exc)
+    return applied(f"Plan {plan['plan_id']} version {plan['version']} received; the case is plan received.")
+
+
+def _record_older_plan(case, plan, exc):
+    from align_workflow.cases.models import TreatmentPlan
+
+    if TreatmentPlan.objects.filter(case=case, version=plan["version"]).exists():
+        return f"{exc} Version {plan['version']} is already stored."
+    effects.record_plan(case, plan)
+    return f"{exc} Stored for the record; the case is unchanged."
+
+
+# Align's status order: a status behind the furthest one seen is stale. The setup
+# steps repeat after a modification request, so they share a rank (and are ordered
+# by when they happened). CANCELLED and ON_HOLD can come at any point.
+STATUS_RANK = {
+    "RECEIVED": 0, "SETUP_IN_PROGRESS": 1, "CLINCHECK_READY": 1, "MODIFICATION_REQUESTED": 1,
+    "APPROVED": 2, "IN_MANUFACTURING": 3, "SHIPPED": 4,
+}
+
+
+def _stale(known, status, occurred_at, event):
+    """Why a status is older than what we know, or None."""
+    if known is None or known.event_id == event.pk:
+        return None
+    if occurred_at < known.occurred_at:
+        return f"Align status {status} happened before {known.status}, which is already known."
+    furthest = known.furthest_status
+    if status in STATUS_RANK and furthest in STATUS_RANK and STATUS_RANK[status] < STATUS_RANK[furthest]:
+        return f"Align status {status} comes before {furthest}, which is already known."
+    return None
+
+
+def _furthest(current, status):
+    # Called only for a status that is not stale, i.e. not behind `current`.
+    if status not in STATUS_RANK:
+        return current
+    if current in STATUS_RANK and STATUS_RANK[current] > STATUS_RANK[status]:
+        return current
+    return status
+
+
+def _apply_status(case, event, data) -> Outcome:
+    status = data["status"]
+    known = AlignCaseStatus.objects.filter(case=case).first()
+    stale = _stale(known, status, event.occurred_at, event)
+    if stale:
+        return ignored(stale)
+    if known is None:
+        known = AlignCaseStatus(case=case)
+    if known.event_id != event.pk:
+        known.status, known.previous_status = status, data.get("previousStatus") or ""
+        known.occurred_at, known.event = event.occurred_at, event
+        known.furthest_status = _furthest(known.furthest_status, status)
+        known.save()
+
+    trigger = wf.EVENT_TRIGGERS.get(f"{payloads.CASE_STATUS_CHANGED}:{status}")
+    if trigger is None:
+        return applied(f"Align status {status} recorded.")
+    params = {}
+    if trigger == "ship":
+        shipment = data["shipment"]
+        params = {"carrier": shipment["carrier"], "tracking_number": shipment["trackingNumber"],
+                  "shipped_at": shipment["shippedAt"]}
+    elif trigger == "cancel":
+        params = {"reason": (data.get("reason") or "").strip() or "Cancelled by Align (no reason given)."}
+    try:
+        fire(case, trigger, by=None, **params)
+    except TransitionNotAllowed as exc:
+        return _not_now(case, exc)
+    return applied(f"Align status {status} recorded; the case is {case.state.replace('_', ' ')}.")
+
+
+HANDLERS = {
+    payloads.SALES_ORDER_CREATED: _apply_sales_order,
+    payloads.TREATMENT_PLAN_SUBMITTED: _apply_plan,
+    payloads.CASE_STATUS_CHANGED: _apply_status,
+}
+
+
+# --- Early and late events ------------------------------------------------------------
+
+
+@lru_cache(maxsize=None)
+def reachable_from(state) -> frozenset:
+    """Every state the case can still reach from `state` (itself included)."""
+    seen, todo = {state}, [state]
+    while todo:
+        current = todo.pop()
+        for t in wf.TRANSITIONS:
+            if current in t.source and t.dest not in seen:
+                seen.add(t.dest)
+                todo.append(t.dest)
+    return frozenset(seen)
+
+
+def _not_now(case, exc: TransitionNotAllowed) -> Outcome:
+    """A refused trigger: wait if the case may still get there, else record why not."""
+    if exc.code == "in_progress":
+        return pending(f"Waiting: {exc}")
+    if exc.code == "wrong_state":
+        sources = set(wf.BY_TRIGGER[exc.trigger].source)
+        if sources & reachable_from(case.state):
+            return pending(f"Waiting for the case to reach {' or '.join(sorted(sources))} "
+                           f"(it is {case.state.replace('_', ' ')}).")
+        return ignored(f"Can never apply: the case is {case.state.replace('_', ' ')} and cannot "
+                       f"{exc.trigger.replace('_', ' ')} any more.")
+    return ignored(f"Refused by the workflow ({exc.code}): {exc}")
+
+
+def apply_pending(case_id) -> list[InboundEvent]:
+    """Try every pending event of a case, oldest first."""
+    ids = list(InboundEvent.objects.filter(case_id=case_id, status=Status.PENDING)
+               .order_by("occurred_at", "received_at", "id").values_list("pk", flat=True))
+    return [apply_event(pk) for pk in ids]
+
+
+def on_transition_applied(sender, case_id, **kwargs):
+    """The engine moved a case, or a call stopped holding it: waiting events may apply now."""
+    try:
+        apply_pending(case_id)
+    except Exception:  # noqa: BLE001 - must not break whoever fired the transition
+        logger.exception("applying pending align events of case %s failed", case_id)

@@ -1,0 +1,142 @@
+"""At-least-once, in no guaranteed order: 100 events for several cases, each delivered
+three times in shuffled order, leave every case exactly as in-order delivery does."""
+
+import json
+import random
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from align_workflow.cases.models import Case
+from align_workflow.integration.models import AlignCaseStatus, InboundEvent
+from align_workflow.workflow import fire
+from states import align_case as wf
+from tests.factories import make_case
+
+from .deliveries import deliver, iso, make_event
+
+T0 = datetime(2026, 3, 1, 8, 0, tzinfo=timezone.utc)
+
+
+def so(n, kind, minute, number=None):
+    return ("sales_order.created", minute, {"orderKind": kind, "salesOrderNumber": number or f"SO-{{tag}}-{n}-{kind[0]}",
+                                            "createdAt": iso(T0 + timedelta(minutes=minute))})
+
+
+def plan(n, version, minute):
+    return ("treatment_plan.submitted", minute, {
+        "version": version, "treatmentPlanId": f"TP-{{tag}}-{n}-{version}",
+        "revisionOf": f"TP-{{tag}}-{n}-{version - 1}" if version > 1 else None,
+        "stages": {"upper": 10 + version, "lower": 8 + version}, "notes": f"Plan version {version}.",
+        "assets": [{"kind": "PROVPREV", "url": f"https://align.example.com/p/TP-{{tag}}-{n}-{version}.mp4",
+                    "sha256": f"{version:064x}", "size": 1000 * version}],
+    })
+
+
+def status(status_name, minute, **extra):
+    data = {"status": status_name, "previousStatus": None, "shipment": None, **extra}
+    if status_name == "SHIPPED":
+        data["shipment"] = {"carrier": "FedEx", "trackingNumber": "TRK-{tag}-" + str(minute),
+                            "shippedAt": iso(T0 + timedelta(minutes=minute)), "alignerCount": 20}
+    return ("case.status_changed", minute, data)
+
+
+# kind: (start state, how many cases, events for case n, the staff action after delivery)
+SCENARIOS = {
+    "first plan": (wf.ASSETS_UPLOADED, 4, lambda n: [
+        so(n, "PRIMARY", 0), so(n, "SECONDARY", 1), status("SETUP_IN_PROGRESS", 2), status("CLINCHECK_READY", 3),
+        plan(n, 1, 4)], None),
+    "revision": (wf.ASSETS_UPLOADED, 4, lambda n: [
+        so(n, "PRIMARY", 0), so(n, "SECONDARY", 1), plan(n, 1, 2), status("MODIFICATION_REQUESTED", 3),
+        status("SETUP_IN_PROGRESS", 4), plan(n, 2, 5), status("CLINCHECK_READY", 6)], None),
+    "shipping": (wf.ACCEPTED, 4, lambda n: [
+        status("APPROVED", 0), status("IN_MANUFACTURING", 1), status("SHIPPED", 2)], None),
+    "shipped before accepted": (wf.PROVIDER_APPROVED, 4, lambda n: [
+        status("APPROVED", 0), status("IN_MANUFACTURING", 1), status("SHIPPED", 2)], "accept_clincheck"),
+    "plans before the assets": (wf.ORDER_CREATED, 4, lambda n: [
+        so(n, "PRIMARY", 0), so(n, "SECONDARY", 1), plan(n, 1, 2), plan(n, 2, 3)], "upload_assets"),
+    "cancelled by Align": (wf.PLAN_RECEIVED, 2, lambda n: [
+        status("ON_HOLD", 0, reason="Records missing"), status("CANCELLED", 1, reason="Patient declined")], None),
+    "a newer primary order": (wf.ASSETS_UPLOADED, 2, lambda n: [
+        so(n, "PRIMARY", 0, f"SO-{{tag}}-{n}-P1"), so(n, "SECONDARY", 1), so(n, "PRIMARY", 2, f"SO-{{tag}}-{n}-P2"),
+        status("RECEIVED", 3)], None),
+}
+
+
+def build_world(tag):
+    """The cases of every scenario, their events, and what staff do afterwards."""
+    world = []
+    number = 0  # numbers sales orders and plans uniquely across all cases of the world
+    for kind, (state, count, script, follow_up) in SCENARIOS.items():
+        for n in range(count):
+            case = make_case(state=state)
+            case_events = []
+            number += 1
+            for j, (event_type, minute, data) in enumerate(script(number)):
+                data = json.loads(json.dumps(data).replace("{tag}", tag))
+                case_events.append(make_event(event_type, case, event_id=f"evt-{tag}-{case.pk}-{j}",
+                                              occurred_at=T0 + timedelta(minutes=minute), **data))
+            world.append((kind, n, case, case_events, follow_up))
+    return world
+
+
+def snapshot(case, tag):
+    case = Case.objects.get(pk=case.pk)
+    known = AlignCaseStatus.objects.filter(case=case).first()
+    view = {
+        "state": case.state,
+        "cancel_reason": case.cancel_reason,
+        "shipping": [case.carrier, case.tracking_number, case.shipped_at and case.shipped_at.isoformat()],
+        "sales_order_number": case.align_sales_order_number,
+        "patient_id": case.align_patient_id,
+        "orders": sorted([o.sales_order_number, o.order_kind, o.order_type, o.p_id, o.align_created_at.isoformat()]
+                         for o in case.align_orders.all()),
+        "plans": sorted([p.plan_id, p.version, p.revision_of, p.sales_order_number, p.stages_upper, p.stages_lower,
+                         p.notes, p.preview.url, p.preview.sha256, p.preview.size]
+                        for p in case.treatment_plans.select_related("preview")),
+        "current_plan": getattr(case.treatment_plans.first(), "version", None),
+        "align_status": known and [known.status, known.previous_status, known.furthest_status,
+                                   known.occurred_at.isoformat()],
+    }
+    return json.loads(json.dumps(view).replace(tag, "W"))
+
+
+def run(client, staff, tag, deliveries):
+    world = build_world(tag)
+    everything = [e for *_, case_events, _ in world for e in case_events]
+    for payload in deliveries(everything):
+        response = deliver(client, payload)
+        assert response.status_code == 200, response.content
+    for kind, n, case, _, follow_up in world:
+        if follow_up:
+            fire(Case.objects.get(pk=case.pk), follow_up, by=staff)
+    events = InboundEvent.objects.filter(event_id__startswith=f"evt-{tag}-")
+    assert events.count() == len(everything) == 100
+    assert not events.filter(status__in=["pending", "failed"]).exists(), list(
+        events.filter(status__in=["pending", "failed"]).values_list("event_id", "status_detail"))
+    return {(kind, n): snapshot(case, tag) for kind, n, case, _, _ in world}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_shuffled_repeated_delivery_ends_like_in_order_delivery(client, staff, flags_on, local_effects_only):
+    in_order = run(client, staff, "wq1", lambda events: sorted(events, key=lambda e: e["occurred_at"]))
+
+    def shuffled_three_times(events):
+        deliveries = events * 3
+        random.Random(20260301).shuffle(deliveries)
+        return deliveries
+
+    shuffled = run(client, staff, "wq2", shuffled_three_times)
+
+    assert shuffled.keys() == in_order.keys()
+    for key in in_order:
+        assert shuffled[key] == in_order[key], key
+    # The scenarios really reached where they should.
+    assert {k: v["state"] for k, v in in_order.items() if k[1] == 0} == {
+        ("first plan", 0): wf.PLAN_RECEIVED, ("revision", 0): wf.PLAN_RECEIVED, ("shipping", 0): wf.SHIPPING,
+        ("shipped before accepted", 0): wf.SHIPPING, ("plans before the assets", 0): wf.PLAN_RECEIVED,
+        ("cancelled by Align", 0): wf.CANCELLED, ("a newer primary order", 0): wf.ASSETS_UPLOADED,
+    }
+    assert in_order[("revision", 0)]["current_plan"] == 2
+    assert in_order[("a newer primary order", 0)]["sales_order_number"].endswith("-P2")
+    assert in_order[("shipped before accepted", 0)]["shipping"][:2] == ["FedEx", "TRK-W-2"]
