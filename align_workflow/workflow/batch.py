@@ -97,6 +97,7 @@ class Outcome:
     action: str
     outcome: str
     detail: str = ""
+    remark: str = ""  # something the user should know about how it was done (also in `detail`)
 
     @property
     def case_id(self):
@@ -114,7 +115,8 @@ class Outcome:
         """The one-line outcome shown per case: "C000123 accepted", "C000124 skipped: already accepted"."""
         who = self.case_number or self.row.label
         if self.outcome == DONE:
-            return f"{who} {action.done_word}" + (f": {self.detail}" if action.detail_when_done else "")
+            return (f"{who} {action.done_word}" + (f": {self.detail}" if action.detail_when_done else "")
+                    + (f" ({self.remark})" if self.remark and not action.detail_when_done else ""))
         if self.outcome == WOULD_DO:
             return f"{who} would {self.detail}"
         return f"{who} {self.outcome}: {self.detail}"
@@ -302,6 +304,7 @@ class Plan:
     retry: bool = False               # re-send the step's last failed call (retry_case) instead of firing anew
     step: str | None = None           # the step retried
     note: str = ""                    # the case note written when it is sent
+    remark: str = ""                  # told to the user with the outcome
 
 
 def _words(state):
@@ -459,13 +462,14 @@ class Revise(Action):
             if failed.by_id != provider.pk:
                 raise Skip("the failed revision request was made by someone who is not the case's provider now")
             _check_input(case, self.trigger, provider, dict(failed.params))
-            ignored = ""
+            remark = ""
             if row.comments and row.comments.strip() != failed.params.get("comments"):
-                ignored = "; the file's comments are not used: the provider's own are re-sent"
+                remark = "the file's comments were not used: the provider's own were re-sent"
             return Plan(
                 f"re-send the failed revision request for plan version {version} on behalf of provider "
-                f"{provider.get_username()} (the provider's comments, the same key){ignored}",
-                by=provider, retry=True, step=self.trigger,
+                f"{provider.get_username()} (the provider's comments, the same key)"
+                + (f"; {remark.replace('were', 'are')}" if remark else ""),
+                by=provider, retry=True, step=self.trigger, remark=remark,
                 note=self.note(f"re-sending the failed Request Revision for plan version {version} on behalf of "
                                f"the case's provider ({provider.get_username()}), with the provider's comments "
                                "and the same idempotency key."),
@@ -571,6 +575,8 @@ def process(action, row, *, dry_run=False) -> Outcome:
     except Exception as exc:  # one case's unexpected error must not stop the others
         logger.exception("align_batch %s: case %s failed", action.name, getattr(case, "pk", None))
         return Outcome(row, action.name, FAILED, _scrubbed(exc, case))
+    if plan.remark and outcome != SKIPPED:
+        return Outcome(row, action.name, outcome, f"{detail} ({plan.remark})", remark=plan.remark)
     return Outcome(row, action.name, outcome, detail)
 
 

@@ -183,6 +183,8 @@ def test_revise_from_a_csv_sends_its_comments_or_the_default(simulator, flags_on
     assert remote[with_comments.pk]["plans"][-1]["comments"] == "Less IPR; fewer stages"
     assert remote[without.pk]["plans"][-1]["comments"] == batch.DEFAULT_COMMENTS
     assert remote[failed.pk]["plans"][-1]["comments"] == "The provider's words."  # re-sent as recorded
+    assert (f"{failed.case_number} revision requested (the file's comments were not used: the provider's own "
+            "were re-sent)") in out
     assert all(state_of(c) == wf.REVISION_REQUESTED for c in (with_comments, without, failed))
     assert effects(simulator, "modifies") == {"modifies": 3}
 
@@ -231,15 +233,23 @@ def test_upload_assets_uploads_cases_stuck_in_order_created(simulator, app_for_a
     stuck = [known_to_align(simulator, make_case(state=wf.ORDER_CREATED), plan=False) for _ in range(3)]
     further = make_case(state=wf.ASSETS_UPLOADED)
 
+    simulator.fault(route="POST /assets/upload", mode="reset_after_commit", count=1)
+    simulator.fault(route="POST /assets/upload", status=503, count=1)
+
     code, out, err = run_batch("upload-assets")
 
+    assert code == 1, err
+    assert "Done: 1 assets uploaded, 0 skipped, 2 failed" in out
+    assert further.case_number not in out
+    assert effects(simulator, "uploads") == {"uploads": 2}  # one answer was lost after the work
+
+    code, out, err = run_batch("upload-assets", "--case-ids", ",".join(str(c.pk) for c in stuck + [further]))
     assert code == 0, err
     assert all(state_of(c) == wf.ASSETS_UPLOADED for c in stuck)
-    assert further.case_number not in out
+    assert out.count("skipped: assets already uploaded") == 2
     assert effects(simulator, "uploads") == {"uploads": 3}
-    code, out, _ = run_batch("upload-assets", "--case-ids", ",".join(str(c.pk) for c in stuck))
-    assert code == 0 and out.count("skipped: assets already uploaded") == 3
-    assert effects(simulator, "uploads") == {"uploads": 3}
+    sent = keys_sent(simulator, "POST", "/assets/upload")
+    assert len(sent) == 5 and len(set(sent)) == 3  # the two failed cases were re-sent with their keys
 
 
 # --- --dry-run ---------------------------------------------------------------------------------------
