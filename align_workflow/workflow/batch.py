@@ -527,7 +527,10 @@ def _scrubbed(exc, case):
 
 
 def _plan_for(action, row) -> tuple[Case, Plan]:
-    case = Case.objects.select_related("patient").get(pk=row.case.pk)  # as it is now, not as selected
+    try:
+        case = Case.objects.select_related("patient").get(pk=row.case.pk)  # as it is now, not as selected
+    except Case.DoesNotExist:
+        raise Skip("the case no longer exists") from None
     row.case = case
     _refuse_if_busy(case)
     return case, action.plan(case, row)
