@@ -541,13 +541,18 @@ def send_to_align(case, *, by) -> SendResult:
     return _finish(case, ran)
 
 
-def retry_case(case, *, by) -> SendResult:
+def retry_case(case, *, by, step=None, here=False, note=None) -> SendResult:
     """Retry the case's last failed call to Align now (the staff portal's Retry button).
 
     Re-sends the same step with the same idempotency key, as the actor who first sent
     it; a step of "Send to Align" continues with the steps after it. Refused
     (TransitionNotAllowed) when `by` is not staff, when nothing failed, or when a call is
     in flight.
+
+    For batch jobs (align_batch): `step` retries the last call of that step rather than
+    the case's last call; `here` sends it in this process now, whatever ALIGN_EXECUTION
+    says (the caller must not be inside a transaction); `note` replaces the case note's
+    text.
     """
     from .engine import TransitionNotAllowed, roles_of
 
@@ -555,10 +560,14 @@ def retry_case(case, *, by) -> SendResult:
         locked = Case.objects.select_for_update().get(pk=case.pk)
         if by is not None and wf.STAFF not in roles_of(locked, by):
             raise TransitionNotAllowed("Only staff may retry a call to Align.", code="actor", state=locked.state)
-        last = OutboundAttempt.objects.filter(case_id=locked.pk).order_by("-id").first()
+        calls = OutboundAttempt.objects.filter(case_id=locked.pk)
+        if step:
+            calls = calls.filter(step=step)
+        last = calls.order_by("-id").first()
         if last is None or last.status == Status.SUCCEEDED:
+            none_made = f"no {step_label(step)} call" if step else "no call to Align"
             raise TransitionNotAllowed(
-                "Nothing to retry: " + ("no call to Align has been made for this case." if last is None
+                "Nothing to retry: " + (f"{none_made} has been made for this case." if last is None
                                         else f"{step_label(last.step)} succeeded."),
                 code="wrong_state", state=locked.state,
             )
@@ -574,8 +583,10 @@ def retry_case(case, *, by) -> SendResult:
             attempt = _enqueue(locked, last.step, by=last.by, params=last.params, chain=last.chain)
         who = f" by {by.get_username()}" if by is not None else ""
         CaseNote.objects.create(case_id=locked.pk, author=by,
-                                text=f"Retry of {step_label(attempt.step)} requested{who}.")
-        ran = _start(attempt.pk)
+                                text=note or f"Retry of {step_label(attempt.step)} requested{who}.")
+        ran = [] if here else _start(attempt.pk)
+    if here:
+        ran.append(run_attempt(attempt.pk))
     return _finish(case, ran)
 
 
