@@ -49,6 +49,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Serves collectstatic's output (STATIC_ROOT) when DEBUG is off, e.g. under gunicorn.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -112,8 +114,13 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "/static/"
-STATIC_ROOT = BASE_DIR / "var" / "static"
-STATICFILES_DIRS = [d for d in [BASE_DIR / "node_modules"] if d.exists()]
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", BASE_DIR / "var" / "static"))  # collectstatic writes here
+# Front-end packages from package.json: only the files the pages use, not all of node_modules/.
+STATICFILES_DIRS = [
+    (prefix, BASE_DIR / "node_modules" / prefix)
+    for prefix in ["html2canvas/dist"]
+    if (BASE_DIR / "node_modules" / prefix).is_dir()
+]
 MEDIA_URL = "/media/"
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", BASE_DIR / "var" / "media"))
 

@@ -67,3 +67,33 @@ def test_check_deploy_passes_with_production_settings():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+SERVE_STATIC = """
+import django
+from django.core.management import call_command
+django.setup()
+call_command("collectstatic", "--noinput", verbosity=0)
+from django.test import Client
+client = Client(SERVER_NAME="example.com")
+for path in ("/static/portals/portals.css", "/static/html2canvas/dist/html2canvas.min.js",
+             "/static/html2canvas/package.json"):
+    print(path, client.get(path, secure=True).status_code)
+"""
+
+
+def test_static_files_are_served_with_debug_off_after_collectstatic(tmp_path):
+    """Production (DEBUG=0, e.g. under gunicorn) serves collectstatic's output through
+    WhiteNoise; of node_modules only html2canvas's dist/ is published."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
+    env.update(DJANGO_DEBUG="0", DJANGO_SECRET_KEY=secrets.token_urlsafe(60), DJANGO_ALLOWED_HOSTS="example.com",
+               DJANGO_SETTINGS_MODULE="align_workflow.settings", STATIC_ROOT=str(tmp_path / "static"))
+    result = subprocess.run([sys.executable, "-c", SERVE_STATIC], cwd=settings.BASE_DIR, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split("\n")[:3] == [
+        "/static/portals/portals.css 200",
+        "/static/html2canvas/dist/html2canvas.min.js 200",
+        "/static/html2canvas/package.json 404",
+    ]
+    assert not (tmp_path / "static" / "html2canvas" / "package.json").exists()

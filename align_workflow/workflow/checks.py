@@ -1,0 +1,27 @@
+"""System checks (`manage.py check`, run by every management command and at start-up)
+for settings that would otherwise fail quietly in production."""
+
+from django.conf import settings
+from django.core import checks
+
+EXECUTION_MODES = ("inline", "celery")
+
+
+@checks.register(checks.Tags.compatibility)
+def check_execution(app_configs=None, **kwargs):
+    problems = []
+    mode = settings.ALIGN_EXECUTION
+    if mode not in EXECUTION_MODES:
+        problems.append(checks.Error(
+            f"ALIGN_EXECUTION is {mode!r}; it must be one of: {', '.join(EXECUTION_MODES)}.",
+            hint="Unset it to send calls to Align from the web process, or set it to 'celery'.",
+            id="align_workflow.E001",
+        ))
+    elif mode == "celery" and settings.CELERY_BROKER_URL == getattr(settings, "REDIS_URL", ""):
+        problems.append(checks.Warning(
+            "The Celery broker is the Redis database the cache uses (CELERY_BROKER_URL is REDIS_URL): "
+            "clearing the cache would drop queued calls to Align.",
+            hint="Set CELERY_BROKER_URL to another Redis database, e.g. redis://host:6379/2.",
+            id="align_workflow.W001",
+        ))
+    return problems
