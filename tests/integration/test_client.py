@@ -25,6 +25,7 @@ from align_workflow.integration.client import (
     CreatedOrder,
     CreatedPatient,
 )
+from tests.threads import together
 
 BASE = "http://align.test"
 TOKEN_URL = f"{BASE}/auth/token"
@@ -541,30 +542,11 @@ def _slow_token_endpoint(fake, delay=0.2):
     return issued
 
 
-def _run_threads(target, n=8):
-    start = threading.Barrier(n)
-    errors = []
-
-    def run():
-        start.wait()
-        try:
-            target()
-        except Exception as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run) for _ in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
-
-
 def test_threads_starting_together_make_one_token_request(cache, fake):
     issued = _slow_token_endpoint(fake)
     fake.get(f"{BASE}/orders/7", json={"caseId": 7})
     align = Align(BASE, "demo", "demo-secret", cache=cache)
-    _run_threads(lambda: align.get_case(7))
+    together(lambda: align.get_case(7))
     assert len(issued) == 1
 
 
@@ -575,5 +557,5 @@ def test_without_the_lock_threads_starting_together_make_several_token_requests(
     issued = _slow_token_endpoint(fake)
     fake.get(f"{BASE}/orders/7", json={"caseId": 7})
     align = UnlockedAlign(BASE, "demo", "demo-secret", cache=cache)
-    _run_threads(lambda: align.get_case(7))
+    together(lambda: align.get_case(7))
     assert len(issued) > 1

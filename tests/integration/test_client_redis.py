@@ -11,6 +11,7 @@ import pytest
 import responses
 
 from align_workflow.integration.client import Align
+from tests.threads import together
 
 BASE = "http://align.test"
 TOKEN_URL = f"{BASE}/auth/token"
@@ -41,25 +42,6 @@ def _fake_service(rsps, delay=0.2):
     return issued
 
 
-def _together(target, n=8):
-    start = threading.Barrier(n)
-    errors = []
-
-    def run():
-        start.wait()
-        try:
-            target()
-        except Exception as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run) for _ in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
-
-
 @pytest.mark.redis
 @pytest.mark.parametrize("share_token_lock, expect_one", [(True, True), (False, False)], ids=["locked", "unlocked"])
 def test_clients_sharing_redis_make_one_token_request(redis_cache, share_token_lock, expect_one):
@@ -70,7 +52,7 @@ def test_clients_sharing_redis_make_one_token_request(redis_cache, share_token_l
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
         issued = _fake_service(rsps)
         # One client per thread, as separate processes would each have their own.
-        _together(lambda: ClientUnderTest(BASE, cache=redis_cache).get_case(7))
+        together(lambda: ClientUnderTest(BASE, cache=redis_cache).get_case(7))
     if expect_one:
         assert len(issued) == 1
         assert redis_cache.get(Align(BASE).token_cache_key) == "tok-1"

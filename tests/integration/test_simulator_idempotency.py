@@ -3,6 +3,7 @@
 import threading
 
 from .conftest import CASE_IDS, error_code, patient_body
+from tests.threads import race
 
 THREADS = 20
 
@@ -54,27 +55,11 @@ def test_a_refusal_is_replayed_too(simulator, api):
     assert replay.json() == first.json()   # the same body, request_id included
 
 
-def race(target):
-    barrier = threading.Barrier(THREADS)
-    results = []
-
-    def run():
-        barrier.wait()
-        results.append(target())
-
-    threads = [threading.Thread(target=run) for _ in range(THREADS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    return results
-
-
 def test_twenty_concurrent_requests_with_one_key_do_the_work_once(simulator, api):
     simulator.config(work_ms=100)
     body = patient_body(next(CASE_IDS))
     api.get_token()
-    responses = race(lambda: api.fresh().post("/patients", body, key="racing-key"))
+    responses = race(lambda: api.fresh().post("/patients", body, key="racing-key"), THREADS)
     assert [r.status_code for r in responses] == [200] * THREADS
     assert len({r.text for r in responses}) == 1
     assert simulator.state()["effects"]["patients"] == 1
@@ -84,7 +69,7 @@ def test_negative_control_without_the_per_key_lock_the_work_is_doubled(simulator
     simulator.config(work_ms=100, idempotency_lock=False)
     body = patient_body(next(CASE_IDS))
     api.get_token()
-    race(lambda: api.fresh().post("/patients", body, key="racing-key"))
+    race(lambda: api.fresh().post("/patients", body, key="racing-key"), THREADS)
     assert simulator.state()["effects"]["patients"] > 1
 
 
@@ -99,7 +84,7 @@ def test_concurrent_distinct_patients_are_neither_lost_nor_doubled(simulator, ap
             case_id = pending.pop()
         return api.fresh().post("/patients", patient_body(case_id), key=f"distinct-{case_id}").json()["pId"]
 
-    p_ids = race(create)
+    p_ids = race(create, THREADS)
     state = simulator.state()
     assert len(set(p_ids)) == THREADS
     assert state["effects"]["patients"] == THREADS and len(state["patients"]) == THREADS

@@ -1,9 +1,8 @@
 """Twenty requests racing on one case produce exactly one transition (PostgreSQL)."""
 
-import threading
 
 import pytest
-from django.db import close_old_connections, connection, transaction
+from django.db import transaction
 from django_fsm_log.models import StateLog
 
 from align_workflow.cases.models import Case
@@ -11,37 +10,17 @@ from align_workflow.workflow import TransitionNotAllowed, fire
 from states import align_case as wf
 from states.machine import next_state
 from tests.factories import make_case
+from tests.threads import race
 
 THREADS = 20
-
-
-def race(target):
-    """Run `target` in THREADS threads released at once; collect what each returned or raised."""
-    barrier = threading.Barrier(THREADS)
-    outcomes = []
-
-    def run():
-        try:
-            barrier.wait()
-            outcomes.append(target())
-        except Exception as exc:  # noqa: BLE001 - the outcome is what we measure
-            outcomes.append(exc)
-        finally:
-            close_old_connections()
-            connection.close()
-
-    threads = [threading.Thread(target=run) for _ in range(THREADS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    return outcomes
 
 
 @pytest.mark.django_db(transaction=True)
 def test_twenty_threads_one_transition(require_postgres, staff, flags_on, local_effects_only):
     case = make_case(state=wf.ORDER_CREATED)
-    outcomes = race(lambda: fire(Case.objects.get(pk=case.pk), "cancel", by=staff, reason="duplicate click"))
+    outcomes = race(
+        lambda: fire(Case.objects.get(pk=case.pk), "cancel", by=staff, reason="duplicate click"), THREADS
+    )
 
     successes = [o for o in outcomes if isinstance(o, StateLog)]
     refusals = [o for o in outcomes if isinstance(o, TransitionNotAllowed)]
@@ -67,7 +46,7 @@ def naive_fire(case_id, trigger):
 @pytest.mark.django_db(transaction=True)
 def test_negative_control_without_the_row_lock_the_race_doubles_history(require_postgres):
     case = make_case(state=wf.ORDER_CREATED)
-    outcomes = race(lambda: naive_fire(case.pk, "cancel"))
+    outcomes = race(lambda: naive_fire(case.pk, "cancel"), THREADS)
     # Without the lock several threads see order_created and all of them "cancel" it.
     assert outcomes.count("done") > 1, outcomes
     assert StateLog.objects.for_(case).count() > 1

@@ -1,9 +1,7 @@
 """Ten Send-to-Align clicks on one case at the same moment: one chain of calls (PostgreSQL)."""
 
-import threading
 
 import pytest
-from django.db import close_old_connections, connection
 from django_fsm_log.models import StateLog
 
 from align_workflow.cases.models import Case
@@ -13,38 +11,17 @@ from align_workflow.workflow.align_effects import patient_fields
 from align_workflow.workflow.models import OutboundAttempt
 from states import align_case as wf
 from tests.factories import make_case
+from tests.threads import race
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 THREADS = 10
 
 
-def race(target):
-    barrier = threading.Barrier(THREADS)
-    outcomes = []
-
-    def run():
-        try:
-            barrier.wait()
-            outcomes.append(target())
-        except Exception as exc:  # noqa: BLE001 - the outcome is what we measure
-            outcomes.append(exc)
-        finally:
-            close_old_connections()
-            connection.close()
-
-    threads = [threading.Thread(target=run) for _ in range(THREADS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    return outcomes
-
-
 def test_ten_concurrent_sends_make_one_chain_of_calls(require_postgres, simulator, app_for_align, staff, flags_on):
     simulator.config(app_url=app_for_align.url)
     case = make_case()
-    outcomes = race(lambda: send_to_align(Case.objects.get(pk=case.pk), by=staff))
+    outcomes = race(lambda: send_to_align(Case.objects.get(pk=case.pk), by=staff), THREADS)
 
     sent = [o for o in outcomes if isinstance(o, SendResult)]
     refused = [o for o in outcomes if isinstance(o, TransitionNotAllowed)]
@@ -62,6 +39,6 @@ def test_negative_control_ten_unguarded_sends_create_ten_patients(require_postgr
     keys are ten pieces of work, so the test above could see them."""
     case = make_case()
     fields = patient_fields(case)
-    outcomes = race(lambda: Align().create_patient(**fields, idempotency_key=None))
+    outcomes = race(lambda: Align().create_patient(**fields, idempotency_key=None), THREADS)
     assert not [o for o in outcomes if isinstance(o, Exception)], outcomes
     assert simulator.state()["effects"]["patients"] == THREADS
