@@ -64,7 +64,17 @@ class Portal:
         return self
 
     def open(self, path):
-        return self.page.goto(self.base_url + path)
+        """Go to `path`. A case page reloads itself when its case moves; if that reload
+        starts while we navigate away, Chromium drops our navigation, so go again."""
+        from playwright.sync_api import Error
+
+        try:
+            return self.page.goto(self.base_url + path)
+        except Error as exc:
+            if "interrupted by another navigation" not in str(exc):
+                raise
+            self.page.wait_for_load_state()
+            return self.page.goto(self.base_url + path)
 
     def screenshot(self, name):
         ARTIFACTS.mkdir(exist_ok=True)
