@@ -98,7 +98,7 @@ def test_faults_then_a_rerun_finish_every_case_with_no_duplicate_effects(simulat
     assert code == 1 and "3 case(s) failed" in err
     assert "Done: 3 accepted, 0 skipped, 3 failed" in out
     assert effects(simulator, "accepts") == {"accepts": 4}  # one was done by Align, its answer lost
-    failed = [r for r in csv.DictReader(report.open()) if r["outcome"] == "failed"]
+    failed = [r for r in csv.DictReader(io.StringIO(report.read_text())) if r["outcome"] == "failed"]
     assert len(failed) == 3 and all("Align" in r["detail"] for r in failed)
     lost = [c for c in cases if state_of(c) == wf.PROVIDER_APPROVED]
     assert len(lost) == 3
@@ -278,7 +278,7 @@ def test_dry_run_lists_what_would_be_done_and_sends_nothing(simulator, flags_on,
     assert simulator.requests() == []
     assert {c.pk: (c.state, len(notes(c))) for c in Case.objects.all()} == before
     assert OutboundAttempt.objects.count() == attempts
-    assert [r["outcome"] for r in csv.DictReader(report.open())] == ["would_do"]
+    assert [r["outcome"] for r in csv.DictReader(io.StringIO(report.read_text()))] == ["would_do"]
 
 
 # --- the report, the output, the exit status -----------------------------------------------------------
@@ -297,7 +297,7 @@ def test_the_report_has_every_cases_outcome(simulator, flags_on, tmp_path):
     code, out, err = run_batch("accept", "--csv", path, "--report", str(report))
 
     assert code == 1 and "1 case(s) failed" in err
-    rows = list(csv.DictReader(report.open()))
+    rows = list(csv.DictReader(io.StringIO(report.read_text())))
     assert list(rows[0]) == ["line", "case_id", "case_number", "mrn", "action", "outcome", "detail"]
     got = [(r["line"], r["case_number"], r["outcome"]) for r in rows]
     assert got == [("2", done.case_number, "done"), ("3", failing.case_number, "failed"),
