@@ -129,7 +129,7 @@ def test_an_adopted_accepted_case_moves_on_to_shipping_by_events(simulator):
     ("accepted", "APPROVED", "APPROVED"),
     ("shipped", "SHIPPED", "APPROVED"),
 ])
-def test_each_stage_leaves_alignes_status_and_plan_as_the_calls_would(simulator, stage, status, plan_status):
+def test_each_stage_leaves_aligns_status_and_plan_as_the_calls_would(simulator, stage, status, plan_status):
     case_id = next(CASE_IDS)
     answer = adopt(simulator, case_id, description(case_id, stage=stage))
     assert answer.status_code == 200, answer.text

@@ -71,7 +71,7 @@ def object_list(params, name):
 
 def parse(params):
     """The validated description, or 400 naming the field."""
-    stage, mrn, p_id, first_name, last_name = require(params, ("stage", "mrn", "pId", "firstName", "lastName"))
+    stage = require(params, ("stage", "mrn", "pId", "firstName", "lastName"))[0]
     if stage == "cancelled":
         raise invalid_field("stage", "give the stage the case reached before it was cancelled, "
                                      "and \"cancelled\": true")
@@ -271,11 +271,10 @@ def adopt(sim, case_id_text, params):
         other = store.patient_by_p_id(described["pId"])
         if other is not None and other.mrn != described["mrn"]:
             raise conflict("pId", "this pId belongs to a patient with another mrn")
-        if described["stage"] != "patient_created":
-            for so in described["salesOrders"] if reached(described["stage"], "assets_uploaded") else []:
-                owner = sales_order_owner(store, so["salesOrderNumber"])
-                if owner not in (None, case_id):
-                    raise conflict("salesOrders", f"sales order {so['salesOrderNumber']} belongs to case {owner}")
+        for so in described.get("salesOrders", []):
+            owner = sales_order_owner(store, so["salesOrderNumber"])
+            if owner not in (None, case_id):
+                raise conflict("salesOrders", f"sales order {so['salesOrderNumber']} belongs to case {owner}")
         if patient is None:
             patient = Patient(p_id=described["pId"], mrn=described["mrn"], first_name=described["firstName"],
                               last_name=described["lastName"], date_of_birth=described["dateOfBirth"],
