@@ -88,6 +88,10 @@ class SimulatorHandle:
     def emit(self, case_id, type, **data_overrides):   # noqa: A002 - the event's field name
         return self._control("POST", f"cases/{case_id}/emit", {"type": type, "data": data_overrides})
 
+    def adopt(self, case_id, **description):
+        """Place a case the app already has at its stage (see simulator/adopt.py)."""
+        return self._control("POST", f"cases/{case_id}/adopt", description)
+
     def revoke_tokens(self):
         return self._control("POST", "tokens/revoke")
 

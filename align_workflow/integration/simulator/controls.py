@@ -9,6 +9,7 @@
     GET    /_sim/config                 the configuration
     POST   /_sim/config                 change it
     POST   /_sim/cases/{caseId}/emit    {"type": ..., "data": {...overrides}}: one event, now
+    POST   /_sim/cases/{caseId}/adopt   a case the app already has, at its stage (see adopt.py)
     POST   /_sim/tokens/revoke          every token issued so far answers 401 AUTH.TOKEN_INVALID
     POST   /_sim/tokens/expire          every token issued so far answers 401 AUTH.TOKEN_EXPIRED
 """
@@ -16,6 +17,7 @@
 import ipaddress
 import time
 
+from . import adopt as adoption
 from .config import ConfigError
 from .faults import FaultSpecError
 from .wire import ApiError, as_case_id
@@ -90,6 +92,10 @@ def emit(sim, req):
     case_id = as_case_id(req.path_args["caseId"])
     record = sim.progress.emit(case_id, req.params.get("type"), req.params.get("data") or {})
     return {"event_id": record["event_id"], "state": record["state"], "body": record["body"]}
+
+
+def adopt(sim, req):
+    return adoption.adopt(sim, req.path_args["caseId"], req.params)
 
 
 def revoke_tokens(sim, req):

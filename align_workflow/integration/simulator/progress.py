@@ -160,7 +160,7 @@ class AlignProgress:
             "pId": case.p_id if case else None,
             "salesOrderNumber": case.primary_sales_order_number if case else None,
             "treatmentPlanId": plan_id,
-            "version": len(plans) + 1,
+            "version": max((p.version for p in plans if isinstance(p.version, int)), default=0) + 1,
             "revisionOf": plans[-1].plan_id if plans else None,
             "stages": self._stages(case.treatment_option if case else "BOTH_ARCHES"),
             "attachments": False,

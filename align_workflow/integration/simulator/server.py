@@ -81,6 +81,7 @@ ROUTES = (
     Route("GET", "/_sim/config", controls.show_config, auth="control"),
     Route("POST", "/_sim/config", controls.change_config, auth="control"),
     Route("POST", "/_sim/cases/{caseId}/emit", controls.emit, auth="control"),
+    Route("POST", "/_sim/cases/{caseId}/adopt", controls.adopt, auth="control"),
     Route("POST", "/_sim/tokens/revoke", controls.revoke_tokens, auth="control"),
     Route("POST", "/_sim/tokens/expire", controls.expire_tokens, auth="control"),
 )

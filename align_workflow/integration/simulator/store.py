@@ -163,12 +163,18 @@ class Store:
             self.blobs = {}          # (vault id, blob id) -> Blob
             self.events = []         # every event sent, with its delivery record
             self.request_log = []
+            self.adopted = {}        # case id -> the description it was adopted with (adopt.py)
             self.effects = dict.fromkeys(EFFECT_NAMES, 0)
 
     def next_id(self, kind):
         with self.lock:
             self._counters[kind] += 1
             return self._counters[kind]
+
+    def reserve_id(self, kind, number):
+        """`next_id(kind)` will answer more than `number` (an id adopted from outside is never reissued)."""
+        with self.lock:
+            self._counters[kind] = max(self._counters[kind], number)
 
     def count_effect(self, name):
         with self.lock:
@@ -205,5 +211,6 @@ class Store:
                            "issued": len(self.tokens)},
                 "blobs": [b.to_json() for b in self.blobs.values()],
                 "events": [dict(e, deliveries=list(e["deliveries"])) for e in self.events],
+                "adopted": sorted(self.adopted),
             }
 

@@ -1,5 +1,8 @@
 """`make run`: the simulator, the retry loop and the web server, as child processes.
 
+The simulator starts first; once it answers, every case past `eligible` is adopted into
+it (cases/demo_align.py), so Align knows the demo's cases before anything calls it.
+
 Each child is started only if its command exists, so this works at every stage of the
 project. Ctrl-C stops them all.
 """
@@ -12,6 +15,8 @@ import time
 from django.conf import settings
 from django.core.management import get_commands
 from django.core.management.base import BaseCommand
+
+from align_workflow.cases.demo_align import adopt_cases, wait_for_simulator
 
 from .seed_demo import DEMO_LOGINS
 
@@ -39,7 +44,11 @@ class Command(BaseCommand):
         procs = []
         try:
             for name, argv in children:
-                procs.append((name, subprocess.Popen(argv)))
+                proc = subprocess.Popen(argv)
+                procs.append((name, proc))
+                if name == "simulator":
+                    # Before anything can call Align: the cases past eligible must be known to it.
+                    self._adopt(f"http://127.0.0.1:{simulator_port}", proc)
             time.sleep(1.5)
             self._banner(app_url, simulator_port, [n for n, _ in children])
             while all(p.poll() is None for _, p in procs):
@@ -58,6 +67,16 @@ class Command(BaseCommand):
                     p.wait(timeout=10)
                 except subprocess.TimeoutExpired:
                     p.kill()
+
+    def _adopt(self, simulator_url, proc):
+        """Tell the fresh simulator about the cases past eligible (see cases/demo_align.py)."""
+        if not wait_for_simulator(simulator_url, alive=lambda: proc.poll() is None):
+            self.stderr.write(f"The Align simulator did not answer at {simulator_url}; no case was adopted.")
+            return
+        report = adopt_cases(simulator_url)
+        self.stdout.write(report.summary())
+        for number, why in report.failed:
+            self.stderr.write(f"  {number} could not be adopted: {why}")
 
     def _banner(self, app_url, simulator_port, running):
         lines = [
