@@ -12,7 +12,7 @@ Adopting again with the same description changes nothing; a different descriptio
 replaces what the simulator holds for the case.
 
     {"stage": "plan_submitted",                       # see STAGES
-     "mrn": "MRN1009", "pId": "P0001009",             # Align's patient id, as the app has it
+     "mrn": "401009", "pId": "P0001009",             # Align's patient id, as the app has it
      "firstName": "Ava", "lastName": "Nguyen",        # optional: dateOfBirth, gender, email, phone, address
      "treatmentOption": "BOTH_ARCHES",                # from order_created on; optional: chiefConcern
      "assets": [{"kind": "STL_UPPER", "vault_id": ..., "external_key": ...}],   # optional

@@ -112,7 +112,7 @@ class Command(BaseCommand):
             Flag.objects.update_or_create(name=name, defaults={"everyone": True})
 
     def _patient(self, number, i, gender=None):
-        mrn = "MRN" + number.split("-")[1]
+        mrn = "40" + number.split("-")[1]  # a clinic-style number: DEMO-1006 -> 401006
         patient, _ = Patient.objects.get_or_create(mrn=mrn, defaults={
             "first_name": FIRST[i % len(FIRST)], "last_name": LAST[i % len(LAST)],
             "date_of_birth": date(1980, 1, 1) + timedelta(days=397 * (i % 30)),
