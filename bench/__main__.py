@@ -9,7 +9,7 @@ import importlib
 import os
 import sys
 
-BENCHMARKS = ["engine_overhead"]
+BENCHMARKS = ["engine_overhead", "portal", "token_lock"]
 
 
 def main(argv=None):

@@ -11,4 +11,4 @@ from align_workflow.settings import *  # noqa: E402,F401,F403
 INSTALLED_APPS = INSTALLED_APPS + ["bench"]  # noqa: F405
 LOGGING = {"version": 1, "disable_existing_loggers": False}
 # A database of its own, so a benchmark never touches the test suite's or the app's.
-DATABASES["default"]["TEST"] = {"NAME": "align_bench"}  # noqa: F405
+DATABASES["default"]["TEST"] = {"NAME": os.environ.get("BENCH_DB_NAME", "align_bench")}  # noqa: F405

@@ -74,6 +74,11 @@ class Case(models.Model):
 
     class Meta:
         ordering = ["-id"]
+        indexes = [
+            # The staff case list's order (portals.selectors.staff_cases): its first page is
+            # read from this index instead of sorting every case.
+            models.Index(fields=["-needs_attention", "-state_changed_at", "-id"], name="case_staff_list_order"),
+        ]
 
     def __str__(self):
         return f"Case {self.case_number}"

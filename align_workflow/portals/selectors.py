@@ -51,13 +51,18 @@ class StateCount:
 
 
 def state_counts() -> list[StateCount]:
-    """Cases per state and how many of them are stuck, in workflow order (one query)."""
+    """Cases per state and how many of them are stuck, in workflow order (one query).
+
+    The query counts the old cases of every state and only the non-terminal ones are
+    reported as stuck (the same as stuck_q()), so the database does not test each row's
+    state against the list of non-terminal states (a third of this query's time)."""
     rows = Case.objects.values("state").annotate(
-        total=Count("id"), stuck=Count("id", filter=stuck_q())
+        total=Count("id"), old=Count("id", filter=Q(state_changed_at__lt=stuck_before()))
     )
     by_state = {r["state"]: r for r in rows}
     return [
-        StateCount(s, wf.MEANINGS[s], by_state.get(s, {}).get("total", 0), by_state.get(s, {}).get("stuck", 0))
+        StateCount(s, wf.MEANINGS[s], by_state.get(s, {}).get("total", 0),
+                   by_state.get(s, {}).get("old", 0) if s in wf.NON_TERMINAL else 0)
         for s in wf.STATES
     ]
 

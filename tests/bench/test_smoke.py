@@ -19,3 +19,13 @@ def test_benchmarks_run_at_tiny_sizes():
     assert result.returncode == 0, result.stderr[-3000:]
     assert "1 engine" in result.stdout
     assert "vs django-fsm-2" in result.stdout
+    portal = [line for line in result.stdout.splitlines() if line.startswith("5 portal")]
+    assert len(portal) == 6, result.stdout
+    # The number of queries must not depend on the number of cases, even at tiny sizes.
+    assert all(line.rstrip().endswith("yes") for line in portal if ": queries," in line), result.stdout
+    # Several processes with a cold cache: one token request between them (Redis at BENCH_REDIS_URL).
+    token = [line for line in result.stdout.splitlines() if line.startswith("6 token")]
+    if token and "not run" in token[0]:  # no Redis there: allowed outside CI only
+        assert os.environ.get("CI") != "true", result.stdout
+    else:
+        assert len(token) == 2 and "token requests" in token[0] and token[0].rstrip().endswith("yes"), result.stdout

@@ -3,7 +3,7 @@
 A pool of spawned processes, each with Django set up from the environment (so the
 cache is the same Redis as the test's, through REDIS_URL). Every task waits at a
 barrier sized to the pool, so each of the N tasks runs in a different process and they
-all call the service together.
+all call the service together. Also used by the benchmarks (bench/token_lock.py).
 """
 
 import logging
@@ -13,9 +13,10 @@ import os
 _barrier = None
 
 
-def _start_worker(barrier):
+def _start_worker(barrier, env=None):
     global _barrier
     _barrier = barrier
+    os.environ.update(env or {})
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "align_workflow.settings")
     import django
 
@@ -61,10 +62,12 @@ def read_case(base_url, case_id, share_token_lock=True):
 
 
 class ClientProcesses:
-    def __init__(self, size):
+    def __init__(self, size, env=None):
+        """`size` spawned processes; `env` is set in each one's environment before Django starts
+        (the benchmarks point REDIS_URL at a Redis database of their own)."""
         context = multiprocessing.get_context("spawn")
         self.size = size
-        self.pool = context.Pool(size, initializer=_start_worker, initargs=(context.Barrier(size),))
+        self.pool = context.Pool(size, initializer=_start_worker, initargs=(context.Barrier(size), env))
 
     def read_case_together(self, base_url, case_id, *, share_token_lock=True, timeout=120):
         """Each of `size` processes reads the case once, all at the same moment."""
