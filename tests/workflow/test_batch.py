@@ -8,8 +8,10 @@ the output and the exit status say what happened."""
 
 import csv
 import io
+import threading
 
 import pytest
+from django.db.backends.signals import connection_created
 from django_fsm_log.models import StateLog
 
 from align_workflow.cases.models import Case, TreatmentPlan
@@ -395,6 +397,29 @@ def test_concurrency_sends_cases_in_parallel(require_postgres, simulator, flags_
     assert effects(simulator, "accepts") == {"accepts": 16}
     assert sorted(line.split("] ")[1] for line in out.splitlines() if line.startswith("[")) == sorted(
         f"{c.case_number} accepted" for c in parallel)
+
+
+def test_each_worker_thread_keeps_one_connection_for_the_run_and_closes_it_at_the_end(
+        require_postgres, simulator, flags_on):
+    """Twelve cases on four threads open at most four connections, not twelve, and none
+    is left open when the command returns."""
+    cases = [ready_to_accept(simulator) for _ in range(12)]
+    opened = []
+
+    def created(sender, connection, **kwargs):
+        if threading.current_thread().name.startswith("align-batch"):
+            opened.append(connection)
+
+    connection_created.connect(created)
+    try:
+        code, _, err = run_batch("accept", "--concurrency", "4", "--case-ids", ",".join(str(c.pk) for c in cases))
+    finally:
+        connection_created.disconnect(created)
+
+    assert code == 0, err
+    assert all(state_of(c) == wf.ACCEPTED for c in cases)
+    assert 1 <= len(opened) <= 4
+    assert all(own.connection is None for own in opened)
 
 
 def test_a_screenshot_added_later_is_sent_by_a_fresh_accept(simulator, flags_on):
