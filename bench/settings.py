@@ -12,3 +12,5 @@ INSTALLED_APPS = INSTALLED_APPS + ["bench"]  # noqa: F405
 LOGGING = {"version": 1, "disable_existing_loggers": False}
 # A database of its own, so a benchmark never touches the test suite's or the app's.
 DATABASES["default"]["TEST"] = {"NAME": os.environ.get("BENCH_DB_NAME", "align_bench")}  # noqa: F405
+# The app is served over plain HTTP on the loopback to the simulator (figures 2-4).
+SECURE_SSL_REDIRECT = False

@@ -29,3 +29,10 @@ def test_benchmarks_run_at_tiny_sizes():
         assert os.environ.get("CI") != "true", result.stdout
     else:
         assert len(token) == 2 and "token requests" in token[0] and token[0].rstrip().endswith("yes"), result.stdout
+    measured = db["ENGINE"] == "django.db.backends.postgresql"
+    for figure, measure in (("2 flow", "eligible -> shipping, inline"), ("3 scale-out", "Celery (8 threads)"),
+                            ("4 batch", "align_batch --concurrency 16")):
+        rows = [line for line in result.stdout.splitlines() if line.startswith(figure)]
+        assert rows, f"no {figure} row:\n{result.stdout}"
+        if measured:
+            assert any(measure in line for line in rows), result.stdout
