@@ -109,18 +109,22 @@ def run(scale=1.0):
         _ready_to_accept(cases, sim, flow.screenshot_jpeg(screenshot))
         sim.config(latency_ms=LATENCY_MS)
 
+        loop_cpu = flow.CpuMeter().start()
         start = time.perf_counter()
         _old_script_loop(sim.url, _selection(ids))
         t_loop = time.perf_counter() - start
+        loop_cpu.stop()
 
         for pk in ids:  # a pending plan again at Align, for the batch to accept
             sim.emit(pk, "treatment_plan.submitted")
         accepts_before = flow.effects(sim)["accepts"]
 
         out = io.StringIO()
+        batch_cpu = flow.CpuMeter().start()
         start = time.perf_counter()
         call_command("align_batch", "accept", "--concurrency", str(CONCURRENCY), stdout=out, stderr=out)
         t_batch = time.perf_counter() - start
+        batch_cpu.stop()
         accepted = Case.objects.filter(pk__in=ids, state=wf.ACCEPTED).count()
         if accepted != n or flow.effects(sim)["accepts"] - accepts_before != n:
             raise RuntimeError(f"align_batch accepted {accepted} of {n} cases:\n{out.getvalue()[-3000:]}")
@@ -131,4 +135,8 @@ def run(scale=1.0):
             f"{t_batch:.1f} s", f"{t_loop:.1f} s sequential loop", speedup, ">= 10", speedup >= 10),
         Row("4 batch", "time per case", f"{t_batch / n * 1000:.1f} ms", f"{t_loop / n * 1000:.1f} ms", speedup,
             "report"),
+        Row("4 batch", "CPU of this process per case", f"{batch_cpu.cpu / n * 1000:.1f} ms",
+            f"{loop_cpu.cpu / n * 1000:.1f} ms", None, "report"),
+        Row("4 batch", "the machine's CPU busy (both cores, every process)", flow.percent(batch_cpu.busy),
+            flow.percent(loop_cpu.busy), None, "report"),
     ]

@@ -187,8 +187,9 @@ def needs_postgres(benchmark):
     """A row saying why the figure was not measured, or None when it can be."""
     if connection.vendor == "postgresql":
         return None
-    return Row(benchmark, f"not measured: needs PostgreSQL (the app, its server threads{' and workers' if '3' in benchmark else ''} "
-               f"share one database), not {connection.vendor}", "-")
+    sharing = "the app's server threads and workers" if "3" in benchmark else "the app's server threads"
+    return Row(benchmark, f"not measured: needs PostgreSQL ({sharing} share one database), not {connection.vendor}",
+               "-")
 
 
 def database_url():
@@ -358,6 +359,50 @@ def run_bare_flow(sim_url, bare_app, first_id, n, jpeg, timeout):
     for case_id, mrn in cases:
         client.accept(case_id, mrn, client.store_screenshot(jpeg))
     wait_until(lambda: wanted <= bare_app.shipped, "the bare app's shipments", timeout)
+
+
+# --- Where the time goes: CPU ----------------------------------------------------------------
+
+
+def cpu_now(pid=None):
+    """CPU seconds used so far by this process (all its threads) or by process `pid`."""
+    if pid is None:
+        return time.process_time()
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def machine_ticks():
+    """(busy, total) CPU ticks of the whole machine, every core and every process."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = [int(x) for x in stat.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return 0, 0
+    return sum(fields) - fields[3] - fields[4], sum(fields)
+
+
+class CpuMeter:
+    """CPU used between start() and stop(): by this process, and the machine's busy share."""
+
+    def start(self):
+        self._cpu, self._ticks = cpu_now(), machine_ticks()
+        return self
+
+    def stop(self):
+        busy, total = machine_ticks()
+        self.cpu = cpu_now() - self._cpu
+        spent = total - self._ticks[1]
+        self.busy = (busy - self._ticks[0]) / spent if spent > 0 else None
+        return self
+
+
+def percent(share):
+    return "-" if share is None else f"{share * 100:.0f} %"
 
 
 def env_for_subprocess(**values):

@@ -30,6 +30,7 @@ def run(scale=1.0):
     warm = flow.make_cases(2, "F2W", provider_user)
 
     app_times, bare_times = [], []
+    app_cpu, bare_cpu, app_busy, bare_busy = [], [], [], []
     with flow.Simulator() as sim, flow.AppServer() as app, flow.BareApp() as bare:
         flow.use_simulator(sim)
         # Warm up both paths (imports, connections, the token) on throwaway cases.
@@ -49,14 +50,22 @@ def run(scale=1.0):
             def app_round(chunk=chunk):
                 flow.point_simulator_at(sim, app.url)
                 before = flow.effects(sim)
+                meter = flow.CpuMeter().start()
                 app_times.append(timed(flow.run_flow, chunk, staff, provider_user, screenshot, TIMEOUT_S))
+                meter.stop()
+                app_cpu.append(meter.cpu)
+                app_busy.append(meter.busy or 0)
                 for name, value in flow.difference(flow.effects(sim), before).items():
                     app_effects[name] += value
 
             def bare_round(chunk=chunk, first=first_bare_id):
                 flow.point_simulator_at(sim, bare.url)
                 before = flow.effects(sim)
+                meter = flow.CpuMeter().start()
                 bare_times.append(timed(flow.run_bare_flow, sim.url, bare, first, len(chunk), jpeg, TIMEOUT_S))
+                meter.stop()
+                bare_cpu.append(meter.cpu)
+                bare_busy.append(meter.busy or 0)
                 for name, value in flow.difference(flow.effects(sim), before).items():
                     bare_effects[name] += value
 
@@ -76,4 +85,9 @@ def run(scale=1.0):
             f"{n / t_bare:.1f} cases/s bare", ratio, "<= 2.0", ratio <= 2.0),
         Row("2 flow", f"time per case ({calls} calls to Align, 8 events)", f"{t_app / n * 1000:.1f} ms",
             f"{t_bare / n * 1000:.1f} ms bare", ratio, "report"),
+        Row("2 flow", "CPU of this process per case (the app and its HTTP server / bare)",
+            f"{sum(app_cpu) / n * 1000:.1f} ms", f"{sum(bare_cpu) / n * 1000:.1f} ms bare", None, "report"),
+        Row("2 flow", "the machine's CPU busy (both cores, every process)",
+            flow.percent(sum(b * t for b, t in zip(app_busy, app_times)) / t_app),
+            flow.percent(sum(b * t for b, t in zip(bare_busy, bare_times)) / t_bare) + " bare", None, "report"),
     ]
