@@ -364,16 +364,27 @@ def run_bare_flow(sim_url, bare_app, first_id, n, jpeg, timeout):
 # --- Where the time goes: CPU ----------------------------------------------------------------
 
 
+def _stat(pid):
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rsplit(")", 1)[1].split()
+
+
 def cpu_now(pid=None):
-    """CPU seconds used so far by this process (all its threads) or by process `pid`."""
+    """CPU seconds used so far by this process (all its threads), or by process `pid` and
+    its living child processes (a prefork worker's pool)."""
     if pid is None:
         return time.process_time()
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return 0.0
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = _stat(entry)
+            if int(entry) == pid or int(fields[1]) == pid:
+                total += int(fields[11]) + int(fields[12])
+        except (OSError, ValueError, IndexError):
+            continue
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def machine_ticks():

@@ -40,6 +40,10 @@ TIMEOUT_S = 300
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def pool():
+    return os.environ.get("BENCH_CELERY_POOL", "threads")
+
+
 def broker_url():
     return os.environ.get("BENCH_CELERY_BROKER_URL", "redis://127.0.0.1:6379/9")
 
@@ -64,7 +68,7 @@ class Worker:
             ALIGN_EXECUTION="celery", ALIGN_SERVICE_URL=self.sim_url, ALIGN_VAULT_URL=self.sim_url,
             DB_CONN_MAX_AGE=str(flow.PERSISTENT_CONNECTIONS_S))
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "align_workflow", "worker", "--pool=threads",
+            [sys.executable, "-m", "celery", "-A", "align_workflow", "worker", f"--pool={pool()}",
              f"--concurrency={SLOTS}", "--without-gossip", "--without-mingle", "--without-heartbeat",
              "--loglevel=WARNING"],
             cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
@@ -149,7 +153,7 @@ def run(scale=1.0):
             settings.ALIGN_EXECUTION = saved_execution
 
     measures = (
-        (f"{n} cases eligible -> shipping, {LATENCY_MS} ms latency, Celery ({SLOTS} threads)", ">= 6"),
+        (f"{n} cases eligible -> shipping, {LATENCY_MS} ms latency, Celery ({SLOTS} {pool()})", ">= 6"),
         ("the same until every plan is received (Send to Align, then Align's events)", "report"),
         ("the same until every upload is accepted (the 3 calls the worker makes)", "report"),
     )
