@@ -51,6 +51,8 @@ from datetime import datetime, timezone
 import requests
 from django.conf import settings
 
+from .http import thread_session
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -296,7 +298,10 @@ class Align:
         if cache is None:
             from django.core.cache import cache
         self.cache = cache
-        self.session = session or requests.Session()
+        # An injected session (tests) is used as given; otherwise each call uses its
+        # thread's kept-alive session (integration/http.py), looked up when the call is
+        # made, so one client object may be shared between threads.
+        self._session = session
         # One token per service and client id: a second Align elsewhere shares it.
         scope = hashlib.sha256(f"{self.base_url}|{self.client_id}".encode()).hexdigest()[:16]
         self.token_cache_key = f"align:token:{scope}"
@@ -305,6 +310,10 @@ class Align:
     @property
     def timeout(self):
         return (self.connect_timeout, self.read_timeout)
+
+    @property
+    def session(self):
+        return self._session if self._session is not None else thread_session()
 
     # --- the contract's calls -------------------------------------------------------
 

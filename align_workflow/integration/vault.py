@@ -31,6 +31,8 @@ from pathlib import Path
 import requests
 from django.conf import settings
 
+from .http import thread_session
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["get_vault", "VaultError", "StoredBlob", "LocalVault", "HttpVault"]
@@ -134,7 +136,11 @@ class HttpVault:
             float(connect_timeout if connect_timeout is not None else settings.ALIGN_CONNECT_TIMEOUT),
             float(read_timeout if read_timeout is not None else settings.ALIGN_READ_TIMEOUT),
         )
-        self.session = session or requests.Session()
+        self._session = session  # None: the thread's kept-alive session (integration/http.py)
+
+    @property
+    def session(self):
+        return self._session if self._session is not None else thread_session()
 
     def put(self, data: bytes, *, filename: str, content_type: str) -> StoredBlob:
         path = f"/v1/vaults/{_checked_vault_id(self.vault_id)}/blobs"
