@@ -282,7 +282,8 @@ def record_success(case, attempt_id: int, duration_ms: int | None, summary: str,
     if attempt.chain:
         following = _following_step(attempt.step)
         if following:
-            _enqueue(case, following, by=attempt.by, params={}, chain=True)
+            # by_id: the same actor, without loading the user row (run_attempt has it already).
+            _enqueue(case, following, by_id=attempt.by_id, params={}, chain=True)
 
 
 def record_unsaved_success(attempt_id: int, duration_ms: int | None, exc: BaseException, state_now: str) -> None:
@@ -367,13 +368,14 @@ def _following_step(step):
     return None
 
 
-def _enqueue(case, step, *, by, params, chain) -> OutboundAttempt:
-    """Record a pending attempt (inside the caller's transaction)."""
+def _enqueue(case, step, *, by=None, by_id=None, params, chain) -> OutboundAttempt:
+    """Record a pending attempt (inside the caller's transaction), as `by` (a user) or `by_id`."""
     key, number = next_key(case.pk, step, params)
     _supersede_planned_retries(case.pk)
+    actor = {"by_id": by_id} if by_id is not None else {"by": by}
     return OutboundAttempt.objects.create(
         case_id=case.pk, step=step, idempotency_key=key, attempt=number, status=Status.PENDING, chain=chain,
-        by=by, params=persisted_params(step, params), claimed_until=_lease_end(),
+        params=persisted_params(step, params), claimed_until=_lease_end(), **actor,
     )
 
 
@@ -451,10 +453,14 @@ def run_attempt(attempt_id: int) -> SendResult | None:
     if attempt is None or attempt.status != Status.PENDING:
         return None
     result = SendResult(case_id=attempt.case_id)
+    by = None
     while attempt is not None:
         case = Case.objects.get(pk=attempt.case_id)
+        if by is not None and attempt.by_id == by.pk:
+            attempt.by = by  # the step before was sent as the same user: not loaded again
+        by = attempt.by
         try:
-            fire(case, attempt.step, by=attempt.by, _attempt_id=attempt.pk, **attempt.params)
+            fire(case, attempt.step, by=by, _attempt_id=attempt.pk, **attempt.params)
         except TransitionNotAllowed as exc:
             if exc.code != "in_progress":  # in progress: whoever holds the case finishes; the sweep catches strays
                 _skip(attempt, str(exc))
