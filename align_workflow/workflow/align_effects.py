@@ -241,10 +241,13 @@ def _check_accept_clincheck(case, by, params):
     elif int(asked_for) != asset.pk:
         raise EffectInputError("A newer acceptance screenshot was stored since this acceptance was first sent; "
                                "send the acceptance again. Nothing was sent.")
+    params["_screenshot_asset"] = asset  # the row just read, for the call (only PERSISTED_PARAMS are kept)
 
 
 def _send_accept_clincheck(client, case, params, key):
-    asset = CaseAsset.objects.get(pk=params["screenshot_asset_id"], case_id=case.pk)
+    asset = params.get("_screenshot_asset")
+    if asset is None or asset.pk != int(params["screenshot_asset_id"]):
+        asset = CaseAsset.objects.get(pk=params["screenshot_asset_id"], case_id=case.pk)
     return client.accept_clincheck(case_id=case.pk, mrn=case.patient.mrn, vault_id=asset.vault_id,
                                    external_key=asset.external_key, idempotency_key=key)
 
