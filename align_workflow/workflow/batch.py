@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db import connection
 from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
 
@@ -48,6 +48,7 @@ from states import align_case as wf
 
 from . import effects as effect_registry
 from . import outbound
+from .connections import ThreadConnections
 from .models import OutboundAttempt
 
 logger = logging.getLogger(__name__)
@@ -583,38 +584,6 @@ def process(action, row, *, dry_run=False) -> Outcome:
     return Outcome(row, action.name, outcome, detail)
 
 
-class _ThreadConnections:
-    """The worker threads' database connections: each thread keeps its own for its next
-    case (a new one per case costs a PostgreSQL backend each, about a fifth of a run's
-    time) and they are closed together when the run ends."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._held = {}
-
-    def keep(self):
-        """In a worker thread, after a case: keep its connection, unless it broke."""
-        own = connections[DEFAULT_DB_ALIAS]
-        if own.connection is not None and own.errors_occurred and not own.is_usable():
-            own.close()
-        if own.connection is not None:
-            with self._lock:
-                self._held[id(own)] = own
-
-    def close_all(self):
-        """In the calling thread, once the worker threads are done."""
-        with self._lock:
-            held, self._held = list(self._held.values()), {}
-        for own in held:
-            own.inc_thread_sharing()
-            try:
-                own.close()
-            except Exception:  # the server already dropped it: nothing left to release
-                logger.warning("align_batch: a worker's database connection did not close cleanly", exc_info=True)
-            finally:
-                own.dec_thread_sharing()
-
-
 def _process_in_thread(action, row, dry_run, held):
     try:
         return process(action, row, dry_run=dry_run)
@@ -651,7 +620,7 @@ def run(action, rows: list[Row], *, dry_run=False, concurrency=1,
                     outcomes[index] = process(action, row, dry_run=dry_run)
                     report(outcomes[index])
             lock = threading.Lock()
-            held = _ThreadConnections()
+            held = ThreadConnections()
             pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="align-batch")
             try:
                 futures = {pool.submit(_process_in_thread, action, rows[i], dry_run, held): i for i in todo}

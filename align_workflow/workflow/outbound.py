@@ -19,6 +19,7 @@ that are due and takes over attempts whose process died (lease expired).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import random
 from concurrent.futures import ThreadPoolExecutor
@@ -26,12 +27,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from align_workflow.cases.models import Case, CaseNote
 from states import align_case as wf
 
+from .connections import ThreadConnections
 from .models import OutboundAttempt
 
 logger = logging.getLogger(__name__)
@@ -656,20 +658,24 @@ def _run_logged(attempt_id):
         return None
 
 
-def _run_in_thread(attempt_id):
+def _run_in_thread(attempt_id, held):
     try:
         return _run_logged(attempt_id)
     finally:
-        close_old_connections()
-        connection.close()
+        held.keep()  # the thread's connection serves its next attempt (closed by run_due at the end)
 
 
 def run_due(*, everything=False, workers=1) -> DueRun:
     """Run, in this process, every retry that is due (and take over stale attempts)."""
     run, to_run = collect_due(everything=everything)
     if workers > 1 and len(to_run) > 1:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            run.results = [r for r in pool.map(_run_in_thread, to_run) if r is not None]
+        held = ThreadConnections()
+        try:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="align-retry") as pool:
+                run.results = [r for r in pool.map(_run_in_thread, to_run, itertools.repeat(held))
+                               if r is not None]
+        finally:
+            held.close_all()
     else:
         run.results = [r for r in map(_run_logged, to_run) if r is not None]
     return run

@@ -540,3 +540,33 @@ def test_the_admin_lists_attempts_read_only(fake_align, staff, flags_on, admin_c
     detail = admin_client.get(f"/admin/workflow/outboundattempt/{attempt.pk}/change/")
     assert detail.status_code == 200 and b"ALIGN.UNAVAILABLE" in detail.content
     assert admin_client.get("/admin/workflow/outboundattempt/add/").status_code == 403
+
+
+def test_retry_workers_keep_one_connection_each_for_the_run_and_close_them(require_postgres, fake_align, staff,
+                                                                           flags_on):
+    """align_retry_due --workers 4 with twelve due retries: each worker thread opens at
+    most one database connection (not one per attempt), and none is left open."""
+    import threading
+
+    from django.db.backends.signals import connection_created
+
+    cases = [make_case() for _ in range(12)]
+    fake_align.fail("create_patient", *[unavailable(503)] * len(cases))
+    for case in cases:
+        assert send_to_align(case, by=staff).failed_step == "create_patient"
+    opened = []
+
+    def created(sender, connection, **kwargs):
+        if threading.current_thread() is not threading.main_thread():  # the workers
+            opened.append(connection)
+
+    connection_created.connect(created)
+    try:
+        run = outbound.run_due(everything=True, workers=4)
+    finally:
+        connection_created.disconnect(created)
+
+    assert run.retried == 12 and all(r.ok for r in run.results)
+    assert {c.state for c in Case.objects.filter(pk__in=[c.pk for c in cases])} == {wf.ASSETS_UPLOADED}
+    assert 1 <= len(opened) <= 4
+    assert all(own.connection is None for own in opened)
