@@ -1,0 +1,83 @@
+"""How many SQL statements one step costs. Exact numbers: a change that adds a query to
+a step (a repeated lookup, an N+1) fails here; one that removes a query updates them."""
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from align_workflow.integration.client import AssetUpload, ClinCheckResult, CreatedOrder, CreatedPatient
+from align_workflow.workflow import batch, send_to_align
+from states import align_case as wf
+from tests.factories import make_case
+from tests.workflow.batch_support import with_screenshot
+
+pytestmark = [pytest.mark.django_db(transaction=True)]
+
+
+class InstantAlign:
+    """Answers every call at once, touching no database (FakeAlign reads the attempts)."""
+
+    def create_patient(self, *, case_id, mrn, **kw):
+        return CreatedPatient(p_id=f"P{case_id}", mrn=mrn, created=True)
+
+    def create_order(self, *, case_id, p_id, **kw):
+        return CreatedOrder(case_id=case_id, p_id=p_id, order_type="IAS", status="RECEIVED")
+
+    def upload_assets(self, *, case_id, **kw):
+        return AssetUpload(case_id=case_id, accepted=True, asset_count=2)
+
+    def accept_clincheck(self, *, case_id, **kw):
+        return ClinCheckResult(case_id=case_id, status="APPROVED", sales_order_number=f"SO-{case_id}")
+
+
+@pytest.fixture
+def instant_align(monkeypatch):
+    from align_workflow.workflow import align_effects
+
+    monkeypatch.setattr(align_effects, "align_client", InstantAlign)
+
+
+def statements(queries):
+    return [q["sql"] for q in queries.captured_queries]
+
+
+def test_one_batch_acceptance(require_postgres, instant_align, flags_on):
+    """align_batch accept, one case: the batch's checks and note, the engine's check, the
+    claim, the attempt recorded before the call, its outcome, the move and its history
+    row, and the look for events waiting for the case."""
+    cases = [make_case(state=wf.PROVIDER_APPROVED, aligners_purchased_at=timezone.now()) for _ in range(2)]
+    for case in cases:
+        with_screenshot(case)
+    first, second = batch.rows_from_ids([c.pk for c in cases])
+    action = batch.ACTIONS["accept"]
+    assert batch.process(action, first).outcome == batch.DONE  # warm: flags and ContentType cached
+
+    with CaptureQueriesContext(connection) as queries:
+        outcome = batch.process(action, second)
+
+    assert outcome.outcome == batch.DONE, outcome.detail
+    sql = statements(queries)
+    assert len(sql) == 19, "\n".join(sql)
+    assert sum(s.startswith("SELECT") and '"cases_caseasset"' in s.split("WHERE")[0] for s in sql) == 2
+    assert sum(s == "COMMIT" for s in sql) == 2  # the attempt, then the outcome with the move
+
+
+def test_send_to_align_by_staff(require_postgres, instant_align, flags_on, staff):
+    """Three steps (patient, order, assets) from one click: the user is loaded once per
+    step, and the case's provider is never looked up for a staff user."""
+    warm, case = make_case(), make_case()
+    assert send_to_align(warm, by=staff).ok
+
+    with CaptureQueriesContext(connection) as queries:
+        result = send_to_align(case, by=staff)
+
+    assert result.ok and result.state == wf.ASSETS_UPLOADED, result
+    sql = statements(queries)
+    assert len(sql) == 67, "\n".join(sql)
+    assert not [s for s in sql if '"cases_provider"' in s]
+    assert sum('FROM "auth_user"' in s for s in sql) == 1
+    # The guard (prescription, photo assessment, STL count) runs when the click is
+    # checked and again when the first step claims the case (kept: in Celery mode the
+    # claim comes later, and the case may have lost a file meanwhile).
+    assert sum(s.startswith('SELECT COUNT(*) AS "__count" FROM "cases_caseasset"') for s in sql) == 2
