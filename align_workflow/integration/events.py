@@ -158,6 +158,14 @@ def pending(detail):
     return Outcome(Status.PENDING, detail)
 
 
+class _ApplyFailed(Exception):
+    """_apply raised: its transaction is rolled back, the failure is recorded in a new one."""
+
+    def __init__(self, seen):
+        super().__init__("applying the event failed")
+        self.seen = seen  # (status, attempts) of the event before this try
+
+
 def apply_event(event_pk, *, again=False, first_time=False) -> InboundEvent:
     """Apply one stored event if it is still pending; returns it with its new status.
 
@@ -165,28 +173,44 @@ def apply_event(event_pk, *, again=False, first_time=False) -> InboundEvent:
     first_time=True only applies it if nobody has tried yet (a redelivery).
     An applied event is never applied twice.
     """
-    with transaction.atomic():
-        event = InboundEvent.objects.select_for_update().get(pk=event_pk)
-        if event.status == Status.APPLIED or (event.status != Status.PENDING and not again):
-            return event
-        if first_time and event.attempts:
-            return event
-        event.attempts += 1
-        event.last_attempt_at = timezone.now()
-        try:
-            with transaction.atomic():
+    try:
+        with transaction.atomic():
+            event = InboundEvent.objects.select_for_update().get(pk=event_pk)
+            if event.status == Status.APPLIED or (event.status != Status.PENDING and not again):
+                return event
+            if first_time and event.attempts:
+                return event
+            seen = (event.status, event.attempts)
+            event.attempts += 1
+            event.last_attempt_at = timezone.now()
+            try:
                 outcome = _apply(event)
-        except Exception as exc:  # noqa: BLE001 - recorded on the event for a person to see
-            logger.exception("align event %s (%s, case %s) failed to apply", event.event_id, event.type,
-                             event.case_id)
-            outcome = Outcome(Status.FAILED, f"{type(exc).__name__}: {exc}"[:2000])
-        event.status = outcome.status
-        event.status_detail = outcome.detail
-        if outcome.status == Status.APPLIED:
-            event.applied_at = timezone.now()
-        event.save(update_fields=["status", "status_detail", "applied_at", "attempts", "last_attempt_at"])
+            except Exception as exc:  # noqa: BLE001 - recorded on the event for a person to see
+                # No savepoint around _apply (one fewer per event): the whole transaction
+                # rolls back, which undoes what _apply wrote, and the failure is recorded below.
+                raise _ApplyFailed(seen) from exc
+            _record(event, outcome)
+    except _ApplyFailed as failure:
+        exc = failure.__cause__
+        logger.error("align event %s (%s, case %s) failed to apply", event.event_id, event.type, event.case_id,
+                     exc_info=exc)
+        with transaction.atomic():
+            event = InboundEvent.objects.select_for_update().get(pk=event_pk)
+            if (event.status, event.attempts) != failure.seen:
+                return event  # another process took it up between the two transactions: its outcome stands
+            event.attempts += 1
+            event.last_attempt_at = timezone.now()
+            _record(event, Outcome(Status.FAILED, f"{type(exc).__name__}: {exc}"[:2000]))
     logger.info("align event %s (%s, case %s): %s", event.event_id, event.type, event.case_id, event.status)
     return event
+
+
+def _record(event, outcome):
+    event.status = outcome.status
+    event.status_detail = outcome.detail
+    if outcome.status == Status.APPLIED:
+        event.applied_at = timezone.now()
+    event.save(update_fields=["status", "status_detail", "applied_at", "attempts", "last_attempt_at"])
 
 
 def _apply(event) -> Outcome:

@@ -81,3 +81,26 @@ def test_send_to_align_by_staff(require_postgres, instant_align, flags_on, staff
     # checked and again when the first step claims the case (kept: in Celery mode the
     # claim comes later, and the case may have lost a file meanwhile).
     assert sum(s.startswith('SELECT COUNT(*) AS "__count" FROM "cases_caseasset"') for s in sql) == 2
+
+
+def test_applying_an_event_that_moves_the_case(require_postgres):
+    """A stored plan event applied through the engine: one transaction with one savepoint
+    (the engine's, around the move), not two."""
+    from align_workflow.integration import events, payloads
+    from tests.integration.deliveries import encode, make_event
+
+    warm, case = make_case(state=wf.ASSETS_UPLOADED), make_case(state=wf.ASSETS_UPLOADED)
+    for target in (warm, case):
+        payload = make_event("treatment_plan.submitted", target, version=1, treatmentPlanId=f"TP-{target.pk}")
+        body = encode(payload)
+        stored, _ = events.store(payloads.parse(body), body, target)
+        if target is warm:
+            assert events.apply_event(stored.pk).status == "applied"
+
+    with CaptureQueriesContext(connection) as queries:
+        event = events.apply_event(stored.pk)
+
+    assert event.status == "applied", event.status_detail
+    sql = statements(queries)
+    assert len(sql) == 12, "\n".join(sql)
+    assert sum(s.startswith("SAVEPOINT") for s in sql) == 1
