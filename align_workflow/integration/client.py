@@ -22,6 +22,9 @@ What it guarantees:
   AlignAuthError.
 - **Every request has a (connect, read) timeout**: ALIGN_CONNECT_TIMEOUT and
   ALIGN_READ_TIMEOUT.
+- **Connections are kept alive**: each thread sends its calls through one session of
+  its own (integration/http.py, shared with the HTTP vault), whichever Align() object
+  makes them; no cookies are kept. `session=` replaces it (tests).
 - **Errors are typed and keep the evidence** (HTTP status, the envelope's error code and
   message, the request id, the raw body), and are mapped from responses in one place
   (`_error_from_response`):
