@@ -53,6 +53,7 @@ class CallOutcome:
     attempt_id: int
     result: Any
     duration_ms: int
+    attempt: Any = None  # the OutboundAttempt as begun (its step, chain and actor do not change)
 
 
 def align_client():
@@ -78,7 +79,7 @@ def _align_step(step, send):
             failed = outbound.record_failure(attempt, exc, duration)
             note = getattr(failed, "note_text", "") or f"{outbound.step_label(step)} failed: {exc}"
             raise AlignCallFailed(note, attempt=failed, error=exc) from exc
-        return CallOutcome(attempt.pk, result, round((time.monotonic() - started) * 1000))
+        return CallOutcome(attempt.pk, result, round((time.monotonic() - started) * 1000), attempt)
 
     return call
 
@@ -123,7 +124,7 @@ def _apply_create_patient(case, by, params, outcome):
         notes.append("The patient's gender is unknown here; it was sent to Align as M, because Align "
                      "requires M or F. Correct it with Align if that is wrong.")
     summary = f"Align patient id {patient.p_id}" + ("" if patient.created else " (Align already had this patient).")
-    outbound.record_success(case, outcome.attempt_id, outcome.duration_ms, summary, notes)
+    outbound.record_success(case, outcome.attempt_id, outcome.duration_ms, summary, notes, attempt=outcome.attempt)
     return f"Align patient {patient.p_id}" + (" (gender unknown, sent as M)" if notes else "")
 
 
@@ -150,7 +151,7 @@ def _send_create_order(client, case, params, key):
 def _apply_create_order(case, by, params, outcome):
     order = outcome.result
     outbound.record_success(case, outcome.attempt_id, outcome.duration_ms,
-                            f"{order.order_type} order, status {order.status}.")
+                            f"{order.order_type} order, status {order.status}.", attempt=outcome.attempt)
     return f"{order.order_type} order {order.status.lower()}"
 
 
@@ -168,7 +169,8 @@ def _send_upload_assets(client, case, params, key):
 
 def _apply_upload_assets(case, by, params, outcome):
     upload = outcome.result
-    outbound.record_success(case, outcome.attempt_id, outcome.duration_ms, f"{upload.asset_count} asset(s).")
+    outbound.record_success(case, outcome.attempt_id, outcome.duration_ms, f"{upload.asset_count} asset(s).",
+                            attempt=outcome.attempt)
     return f"{upload.asset_count} asset(s) uploaded"
 
 
@@ -205,7 +207,7 @@ def _send_request_revision(client, case, params, key):
 def _apply_request_revision(case, by, params, outcome):
     version = params.get("plan_version") or "?"
     outbound.record_success(case, outcome.attempt_id, outcome.duration_ms,
-                            f"Revision requested for plan version {version}.")
+                            f"Revision requested for plan version {version}.", attempt=outcome.attempt)
     return f"Revision requested (plan version {version}): {params['comments'][:300]}"
 
 
@@ -255,7 +257,8 @@ def _send_accept_clincheck(client, case, params, key):
 def _apply_accept_clincheck(case, by, params, outcome):
     accepted = outcome.result
     so = f" Sales order {accepted.sales_order_number}." if accepted.sales_order_number else ""
-    outbound.record_success(case, outcome.attempt_id, outcome.duration_ms, f"Status {accepted.status}.{so}")
+    outbound.record_success(case, outcome.attempt_id, outcome.duration_ms, f"Status {accepted.status}.{so}",
+                            attempt=outcome.attempt)
     return f"ClinCheck accepted by Align ({accepted.status})"
 
 

@@ -260,18 +260,24 @@ def record_failure(attempt: OutboundAttempt, exc: BaseException, duration_ms: in
     return current
 
 
-def record_success(case, attempt_id: int, duration_ms: int | None, summary: str, extra_notes=()) -> None:
+def record_success(case, attempt_id: int, duration_ms: int | None, summary: str, extra_notes=(), *,
+                   attempt=None) -> None:
     """Inside the transaction that applies the step: the attempt succeeded, a note says
     so, the needs-attention flag this step raised is cleared, and for "Send to Align"
     the next step is recorded as pending (in the same transaction, so no second send
-    can slip in between)."""
+    can slip in between).
+
+    `attempt` is the attempt as begun (the step's call has it): its step, chain and
+    actor do not change, so the row is updated in one statement (which takes its lock)
+    instead of being locked, read and written back. Without it, it is read first.
+    """
     now = timezone.now()
-    attempt = OutboundAttempt.objects.select_for_update().get(pk=attempt_id)
-    attempt.status = Status.SUCCEEDED
-    attempt.http_status, attempt.error_code, attempt.message = 200, "", summary
-    attempt.duration_ms, attempt.finished_at = duration_ms, now
-    attempt.claimed_until = attempt.next_retry_at = None
-    attempt.save()
+    if attempt is None:
+        attempt = OutboundAttempt.objects.select_for_update().get(pk=attempt_id)
+    OutboundAttempt.objects.filter(pk=attempt_id).update(
+        status=Status.SUCCEEDED, http_status=200, error_code="", message=summary,
+        duration_ms=duration_ms, finished_at=now, claimed_until=None, next_retry_at=None,
+    )
     label = step_label(attempt.step)
     CaseNote.objects.create(case_id=case.pk, text=f"Align accepted {label}." + (f" {summary}" if summary else ""))
     for text in extra_notes:
