@@ -140,3 +140,25 @@ def test_shuffled_repeated_delivery_ends_like_in_order_delivery(client, staff, f
     assert in_order[("revision", 0)]["current_plan"] == 2
     assert in_order[("a newer primary order", 0)]["sales_order_number"].endswith("-P2")
     assert in_order[("shipped before accepted", 0)]["shipping"][:2] == ["FedEx", "TRK-W-2"]
+
+
+def test_pending_event_ids_are_the_case_pending_events_oldest_first(staff, flags_on, local_effects_only):
+    """The plain statement behind apply_pending: only this case's pending events, in
+    the order they happened at Align (then arrival, then id)."""
+    from align_workflow.integration.events import pending_event_ids
+
+    case, other = make_case(), make_case()
+    now = datetime.now(timezone.utc)
+
+    def event(n, case, status, occurred):
+        return InboundEvent.objects.create(
+            event_id=f"evt-order-{n}", type=InboundEvent.Type.CASE_STATUS_CHANGED, case=case, payload={},
+            raw_body="{}", status=status, occurred_at=now + timedelta(seconds=occurred))
+
+    late = event(1, case, InboundEvent.Status.PENDING, 30)
+    early = event(2, case, InboundEvent.Status.PENDING, 10)
+    event(3, case, InboundEvent.Status.APPLIED, 0)
+    event(4, other, InboundEvent.Status.PENDING, 0)
+    tie = event(5, case, InboundEvent.Status.PENDING, 10)
+    assert pending_event_ids(case.pk) == [early.pk, tie.pk, late.pk]
+    assert pending_event_ids(make_case().pk) == []
