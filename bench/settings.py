@@ -14,3 +14,5 @@ LOGGING = {"version": 1, "disable_existing_loggers": False}
 DATABASES["default"]["TEST"] = {"NAME": os.environ.get("BENCH_DB_NAME", "align_bench")}  # noqa: F405
 # The app is served over plain HTTP on the loopback to the simulator (figures 2-4).
 SECURE_SSL_REDIRECT = False
+# No static files are served by the benchmarks (and collectstatic has not run).
+MIDDLEWARE = [m for m in MIDDLEWARE if m != "whitenoise.middleware.WhiteNoiseMiddleware"]  # noqa: F405
