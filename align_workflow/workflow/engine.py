@@ -66,12 +66,17 @@ def _label(trigger):
     return trigger.replace("_", " ")
 
 
+def is_staff(by) -> bool:
+    """Whether `by` holds the staff role (on every case): a user with is_staff."""
+    return by is not None and bool(getattr(by, "is_staff", False))
+
+
 def roles_of(case, by) -> set[str]:
     """The actor roles `by` holds on `case` (None is Align and automation)."""
     if by is None:
         return {wf.ALIGN, wf.SYSTEM}
     roles = set()
-    if getattr(by, "is_staff", False):
+    if is_staff(by):
         roles.add(wf.STAFF)
     provider_user_id = (
         Prescription.objects.filter(case_id=case.pk).values_list("provider__user_id", flat=True).first()
@@ -97,7 +102,7 @@ def flag_is_on(name: str, by=None) -> bool:
 
 
 def _check_actor(case, spec, by):
-    if by is not None and wf.STAFF in spec.actor and getattr(by, "is_staff", False):
+    if wf.STAFF in spec.actor and is_staff(by):
         # Staff may fire it whoever the case's provider is: no need to look the provider up.
         return
     roles = roles_of(case, by)

@@ -568,11 +568,11 @@ def retry_case(case, *, by, step=None, here=False, note=None) -> SendResult:
     says (the caller must not be inside a transaction); `note` replaces the case note's
     text.
     """
-    from .engine import TransitionNotAllowed
+    from .engine import TransitionNotAllowed, is_staff
 
     with transaction.atomic():
         locked = Case.objects.select_for_update().get(pk=case.pk)
-        if by is not None and not getattr(by, "is_staff", False):  # the staff role (engine.roles_of)
+        if by is not None and not is_staff(by):
             raise TransitionNotAllowed("Only staff may retry a call to Align.", code="actor", state=locked.state)
         calls = OutboundAttempt.objects.filter(case_id=locked.pk)
         if step:
