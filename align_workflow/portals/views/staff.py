@@ -10,7 +10,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from align_workflow.cases.models import Case, CaseAsset, Patient
-from align_workflow.workflow.diagrams import case_svg
+from align_workflow.workflow.diagrams import MISSING_GRAPHVIZ, case_svg
 from align_workflow.workflow.engine import available_triggers, fire, flag_is_on
 from align_workflow.workflow.guards import can_send_to_align
 from states import align_case as wf
@@ -82,7 +82,8 @@ def case_detail(request, pk):
         "assets": CaseAsset.objects.filter(case=case).order_by("kind", "created"),
         "plans": selectors.with_preview_links(case.treatment_plans.select_related("preview")[:5]),
         "orders": case.align_orders.order_by("order_kind", "-align_created_at", "-id"),  # primary first
-        "diagram": inline_svg(case_svg(case)),
+        "diagram": inline_svg(svg) if (svg := case_svg(case)) else None,
+        "diagram_missing": MISSING_GRAPHVIZ,
         "terminal": case.state in wf.TERMINAL,
         "status_url": request.path + "status/",
         "stamp": selectors.case_stamp(case),

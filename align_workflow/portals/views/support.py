@@ -6,6 +6,7 @@ from django.shortcuts import render
 from django.utils.http import urlencode
 from django.views.decorators.http import require_GET
 
+from align_workflow.workflow.diagrams import MISSING_GRAPHVIZ, cached_svg
 from states.machine import graph
 
 from .. import selectors
@@ -17,9 +18,15 @@ def _list_url(**params):
     return reverse("portals:staff_cases") + "?" + urlencode(params)
 
 
-def annotated_workflow_svg(counts) -> str:
+def annotated_workflow_svg(counts) -> str | None:
     """The workflow diagram with each state's case count and stuck count; a state links
-    to the staff case list filtered to it."""
+    to the staff case list filtered to it (None without Graphviz). Drawn once per set of
+    counts."""
+    key = [[c.state, c.total, c.stuck] for c in counts]
+    return cached_svg("support", key, lambda: _annotated_graph(counts))
+
+
+def _annotated_graph(counts):
     digraph = graph()
     for c in counts:
         label = rf"{c.state}\n{c.total} case{'s' if c.total != 1 else ''}"
@@ -32,7 +39,7 @@ def annotated_workflow_svg(counts) -> str:
         elif c.total:
             attrs.update(fillcolor="#e6f0fb")
         digraph.node(c.state, **attrs)
-    return digraph.pipe(format="svg", encoding="utf-8")
+    return digraph
 
 
 @require_GET
@@ -46,7 +53,8 @@ def workflow(request):
     return render(request, "portals/support/workflow.html", {
         "nav": "support",
         "rows": rows,
-        "diagram": inline_svg(annotated_workflow_svg(counts)),
+        "diagram": inline_svg(svg) if (svg := annotated_workflow_svg(counts)) else None,
+        "diagram_missing": MISSING_GRAPHVIZ,
         "total": sum(c.total for c in counts),
         "stuck_total": sum(c.stuck for c in counts),
         "stuck_url": _list_url(stuck="on"),
