@@ -54,3 +54,9 @@ def test_case_diagram_highlights_current_state_and_path(staff, flags_on, local_e
     assert _node_fill(svg, wf.CANCELLED) != _node_fill(svg, wf.ELIGIBLE)
     assert _edge_colour(svg, wf.ORDER_CREATED, wf.CANCELLED) != _edge_colour(svg, wf.ELIGIBLE, wf.CANCELLED)
     assert _edge_colour(svg, wf.ORDER_CREATED, wf.CANCELLED) == "blue"
+
+
+def test_render_diagrams_without_graphviz_says_what_to_install(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))   # no `dot`
+    with pytest.raises(CommandError, match="needs Graphviz.*make system-deps"):
+        call_command("render_diagrams", "--check")

@@ -1,4 +1,5 @@
 from django.core.management.base import BaseCommand, CommandError
+from graphviz import ExecutableNotFound
 
 from align_workflow.workflow.diagrams import generated_files
 
@@ -11,7 +12,12 @@ class Command(BaseCommand):
 
     def handle(self, *args, check=False, **options):
         stale = []
-        for path, content in generated_files().items():
+        try:
+            files = generated_files()
+        except ExecutableNotFound:
+            raise CommandError("render_diagrams needs Graphviz's dot program: run `make system-deps` "
+                               "(it installs the Debian package graphviz).") from None
+        for path, content in files.items():
             current = path.read_text(encoding="utf-8") if path.exists() else None
             if current == content:
                 continue
