@@ -1,12 +1,14 @@
 # make run   - install, migrate, load demo data, start the simulator and the server
 # make test  - install what the tests need and run the whole suite
+# make run PORT=28000 SIM_PORT=28765  - the web server and the Align simulator elsewhere
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
+SIM_PORT ?= 8765
 
-.PHONY: run test install install-dev migrate seed diagrams bench clean static-deps
+.PHONY: run test install install-dev migrate seed diagrams bench clean static-deps system-deps
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +31,11 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --silent || npm install --no-audit --no-fund --silent
 	touch $@
 
+# Debian packages pip and npm cannot install: graphviz (dot), chromium (browser tests),
+# fonts-dejavu-core. Installs what is missing (root or passwordless sudo), else says how.
+system-deps:
+	@bash scripts/system-deps
+
 static-deps:
 	@if [ -f package.json ]; then $(MAKE) --no-print-directory node_modules/.installed; fi
 
@@ -38,10 +45,10 @@ migrate: install
 seed: migrate
 	$(PY) manage.py seed_demo
 
-run: seed static-deps
-	$(PY) manage.py run_demo --host $(HOST) --port $(PORT)
+run: system-deps seed static-deps
+	$(PY) manage.py run_demo --host $(HOST) --port $(PORT) --simulator-port $(SIM_PORT)
 
-test: install-dev static-deps
+test: system-deps install-dev static-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 diagrams: install

@@ -1,7 +1,8 @@
 """Headless Chromium for the browser tests: Debian's `chromium`, driven by Playwright.
 
 One browser for the whole session; each test gets a fresh context (cookies) per user.
-Never `playwright install`: the browser is the system package (`.ci/run` installs it).
+Never `playwright install`: the browser is the system package, which `make system-deps`
+installs (`make test` and `.ci/run` run it first).
 """
 
 import os
@@ -11,8 +12,6 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from tests.conftest import IN_CI
-
 ARTIFACTS = Path(settings.BASE_DIR) / "test-artifacts"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -20,12 +19,13 @@ VIEWPORT = {"width": 1366, "height": 900}
 
 
 def require_chromium():
+    """Debian's chromium, or the test fails saying how to get it: never a silent skip
+    (`-m "not browser"` leaves the browser tests out on purpose)."""
     path = shutil.which("chromium")
     if path:
         return path
-    if IN_CI:
-        pytest.fail("needs Debian's chromium (CI must install it)")
-    pytest.skip("needs Debian's chromium: apt-get install chromium")
+    pytest.fail("needs Debian's chromium: run `make system-deps` (make test does), "
+                "or leave the browser tests out with -m 'not browser'")
 
 
 @pytest.fixture(scope="session")
