@@ -283,3 +283,22 @@ def test_align_service_url_follows_the_simulator_unless_set_explicitly():
     env = child_environment(explicit, "http://127.0.0.1:28000", "http://127.0.0.1:28765")
     assert (env["ALIGN_SERVICE_URL"], env["APP_BASE_URL"]) == ("https://align.example/", "https://clinic.example")
     assert "ALIGN_SERVICE_URL" not in child_environment({}, "http://127.0.0.1:28000", None)
+
+
+def test_a_simulator_that_cannot_bind_its_port_is_not_mistaken_for_the_one_answering_there(tmp_path):
+    """The port was free when checked, then taken before the simulator bound it: run_demo
+    waits for its own simulator to say it listens, so the other process gets nothing."""
+    from django.core.management import CommandError
+
+    from align_workflow.cases.management.commands.run_demo import Command
+
+    listener = DummyListener()
+    procs = []
+    try:
+        argv = [sys.executable, str(ROOT / "manage.py"), "run_align_simulator", "--port", str(listener.port)]
+        with pytest.raises(CommandError, match="did not start"):
+            Command()._start_simulator(argv, demo_env(tmp_path), procs)
+        procs[0][1].wait(10)
+    finally:
+        listener.close()
+    assert (listener.connections, listener.received) == (0, [])
