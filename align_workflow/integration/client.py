@@ -1,6 +1,6 @@
 """The Align client: how this app talks to the Align integration service.
 
-The service's HTTP contract is described in align-contract.md (shared design notes);
+The service's HTTP contract is described in docs/align-contract.md;
 this module is the only place that speaks it. Use it like this:
 
     from align_workflow.integration.client import Align, AlignUnavailable, AlignRejected
