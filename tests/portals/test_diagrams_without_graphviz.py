@@ -1,6 +1,7 @@
 """No page depends on Graphviz's `dot` to answer, and a page does not run `dot` on every load."""
 
 import logging
+import os
 
 import pytest
 from graphviz.backend import execute
@@ -55,7 +56,7 @@ def test_case_page_and_support_page_answer_without_dot_and_say_why(staff_client,
 
 def test_the_diagram_comes_back_once_dot_is_installed(staff_client, monkeypatch, tmp_path):
     case = make_case(state=wf.ORDER_CREATED)
-    real_path = __import__("os").environ["PATH"]
+    real_path = os.environ["PATH"]
     monkeypatch.setenv("PATH", str(tmp_path))
     assert EXPLANATION in staff_client.get(f"/staff/cases/{case.pk}/").content.decode()
     monkeypatch.setenv("PATH", real_path)
