@@ -157,3 +157,18 @@ def test_request_revision_flag_off_is_refused_and_hidden(provider_client, review
 def test_status_endpoint(provider_client, review_case):
     data = provider_client.get(f"/provider/cases/{review_case.pk}/status/").json()
     assert data["state"] == wf.PLAN_RECEIVED and data["stamp"]
+
+
+def test_case_page_with_an_approval_by_nobody_shows_the_page(provider_client, provider):
+    """An approve_plan history row without a user (automation, imported history, the demo
+    data) must not make the provider's case page a 500."""
+    from django.contrib.contenttypes.models import ContentType
+
+    case = make_case(provider=provider, state=wf.PROVIDER_APPROVED)
+    plan(case, 1)
+    StateLog.objects.create(by=None, source_state=wf.PLAN_RECEIVED, state=wf.PROVIDER_APPROVED,
+                            transition="approve_plan", content_type=ContentType.objects.get_for_model(Case),
+                            object_id=case.pk)
+    response = provider_client.get(f"/provider/cases/{case.pk}/")
+    assert response.status_code == 200
+    assert "Approved by the provider on" in response.content.decode()
