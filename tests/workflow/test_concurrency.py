@@ -50,3 +50,49 @@ def test_negative_control_without_the_row_lock_the_race_doubles_history(require_
     # Without the lock several threads see order_created and all of them "cancel" it.
     assert outcomes.count("done") > 1, outcomes
     assert StateLog.objects.for_(case).count() > 1
+
+
+APPROVALS = 12
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_approvals_of_one_case_decode_one_picture(require_postgres, provider, monkeypatch, settings,
+                                                             tmp_path):
+    """Twelve approvals of one case at once: the picture is decoded after the case is
+    claimed, so eleven are refused before decoding (a 25-megapixel JPEG is 75 MB decoded:
+    twelve at once took the web workers from 245 MB to 1.9 GB)."""
+    from align_workflow.integration import vault
+    from align_workflow.workflow import align_effects
+
+    from .images import data_url, image_bytes
+
+    settings.MEDIA_ROOT = tmp_path
+    case = make_case(provider=provider, state=wf.PLAN_RECEIVED)
+    shot = data_url(image_bytes("JPEG", size=(400, 300)), "image/jpeg")
+    decoded = []
+    real_decode = align_effects.decode_screenshot
+
+    def counting_decode(value):
+        decoded.append(1)
+        return real_decode(value)
+
+    real_put = vault.LocalVault.put
+
+    def slow_put(self, *args, **kwargs):
+        import time
+
+        time.sleep(0.5)  # every other approval arrives while this one holds the claim
+        return real_put(self, *args, **kwargs)
+
+    monkeypatch.setattr(align_effects, "decode_screenshot", counting_decode)
+    monkeypatch.setattr(vault.LocalVault, "put", slow_put)
+
+    outcomes = race(lambda: fire(Case.objects.get(pk=case.pk), "approve_plan", by=provider.user,
+                                 acceptance_screenshot=shot), APPROVALS)
+
+    successes = [o for o in outcomes if isinstance(o, StateLog)]
+    refusals = [o for o in outcomes if isinstance(o, TransitionNotAllowed)]
+    assert len(successes) == 1 and len(refusals) == APPROVALS - 1, outcomes
+    assert {r.code for r in refusals} <= {"in_progress", "wrong_state"}
+    assert len(decoded) == 1
+    assert Case.objects.get(pk=case.pk).state == wf.PROVIDER_APPROVED
