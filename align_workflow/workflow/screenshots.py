@@ -164,8 +164,8 @@ def _reencode(image) -> bytes:
         image = flat
     elif image.mode != "RGB":
         image = image.convert("RGB")
-    else:
-        image = image.copy()
+    # An RGB image is saved as it is (a copy would double the memory of a large one); the
+    # caller has no further use for it.
     image.info = {}  # Pillow carries some of these (e.g. a JPEG comment) into the new file
     out = io.BytesIO()
     image.save(out, format="JPEG", quality=90, optimize=True)
