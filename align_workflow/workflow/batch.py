@@ -33,7 +33,6 @@ import getpass
 import io
 import logging
 import os
-import re
 import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -84,21 +83,6 @@ def is_case_id(text) -> bool:
     """ASCII digits only: str.isdigit() also says yes to '²' or '١٢', which int() refuses or
     reads as another number."""
     return isinstance(text, str) and text.isascii() and text.isdigit()
-
-
-_UNSAFE_ON_TERMINAL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-
-
-def terminal_safe(text) -> str:
-    """`text` with control characters (ANSI escapes, bells, carriage returns, bidi
-    overrides) written as escapes like \\x1b, so that a value from the database or a
-    file cannot redraw or hide what the terminal shows."""
-    def escape(match):
-        char = match.group()
-        code = ord(char)
-        return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
-
-    return _UNSAFE_ON_TERMINAL.sub(escape, str(text))
 
 
 # --- What was selected -------------------------------------------------------------------

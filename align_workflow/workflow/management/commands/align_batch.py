@@ -21,6 +21,7 @@ from contextlib import contextmanager, nullcontext
 from django.core.management.base import BaseCommand, CommandError
 
 from align_workflow.workflow import batch
+from align_workflow.workflow.terminal import terminal_safe
 
 DEFAULT_CONCURRENCY = 4
 SHOWN_PER_REASON = 10
@@ -43,7 +44,7 @@ class Progress:
         with self.lock:
             self.seen += 1
             self.counts[outcome.outcome] += 1
-            line = f"[{self.seen}/{self.total}] {batch.terminal_safe(outcome.line_text(self.action))}"
+            line = f"[{self.seen}/{self.total}] {terminal_safe(outcome.line_text(self.action))}"
             if not self.bar:
                 self.out.write(line)
                 return
@@ -136,14 +137,14 @@ class Command(BaseCommand):
             else:
                 rows, source = batch.default_rows(act), act.selection_description
         except batch.BatchInputError as exc:
-            raise CommandError(f"{batch.terminal_safe(exc)} Nothing was sent.", returncode=2) from None
+            raise CommandError(f"{terminal_safe(exc)} Nothing was sent.", returncode=2) from None
         report_file = self._open_report(report)
         try:
             workers, why = batch.effective_concurrency(concurrency)
             if why and asked_for is not None:
                 self.stderr.write(f"Note: {why}")
             mode = " (dry run: nothing is sent)" if dry_run else ""
-            self.stdout.write(f"align_batch {act.name}: {len(rows)} case(s) from {batch.terminal_safe(source)}{mode}.")
+            self.stdout.write(f"align_batch {act.name}: {len(rows)} case(s) from {terminal_safe(source)}{mode}.")
             bar = self.stdout.isatty() and not dry_run
             progress = Progress(self.stdout, len(rows), act, bar=bar)
             started = time.monotonic()
@@ -195,7 +196,6 @@ class Command(BaseCommand):
                 f"Done: {counts[batch.DONE]} {act.done_word}, {counts[batch.SKIPPED]} skipped, "
                 f"{counts[batch.FAILED]} failed{busy}, in {elapsed:.1f}s ({workers} at a time)."
             )
-        safe = batch.terminal_safe
         for kind, title in ((batch.SKIPPED, "Skipped:"), (batch.BUSY, "In progress elsewhere:")):
             grouped = OrderedDict()
             for o in outcomes:
@@ -205,14 +205,14 @@ class Command(BaseCommand):
                 self.stdout.write(title)
             for reason, who in grouped.items():
                 more = f" and {len(who) - SHOWN_PER_REASON} more" if len(who) > SHOWN_PER_REASON else ""
-                self.stdout.write(safe(f"  {reason} ({len(who)}): {', '.join(who[:SHOWN_PER_REASON])}{more}"))
+                self.stdout.write(terminal_safe(f"  {reason} ({len(who)}): {', '.join(who[:SHOWN_PER_REASON])}{more}"))
         failed = [o for o in outcomes if o.outcome == batch.FAILED]
         if failed:
             self.stdout.write("Failed:")
             for o in failed[:SHOWN_FAILURES]:
-                self.stdout.write(safe(f"  {o.case_number or o.row.label}: {o.detail}"))
+                self.stdout.write(terminal_safe(f"  {o.case_number or o.row.label}: {o.detail}"))
             if len(failed) > SHOWN_FAILURES:
                 self.stdout.write(f"  ... and {len(failed) - SHOWN_FAILURES} more"
                                   + (" (see the report)" if report else " (use --report FILE to see them all)"))
         if report:
-            self.stdout.write(f"Report: {batch.terminal_safe(report)}")
+            self.stdout.write(f"Report: {terminal_safe(report)}")
