@@ -169,6 +169,9 @@ ALIGN_VAULT_ID = os.environ.get("ALIGN_VAULT_ID", "00000000-0000-4000-8000-00000
 ALIGN_VAULT_API_KEY = os.environ.get("ALIGN_VAULT_API_KEY", "demo-vault-key")
 # A pending inbound event older than this needs attention; a case unchanged this long is stuck.
 ALIGN_EVENT_PENDING_ATTENTION_SECONDS = env_int("ALIGN_EVENT_PENDING_ATTENTION_SECONDS", 6 * 3600)
+# An event whose occurred_at is further in the future than this is refused (400): one bad
+# clock must not make every later status look older than it.
+ALIGN_EVENT_FUTURE_SKEW_SECONDS = env_int("ALIGN_EVENT_FUTURE_SKEW_SECONDS", 300)
 ALIGN_STUCK_AFTER_SECONDS = env_int("ALIGN_STUCK_AFTER_SECONDS", 7 * 24 * 3600)
 
 # --- Celery (used when ALIGN_EXECUTION=celery) --------------------------------------

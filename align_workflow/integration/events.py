@@ -20,8 +20,10 @@ Nothing here logs patient details: only event ids, types and case ids.
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import lru_cache
 
+from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
@@ -86,6 +88,12 @@ def receive(body: bytes, headers) -> Receipt:
         _log_refusal("EVENT.ID_MISMATCH", webhook_id, event.type)
         raise EventRefused(400, "EVENT.INVALID", "The event is malformed.",
                            {"fields": {"event_id": ["must equal the webhook-id header"]}})
+    skew = settings.ALIGN_EVENT_FUTURE_SKEW_SECONDS
+    if event.occurred_at > timezone.now() + timedelta(seconds=skew):
+        # A clock running ahead would make every real status after it look older.
+        _log_refusal("EVENT.IN_FUTURE", webhook_id, event.type, event.case_id)
+        raise EventRefused(400, "EVENT.INVALID", "The event is malformed.",
+                           {"fields": {"occurred_at": [f"is more than {skew} seconds in the future"]}})
 
     case = Case.objects.select_related("patient").filter(pk=event.case_id).first()
     if case is None:
@@ -257,17 +265,26 @@ def _apply_plan(case, event, data) -> Outcome:
         # Older than the plan the provider sees: kept as a record, the case is left alone.
         return ignored(_record_older_plan(case, plan, exc))
     except TransitionNotAllowed as exc:
-        return _not_now(case, exc)
+        outcome = _not_now(case, exc)
+        if outcome.status == Status.IGNORED:
+            # The case can never take it (cancelled, or past the review): kept as a record,
+            # as it is when it arrives before the cancel.
+            return ignored(f"{outcome.detail} {_record_plan_once(case, plan)}")
+        return outcome
     return applied(f"Plan {plan['plan_id']} version {plan['version']} received; the case is plan received.")
 
 
 def _record_older_plan(case, plan, exc):
+    return f"{exc} {_record_plan_once(case, plan)}"
+
+
+def _record_plan_once(case, plan):
     from align_workflow.cases.models import TreatmentPlan
 
     if TreatmentPlan.objects.filter(case=case, version=plan["version"]).exists():
-        return f"{exc} Version {plan['version']} is already stored."
+        return f"Version {plan['version']} is already stored."
     effects.record_plan(case, plan)
-    return f"{exc} Stored for the record; the case is unchanged."
+    return "Stored for the record; the case is unchanged."
 
 
 # Align's status order: a status behind the furthest one seen is stale. The setup
@@ -279,44 +296,67 @@ STATUS_RANK = {
 }
 
 
-def _stale(known, status, occurred_at, event):
-    """Why a status is older than what we know, or None."""
-    if known is None or known.event_id == event.pk:
-        return None
-    if occurred_at < known.occurred_at:
-        return f"Align status {status} happened before {known.status}, which is already known."
-    furthest = known.furthest_status
-    if status in STATUS_RANK and furthest in STATUS_RANK and STATUS_RANK[status] < STATUS_RANK[furthest]:
-        return f"Align status {status} comes before {furthest}, which is already known."
-    return None
+def _rank(status):
+    return STATUS_RANK.get(status)
 
 
-def _furthest(current, status):
-    # Called only for a status that is not stale, i.e. not behind `current`.
-    if status not in STATUS_RANK:
-        return current
-    if current in STATUS_RANK and STATUS_RANK[current] > STATUS_RANK[status]:
-        return current
-    return status
+def _status_record(case):
+    """Align's status for the case as every status event stored for it says, whatever the
+    order they arrived in: (current, furthest, events), each event a tuple
+    (occurred_at, event_id, pk, status, previous status).
+
+    furthest: the status furthest along Align's order (of equal rank, the latest).
+    current: the latest event (by occurred_at, then event id) that is not behind the
+    furthest status; ON_HOLD and CANCELLED, which can come at any point, by time alone.
+    A ranked status beyond everything known is never made stale by a later-dated ON_HOLD,
+    so one clock running ahead cannot block the case.
+    """
+    rows = (InboundEvent.objects.filter(case=case, type=InboundEvent.Type.CASE_STATUS_CHANGED)
+            .values_list("occurred_at", "event_id", "pk", "payload"))
+    events = []
+    for occurred_at, event_id, pk, payload in rows:
+        data = (payload or {}).get("data") or {}
+        if isinstance(data.get("status"), str):
+            events.append((occurred_at, event_id, pk, data["status"], data.get("previousStatus") or ""))
+    ranked = [e for e in events if _rank(e[3]) is not None]
+    furthest = max(ranked, key=lambda e: (_rank(e[3]), e[0], e[1]), default=None)
+    top = _rank(furthest[3]) if furthest else None
+    candidates = [e for e in events if _rank(e[3]) is None or _rank(e[3]) == top]
+    current = max(candidates, key=lambda e: (e[0], e[1]), default=None)
+    return current, furthest, events
+
+
+def _stale_reason(status, current, furthest):
+    rank, top = _rank(status), _rank(furthest[3]) if furthest else None
+    if rank is not None and top is not None and rank < top:
+        return f"Align status {status} comes before {furthest[3]}, which is already known."
+    return f"Align status {status} happened before {current[3]}, which is already known."
 
 
 def _apply_status(case, event, data) -> Outcome:
     status = data["status"]
-    known = AlignCaseStatus.objects.filter(case=case).first()
-    stale = _stale(known, status, event.occurred_at, event)
-    if stale:
-        return ignored(stale)
-    if known is None:
-        known = AlignCaseStatus(case=case)
-    if known.event_id != event.pk:
-        known.status, known.previous_status = status, data.get("previousStatus") or ""
-        known.occurred_at, known.event = event.occurred_at, event
-        known.furthest_status = _furthest(known.furthest_status, status)
-        known.save()
+    current, furthest, _ = _status_record(case)
+    known = AlignCaseStatus.objects.filter(case=case).first() or AlignCaseStatus(case=case)
+    if current is not None:
+        occurred_at, _, current_pk, current_status, previous = current
+        record = (current_status, previous, occurred_at, current_pk, furthest[3] if furthest else "")
+        if record != (known.status, known.previous_status, known.occurred_at, known.event_id,
+                      known.furthest_status):
+            known.status, known.previous_status, known.occurred_at = current_status, previous, occurred_at
+            known.event_id, known.furthest_status = current_pk, record[4]
+            known.save()
+    is_current = current is not None and current[2] == event.pk
 
     trigger = wf.EVENT_TRIGGERS.get(f"{payloads.CASE_STATUS_CHANGED}:{status}")
     if trigger is None:
-        return applied(f"Align status {status} recorded.")
+        if is_current:
+            return applied(f"Align status {status} recorded.")
+        if furthest is not None and furthest[2] == event.pk:
+            return applied(f"Align status {status} recorded as the furthest so far; {current[3]}, dated later, "
+                           "stays the current status.")
+        return ignored(_stale_reason(status, current, furthest))
+    # SHIPPED and CANCELLED move the case whenever they come: the workflow decides whether
+    # the case can take them, so the case ends the same whatever the delivery order.
     params = {}
     if trigger == "ship":
         shipment = data["shipment"]

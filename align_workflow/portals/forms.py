@@ -5,9 +5,6 @@ from states import align_case as wf
 
 STATE_CHOICES = [("", "All states")] + [(s, s.replace("_", " ")) for s in wf.STATES]
 
-# A JPEG of the review block is a few hundred KB; anything far larger is not one.
-MAX_SCREENSHOT_CHARS = 8 * 1024 * 1024
-
 
 class CaseSearchForm(forms.Form):
     q = forms.CharField(required=False, max_length=100, label="Search",
@@ -36,13 +33,19 @@ class RevisionForm(forms.Form):
 
 class ApproveForm(forms.Form):
     acceptance_screenshot = forms.CharField(
-        widget=forms.HiddenInput, max_length=MAX_SCREENSHOT_CHARS, strip=True,
+        widget=forms.HiddenInput, strip=True,
         error_messages={"required": "The acceptance screenshot is missing; the plan was not approved. "
                                     "Reload the page and try again."},
     )
 
     def clean_acceptance_screenshot(self):
+        # The decoder's own cheap checks (form, type, ALIGN_SCREENSHOT_MAX_BYTES): one rule
+        # for the form and the engine. The picture itself is decoded once the case is claimed.
+        from align_workflow.workflow.screenshots import ScreenshotError, check_data_url
+
         value = self.cleaned_data["acceptance_screenshot"]
-        if not value.startswith("data:image/jpeg;base64,"):
-            raise forms.ValidationError("The acceptance screenshot is not a JPEG image; the plan was not approved.")
+        try:
+            check_data_url(value)
+        except ScreenshotError as exc:
+            raise forms.ValidationError(f"{exc} The plan was not approved.") from None
         return value

@@ -26,7 +26,7 @@ from align_workflow.cases.models import Case, CaseAsset, CaseNote, PhotoAssessme
 
 from . import outbound
 from .effects import EffectFailed, EffectInputError, register
-from .screenshots import decode_screenshot
+from .screenshots import check_data_url, decode_screenshot
 
 logger = logging.getLogger(__name__)
 
@@ -266,16 +266,19 @@ def _apply_accept_clincheck(case, by, params, outcome):
 
 
 def _check_approve_plan(case, by, params):
-    params["_screenshot"] = decode_screenshot(params.get("acceptance_screenshot"))
+    # Only the cheap checks here: the picture is decoded in the call, once the case is
+    # claimed, so that concurrent approvals of one case decode one image, not one each.
+    check_data_url(params.get("acceptance_screenshot"))
 
 
 def _call_approve_plan(case, by, params):
-    # The vault write is slow and remote, so it happens here, outside any transaction;
-    # the asset row is written in apply, in the transaction that moves the case, so a
-    # refused transition leaves no row behind (only an unreferenced blob in the vault).
+    # Decoding and the vault write are slow, so they happen here, under the claim and
+    # outside any transaction; the asset row is written in apply, in the transaction that
+    # moves the case, so a refused transition leaves no row behind (only an unreferenced
+    # blob in the vault). A ScreenshotError here is a refusal (the engine releases the claim).
     from align_workflow.integration.vault import VaultError, get_vault
 
-    shot = params["_screenshot"]
+    shot = params["_screenshot"] = decode_screenshot(params.get("acceptance_screenshot"))
     try:
         return get_vault().put(shot.jpeg, filename=f"clincheck-acceptance-case-{case.pk}.jpg",
                                content_type="image/jpeg")

@@ -59,7 +59,9 @@ ID_COLUMNS = ("case_id", "case_number", "mrn")
 COMMENTS_COLUMN = "comments"
 DEFAULT_COMMENTS = "Revision requested."
 DONE, SKIPPED, FAILED, WOULD_DO = "done", "skipped", "failed", "would_do"
-OUTCOMES = (DONE, SKIPPED, FAILED, WOULD_DO)
+BUSY = "in_progress"  # another process holds the case (e.g. a run killed mid-call, until its lease ends)
+OUTCOMES = (DONE, SKIPPED, FAILED, WOULD_DO, BUSY)
+BUSY_WORDS = "in progress elsewhere"
 REPORT_COLUMNS = ("line", "case_id", "case_number", "mrn", "action", "outcome", "detail")
 _FAILED_STATUSES = (Status.FAILED_RETRYABLE, Status.FAILED_PERMANENT, Status.SKIPPED)
 
@@ -71,6 +73,16 @@ class BatchInputError(Exception):
 
 class Skip(Exception):
     """This case is not sent; the message says why."""
+
+
+class Busy(Skip):
+    """This case is not sent because another process is sending it right now."""
+
+
+def is_case_id(text) -> bool:
+    """ASCII digits only: str.isdigit() also says yes to '²' or '١٢', which int() refuses or
+    reads as another number."""
+    return isinstance(text, str) and text.isascii() and text.isdigit()
 
 
 # --- What was selected -------------------------------------------------------------------
@@ -120,6 +132,8 @@ class Outcome:
                     + (f" ({self.remark})" if self.remark and not action.detail_when_done else ""))
         if self.outcome == WOULD_DO:
             return f"{who} would {self.detail}"
+        if self.outcome == BUSY:
+            return f"{who} {BUSY_WORDS}: {self.detail}"
         return f"{who} {self.outcome}: {self.detail}"
 
 
@@ -218,7 +232,7 @@ def rows_from_csv(path, action) -> list[Row]:
         ids = {k: values[k] for k in ID_COLUMNS if values.get(k)}
         if not ids:
             row.problem = f"line {line} has no case_id, case_number or mrn"
-        elif "case_id" in ids and not ids["case_id"].isdigit():
+        elif "case_id" in ids and not is_case_id(ids["case_id"]):
             row.problem = f"case_id {ids['case_id'][:40]!r} is not a case id (a whole number)"
         given.append(ids)
     if not rows:
@@ -233,7 +247,7 @@ def parse_case_ids(text: str) -> list[int]:
     parts = [p for p in parts if p]
     if not parts:
         raise BatchInputError("--case-ids names no case: give case ids separated by commas, e.g. --case-ids 12,15,18.")
-    bad = [p for p in parts if not p.isdigit()]
+    bad = [p for p in parts if not is_case_id(p)]
     if bad:
         raise BatchInputError(f"--case-ids: {', '.join(repr(b[:40]) for b in bad)} is not a case id "
                               "(case ids are whole numbers; for case numbers or MRNs use --csv).")
@@ -252,7 +266,7 @@ def _resolve(rows: list[Row], given: list[dict]) -> None:
     ambiguous and repeated rows."""
     wanted = {k: {g[k] for g in given if k in g} for k in ID_COLUMNS}
     cases = Case.objects.select_related("patient")
-    by_id = {str(c.pk): [c] for c in cases.filter(pk__in=[int(v) for v in wanted["case_id"] if v.isdigit()])}
+    by_id = {str(c.pk): [c] for c in cases.filter(pk__in=[int(v) for v in wanted["case_id"] if is_case_id(v)])}
     by_number = {c.case_number: [c] for c in cases.filter(case_number__in=wanted["case_number"])}
     by_mrn: dict[str, list[Case]] = {}
     for c in cases.filter(patient__mrn__in=wanted["mrn"]).order_by("pk"):
@@ -329,7 +343,8 @@ def _refuse_if_busy(case):
     if not step and case.busy_with and case.busy_until and case.busy_until > timezone.now():
         step = case.busy_with
     if step:
-        raise Skip(f"{outbound.step_label(step)} is being sent to Align for this case right now")
+        raise Busy(f"{outbound.step_label(step)} is being sent to Align for this case right now by another "
+                   "process (or one that stopped mid-call, until its lease ends); run again later")
 
 
 def _check_engine(case, trigger, by, action):
@@ -546,11 +561,11 @@ def _execute(action, case, plan) -> tuple[str, str]:
         try:
             result = outbound.retry_case(case, by=None, step=plan.step, here=True, note=plan.note)
         except TransitionNotAllowed as exc:
-            return SKIPPED, str(exc)
+            return (BUSY if exc.code == "in_progress" else SKIPPED), str(exc)
         if result.ok and not result.queued:
             return DONE, result.message
         if result.queued:
-            return SKIPPED, "another process is sending it"
+            return BUSY, "another process is sending it"
         if result.attempt_id is None:   # refused before anything was sent
             return SKIPPED, result.error
         return FAILED, result.message
@@ -558,6 +573,8 @@ def _execute(action, case, plan) -> tuple[str, str]:
     try:
         log = fire(case, action.trigger, by=plan.by, **plan.params)
     except TransitionNotAllowed as exc:
+        if exc.code == "in_progress":
+            return BUSY, str(exc)
         return SKIPPED, (action.wrong_state_reason(case) if exc.code == "wrong_state" else str(exc))
     except EffectFailed as exc:  # AlignCallFailed among them: the attempt and its note are recorded
         return FAILED, str(exc)
@@ -574,12 +591,14 @@ def process(action, row, *, dry_run=False) -> Outcome:
         if dry_run:
             return Outcome(row, action.name, WOULD_DO, plan.description)
         outcome, detail = _execute(action, case, plan)
+    except Busy as exc:
+        return Outcome(row, action.name, BUSY, str(exc))
     except Skip as exc:
         return Outcome(row, action.name, SKIPPED, str(exc))
     except Exception as exc:  # one case's unexpected error must not stop the others
         logger.exception("align_batch %s: case %s failed", action.name, getattr(case, "pk", None))
         return Outcome(row, action.name, FAILED, _scrubbed(exc, case))
-    if plan.remark and outcome != SKIPPED:
+    if plan.remark and outcome not in (SKIPPED, BUSY):
         return Outcome(row, action.name, outcome, f"{detail} ({plan.remark})", remark=plan.remark)
     return Outcome(row, action.name, outcome, detail)
 
@@ -653,7 +672,7 @@ def run(action, rows: list[Row], *, dry_run=False, concurrency=1,
 def _cell(value):
     text = "" if value is None else str(value)
     # A spreadsheet would run a cell starting with one of these as a formula.
-    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 def write_report(handle, outcomes: list[Outcome]) -> None:

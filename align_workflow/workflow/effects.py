@@ -17,6 +17,9 @@ An Effect has up to three parts, each optional:
   outside world already did the work (e.g. plan to re-send with the same key).
 
 `check` may add prepared values to `params` (the same dict reaches `call` and `apply`).
+`call` may raise EffectInputError for input that is only examined once the case is
+claimed (the approval's picture is decoded there): the engine releases the claim and
+refuses the transition like a failed `check`.
 
 Effects are registered per trigger with `register`; a trigger without an effect just
 changes state.

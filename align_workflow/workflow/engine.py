@@ -362,6 +362,11 @@ def fire(case, trigger, *, by, **params):
         claimed_from = _claim(case, spec, by)
         try:
             result = effect.call(case, by, params)
+        except effect_registry.EffectInputError as exc:
+            # Input that can only be checked once the case is claimed (a picture is decoded
+            # then): a refusal like any other, and the claim is released.
+            _release(case, trigger)
+            raise TransitionNotAllowed(str(exc), code="invalid_input", trigger=trigger, state=case.state) from exc
         except BaseException:
             _release(case, trigger)
             raise

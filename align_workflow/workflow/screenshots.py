@@ -7,7 +7,14 @@ the data URL's form, the size of the encoded text (before decoding), strict base
 the image format (JPEG or PNG only, by content), the pixel count (read from the header,
 before any pixels are decoded: a small file can declare a huge image), and a full
 decode (a truncated file fails here). The image is then re-encoded as a fresh JPEG,
-which keeps the pixels and drops everything else (EXIF, comments, text chunks).
+which keeps the pixels and drops everything else (EXIF, comments, text chunks); an
+image that cannot be (wider or taller than JPEG's 65,500 pixels, or anything else the
+encoder refuses) is refused with a message too.
+
+`check_data_url` is the cheap part (the form of the data URL and its size, no
+decoding), for the form and the engine's check before the case is claimed;
+`decode_screenshot` does everything and runs only once the case is claimed, so that
+twelve clicks on one case decode one image, not twelve.
 """
 
 import base64
@@ -57,11 +64,13 @@ def _sniff(data: bytes) -> str:
     return ""
 
 
-def decode_screenshot(data_url) -> Screenshot:
-    """Validate the data URL and return the screenshot re-encoded as JPEG, or raise
-    ScreenshotError saying what is wrong."""
+# The largest width or height a JPEG can have (libjpeg's JPEG_MAX_DIMENSION).
+JPEG_MAX_DIMENSION = 65500
+
+
+def check_data_url(data_url) -> tuple[str, str]:
+    """The cheap checks (no decoding): (format, base64 payload), or ScreenshotError."""
     max_bytes = settings.ALIGN_SCREENSHOT_MAX_BYTES
-    max_pixels = settings.ALIGN_SCREENSHOT_MAX_PIXELS
     if not isinstance(data_url, str) or not data_url.strip():
         raise ScreenshotError("The acceptance screenshot is missing.")
     match = _DATA_URL.match(data_url)
@@ -80,6 +89,15 @@ def decode_screenshot(data_url) -> Screenshot:
             f"The acceptance screenshot is too large: {_megabytes(len(payload))} encoded "
             f"(the limit is {_megabytes(max_bytes)})."
         )
+    return _FORMAT_OF_MIME[mime], payload
+
+
+def decode_screenshot(data_url) -> Screenshot:
+    """Validate the data URL and return the screenshot re-encoded as JPEG, or raise
+    ScreenshotError saying what is wrong."""
+    max_pixels = settings.ALIGN_SCREENSHOT_MAX_PIXELS
+    stated, payload = check_data_url(data_url)
+    mime = {"PNG": "image/png", "JPEG": "image/jpeg"}[stated]
     try:
         raw = base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
@@ -91,7 +109,7 @@ def decode_screenshot(data_url) -> Screenshot:
     if actual not in ("JPEG", "PNG"):
         what = f"a {actual} image" if actual else "not an image this app can read"
         raise ScreenshotError(f"The acceptance screenshot is {what}; only JPEG or PNG images are accepted.")
-    if actual != _FORMAT_OF_MIME[mime]:
+    if actual != stated:
         raise ScreenshotError(f"The acceptance screenshot says it is {mime} but contains a {actual} image.")
 
     try:
@@ -108,6 +126,11 @@ def decode_screenshot(data_url) -> Screenshot:
                     f"{max_pixels:,} pixels, so it was not decoded (a small file claiming a huge image is a "
                     "decompression bomb)."
                 )
+            if width > JPEG_MAX_DIMENSION or height > JPEG_MAX_DIMENSION:
+                raise ScreenshotError(
+                    f"The acceptance screenshot is {width}×{height} pixels; a picture of the plan page is at most "
+                    f"{JPEG_MAX_DIMENSION:,} pixels wide and high, so it was not stored."
+                )
             image.load()
     except ScreenshotError:
         raise
@@ -122,7 +145,14 @@ def decode_screenshot(data_url) -> Screenshot:
             raise ScreenshotError(f"The acceptance screenshot is truncated: the {actual} data ends too early.") from None
         raise ScreenshotError(f"The acceptance screenshot is a damaged {actual} image.") from None
 
-    return Screenshot(jpeg=_reencode(image), width=width, height=height, source_format=actual)
+    try:
+        jpeg = _reencode(image)
+    except (OSError, ValueError, SyntaxError, MemoryError) as exc:
+        raise ScreenshotError(
+            f"The acceptance screenshot ({width}×{height} pixels, {actual}) could not be re-encoded as JPEG "
+            f"({type(exc).__name__}); it was not stored."
+        ) from None
+    return Screenshot(jpeg=jpeg, width=width, height=height, source_format=actual)
 
 
 def _reencode(image) -> bytes:
@@ -134,8 +164,8 @@ def _reencode(image) -> bytes:
         image = flat
     elif image.mode != "RGB":
         image = image.convert("RGB")
-    else:
-        image = image.copy()
+    # An RGB image is saved as it is (a copy would double the memory of a large one); the
+    # caller has no further use for it.
     image.info = {}  # Pillow carries some of these (e.g. a JPEG comment) into the new file
     out = io.BytesIO()
     image.save(out, format="JPEG", quality=90, optimize=True)

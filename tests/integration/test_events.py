@@ -257,11 +257,16 @@ def test_the_same_version_again_is_ignored(client):
 
 @pytest.mark.parametrize("state", [wf.CANCELLED, wf.SHIPPING, wf.PROVIDER_APPROVED, wf.ACCEPTED])
 def test_a_plan_the_case_can_never_take_is_ignored_with_the_reason(client, state):
+    """Ignored for the workflow, but stored for the record, as it is when it arrives before
+    the case moved on: the records must not depend on the delivery order."""
     case = make_case(state=state)
     body = ok(deliver(client, plan_event(case)))
     assert body["status"] == "ignored"
     assert body["detail"].startswith(f"Can never apply: the case is {state.replace('_', ' ')}")
-    assert not TreatmentPlan.objects.filter(case=case).exists()
+    assert body["detail"].endswith("Stored for the record; the case is unchanged.")
+    assert list(TreatmentPlan.objects.filter(case=case).values_list("version", flat=True)) == [1]
+    assert ok(deliver(client, plan_event(case, minutes=1)))["detail"].endswith("Version 1 is already stored.")
+    assert TreatmentPlan.objects.filter(case=case).count() == 1
     assert Case.objects.get(pk=case.pk).state == state
 
 
@@ -606,3 +611,49 @@ def test_a_plan_before_any_sales_order_has_no_sales_order_number(client):
     case = make_case(state=wf.ASSETS_UPLOADED)
     assert ok(deliver(client, plan_event(case, salesOrderNumber=None, pId=None)))["status"] == "applied"
     assert TreatmentPlan.objects.get(case=case).sales_order_number == ""
+
+
+# --- A clock in the future ------------------------------------------------------------------
+
+
+def test_an_event_dated_in_the_future_is_refused_with_a_field_error(client, settings):
+    settings.ALIGN_EVENT_FUTURE_SKEW_SECONDS = 300
+    case = make_case(state=wf.ACCEPTED)
+    future = make_event("case.status_changed", case, occurred_at="2099-01-01T00:00:00Z", status="ON_HOLD",
+                        shipment=None, reason="Clock")
+    response = deliver(client, future)
+    assert response.status_code == 400, response.content
+    body = response.json()
+    assert "occurred_at" in body["error"]["details"]["fields"], body
+    assert "300 seconds" in body["error"]["details"]["fields"]["occurred_at"][0]
+    assert not InboundEvent.objects.filter(event_id=future["event_id"]).exists()
+    assert not AlignCaseStatus.objects.filter(case=case).exists()
+
+
+def test_within_the_skew_is_accepted_and_beyond_it_is_not(client, settings):
+    from datetime import datetime
+    from datetime import timezone as tz
+
+    settings.ALIGN_EVENT_FUTURE_SKEW_SECONDS = 120
+    case = make_case(state=wf.ACCEPTED)
+    now = datetime.now(tz.utc)
+    near = status_event(case, "IN_MANUFACTURING")
+    near["occurred_at"] = (now + timedelta(seconds=60)).isoformat().replace("+00:00", "Z")
+    assert ok(deliver(client, near))["status"] == "applied"
+    far = status_event(case, "ON_HOLD")
+    far["occurred_at"] = (now + timedelta(seconds=600)).isoformat().replace("+00:00", "Z")
+    assert deliver(client, far).status_code == 400
+
+
+def test_a_status_with_a_bad_clock_does_not_block_the_real_ones(client):
+    """An ON_HOLD stamped later than the manufacture and shipping that really followed it
+    (a clock running ahead, within the skew or from the past) must not make them stale."""
+    case = make_case(state=wf.ACCEPTED)
+    ok(deliver(client, status_event(case, "APPROVED", minutes=0)))
+    ok(deliver(client, status_event(case, "ON_HOLD", minutes=600, reason="Clock ahead")))
+    assert ok(deliver(client, status_event(case, "IN_MANUFACTURING", minutes=2)))["status"] == "applied"
+    assert ok(deliver(client, shipped_event(case, minutes=3)))["status"] == "applied"
+    case.refresh_from_db()
+    assert case.state == wf.SHIPPING
+    known = AlignCaseStatus.objects.get(case=case)
+    assert known.furthest_status == "SHIPPED"

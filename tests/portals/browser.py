@@ -50,9 +50,9 @@ def browser():
 class Portal:
     """A signed-in person's browser tab on the live server."""
 
-    def __init__(self, browser, base_url):
+    def __init__(self, browser, base_url, *, device_scale_factor=1):
         self.base_url = base_url
-        self.context = browser.new_context(viewport=VIEWPORT)
+        self.context = browser.new_context(viewport=VIEWPORT, device_scale_factor=device_scale_factor)
         self.context.set_default_timeout(10_000)
         self.page = self.context.new_page()
 

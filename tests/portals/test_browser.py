@@ -139,3 +139,45 @@ def test_a_case_from_send_to_shipping(portal, flags, simulator, live_server, set
     assert all("tl-attempt" in c for c in visible.evaluate_all("items => items.map(i => i.className)"))
     clinic.open("/support/workflow/")
     clinic.screenshot("support-workflow")
+
+
+def test_a_ratio_3_screen_approves_a_plan(browser, live_server, flags, settings, tmp_path):
+    """A devicePixelRatio-3 screen (a phone, a 4K laptop): its capture is made smaller until
+    it fits ALIGN_SCREENSHOT_MAX_BYTES, and the approval goes through. The limit is set to
+    half of what this page's full-resolution capture needs, so the scaling is exercised."""
+    import io
+
+    from PIL import Image
+    from playwright.sync_api import expect
+
+    from align_workflow.cases.models import CaseAsset, TreatmentPlan
+    from align_workflow.integration.vault import get_vault
+
+    settings.MEDIA_ROOT = tmp_path
+    doctor = ProviderFactory()
+    case = make_case(provider=doctor, state=wf.PLAN_RECEIVED)
+    preview = CaseAsset.objects.create(case=case, kind=CaseAsset.Kind.PROVPREV, url="https://example.com/preview/1")
+    TreatmentPlan.objects.create(case=case, plan_id=f"TP-{case.pk}-1", version=1, stages_upper=14, stages_lower=12,
+                                 notes="Upper and lower arches; attachments on 13 and 23.", preview=preview)
+
+    tab = Portal(browser, live_server.url, device_scale_factor=3).sign_in(doctor.user.username)
+    try:
+        tab.page.wait_for_url("**/provider/")
+        tab.open(f"/provider/cases/{case.pk}/")
+        assert tab.page.evaluate("window.devicePixelRatio") == 3
+        native_width, native_length = tab.page.evaluate("""() => html2canvas(
+            document.getElementById('acceptance-block'), {scale: 3, backgroundColor: '#ffffff', logging: false})
+            .then(c => { const u = c.toDataURL('image/jpeg', 0.9); return [c.width, u.length - u.indexOf(',') - 1]; })""")
+        settings.ALIGN_SCREENSHOT_MAX_BYTES = native_length // 2
+        tab.open(f"/provider/cases/{case.pk}/")
+
+        tab.page.click("#approve-button")
+
+        expect(_state(tab)).to_have_text(wf.PROVIDER_APPROVED)
+        expect(tab.page.locator("#approved-on")).to_contain_text(f"Approved by {doctor.user.username}")
+        tab.screenshot("provider-approved-ratio-3")
+    finally:
+        tab.close()
+    shot = CaseAsset.objects.get(case=case, kind=CaseAsset.Kind.CCACCEPTSCREEN)
+    image = Image.open(io.BytesIO(get_vault().get(shot.vault_id, shot.external_key)))
+    assert 300 < image.width < native_width, (image.width, native_width)

@@ -110,7 +110,8 @@ def test_approve_with_a_screenshot(provider_client, provider, review_case, setti
 
 @pytest.mark.parametrize("value,message", [
     ("", "The acceptance screenshot is missing"),
-    ("data:image/png;base64,iVBORw0KGgo=", "not a JPEG image"),
+    ("data:image/png;base64,iVBORw0KGgo=", "The acceptance screenshot is not a readable PNG image."),
+    ("data:image/gif;base64,R0lGODlhAQABAAAAACw=", "only JPEG or PNG images are accepted"),
 ])
 def test_approve_without_a_usable_screenshot_is_refused(provider_client, review_case, value, message):
     response = provider_client.post(f"/provider/cases/{review_case.pk}/approve/",
@@ -157,3 +158,149 @@ def test_request_revision_flag_off_is_refused_and_hidden(provider_client, review
 def test_status_endpoint(provider_client, review_case):
     data = provider_client.get(f"/provider/cases/{review_case.pk}/status/").json()
     assert data["state"] == wf.PLAN_RECEIVED and data["stamp"]
+
+
+def test_case_page_with_an_approval_by_nobody_shows_the_page(provider_client, provider):
+    """An approve_plan history row without a user (automation, imported history, the demo
+    data) must not make the provider's case page a 500."""
+    from django.contrib.contenttypes.models import ContentType
+
+    case = make_case(provider=provider, state=wf.PROVIDER_APPROVED)
+    plan(case, 1)
+    StateLog.objects.create(by=None, source_state=wf.PLAN_RECEIVED, state=wf.PROVIDER_APPROVED,
+                            transition="approve_plan", content_type=ContentType.objects.get_for_model(Case),
+                            object_id=case.pk)
+    response = provider_client.get(f"/provider/cases/{case.pk}/")
+    assert response.status_code == 200
+    assert "Approved by the provider on" in response.content.decode()
+
+
+# --- the acceptance screenshot's size: one setting for the request, the form and the decoder ---
+
+
+def noise_jpeg_data_url(width, height, quality=90):
+    """A JPEG that compresses as badly as a dense high-density capture does."""
+    import base64
+    import io
+    import os
+
+    from PIL import Image
+
+    image = Image.frombytes("RGB", (width, height), os.urandom(width * height * 3))
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=quality)
+    return "data:image/jpeg;base64," + base64.b64encode(out.getvalue()).decode()
+
+
+def post_like_a_browser(client, url, data):
+    """What form.submit() sends: application/x-www-form-urlencoded (base64's + and / become %2B, %2F)."""
+    from urllib.parse import urlencode
+
+    return client.post(url, urlencode(data), content_type="application/x-www-form-urlencoded", follow=True)
+
+
+def test_a_ratio_3_sized_screenshot_is_accepted(provider_client, review_case, settings, tmp_path):
+    """A devicePixelRatio-3 capture is a ~3.5 MB data URL: over Django's default 2.5 MB
+    request limit, under ALIGN_SCREENSHOT_MAX_BYTES, which governs this view."""
+    settings.MEDIA_ROOT = tmp_path
+    shot = noise_jpeg_data_url(1900, 1550)
+    assert 3_000_000 < len(shot) < settings.ALIGN_SCREENSHOT_MAX_BYTES
+    assert len(shot) > settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    response = post_like_a_browser(provider_client, f"/provider/cases/{review_case.pk}/approve/",
+                                   {"acceptance_screenshot": shot})
+    assert response.status_code == 200
+    assert any(m.startswith("Plan approved.") for m in messages_of(response)), messages_of(response)
+    assert Case.objects.get(pk=review_case.pk).state == wf.PROVIDER_APPROVED
+
+
+def test_an_oversize_screenshot_gets_a_message_not_a_bare_400(provider_client, review_case, settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+    settings.ALIGN_SCREENSHOT_MAX_BYTES = 300_000
+    shot = noise_jpeg_data_url(700, 700)
+    assert len(shot) > 300_000 * 1.3  # over the request limit too, not only the field's
+    response = post_like_a_browser(provider_client, f"/provider/cases/{review_case.pk}/approve/",
+                                   {"acceptance_screenshot": shot})
+    assert response.status_code == 200
+    assert response.redirect_chain == [(f"/provider/cases/{review_case.pk}/", 302)]
+    assert any("too large" in m and "0.3 MB" in m and "not approved" in m for m in messages_of(response)), \
+        messages_of(response)
+    assert Case.objects.get(pk=review_case.pk).state == wf.PLAN_RECEIVED
+
+
+@pytest.mark.parametrize("encoded", [False, True])
+def test_the_form_and_the_decoder_use_the_same_limit(provider_client, review_case, settings, tmp_path, encoded):
+    """Just over the setting: refused with the decoder's message whichever way it is posted."""
+    settings.MEDIA_ROOT = tmp_path
+    shot = noise_jpeg_data_url(300, 300)
+    settings.ALIGN_SCREENSHOT_MAX_BYTES = len(shot) - len("data:image/jpeg;base64,") - 10
+    url = f"/provider/cases/{review_case.pk}/approve/"
+    if encoded:
+        response = post_like_a_browser(provider_client, url, {"acceptance_screenshot": shot})
+    else:
+        response = provider_client.post(url, {"acceptance_screenshot": shot}, follow=True)
+    assert any("The acceptance screenshot is too large" in m for m in messages_of(response)), messages_of(response)
+    assert Case.objects.get(pk=review_case.pk).state == wf.PLAN_RECEIVED
+
+
+def test_a_larger_limit_is_honoured_by_the_form_too(provider_client, review_case, settings, tmp_path):
+    """The form's own cap was a fixed 8 MiB whatever the setting said."""
+    settings.MEDIA_ROOT = tmp_path
+    settings.ALIGN_SCREENSHOT_MAX_BYTES = 12 * 1024 * 1024
+    shot = noise_jpeg_data_url(2800, 2600)
+    assert 8 * 1024 * 1024 < len(shot) < settings.ALIGN_SCREENSHOT_MAX_BYTES
+    response = post_like_a_browser(provider_client, f"/provider/cases/{review_case.pk}/approve/",
+                                   {"acceptance_screenshot": shot})
+    assert any(m.startswith("Plan approved.") for m in messages_of(response)), messages_of(response)
+
+
+def test_a_png_screenshot_is_accepted_as_the_readme_says(provider_client, review_case, settings, tmp_path):
+    import base64
+    import io
+
+    from PIL import Image
+
+    settings.MEDIA_ROOT = tmp_path
+    out = io.BytesIO()
+    Image.new("RGB", (200, 120), "white").save(out, format="PNG")
+    shot = "data:image/png;base64," + base64.b64encode(out.getvalue()).decode()
+    response = post_like_a_browser(provider_client, f"/provider/cases/{review_case.pk}/approve/",
+                                   {"acceptance_screenshot": shot})
+    assert any(m.startswith("Plan approved.") for m in messages_of(response)), messages_of(response)
+    assert CaseAsset.objects.get(case=review_case, kind=CaseAsset.Kind.CCACCEPTSCREEN).filename.endswith(".jpg")
+
+
+def test_a_65535_pixel_wide_png_is_refused_with_a_message(provider_client, review_case, settings, tmp_path):
+    """Valid, tiny in pixels, but wider than a JPEG can be: the re-encode used to raise OSError (a 500)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    settings.MEDIA_ROOT = tmp_path
+    out = io.BytesIO()
+    Image.new("RGB", (65535, 1), "white").save(out, format="PNG")
+    shot = "data:image/png;base64," + base64.b64encode(out.getvalue()).decode()
+    response = post_like_a_browser(provider_client, f"/provider/cases/{review_case.pk}/approve/",
+                                   {"acceptance_screenshot": shot})
+    assert response.status_code == 200
+    assert any("65535×1" in m for m in messages_of(response)), messages_of(response)
+    case = Case.objects.get(pk=review_case.pk)
+    assert case.state == wf.PLAN_RECEIVED and not case.busy_with
+    assert not CaseAsset.objects.filter(case=review_case, kind=CaseAsset.Kind.CCACCEPTSCREEN).exists()
+
+
+def test_the_approve_view_still_checks_the_csrf_token(provider, review_case):
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(provider.user)
+    response = client.post(f"/provider/cases/{review_case.pk}/approve/", {"acceptance_screenshot": jpeg_data_url()})
+    assert response.status_code == 403
+    assert Case.objects.get(pk=review_case.pk).state == wf.PLAN_RECEIVED
+
+
+def test_the_page_tells_the_capture_script_the_limits(provider_client, review_case, settings, flags_on):
+    settings.ALIGN_SCREENSHOT_MAX_BYTES = 1234567
+    settings.ALIGN_SCREENSHOT_MAX_PIXELS = 7654321
+    html = provider_client.get(f"/provider/cases/{review_case.pk}/").content.decode()
+    assert 'data-max-bytes="1234567"' in html and 'data-max-pixels="7654321"' in html

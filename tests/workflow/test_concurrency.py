@@ -50,3 +50,89 @@ def test_negative_control_without_the_row_lock_the_race_doubles_history(require_
     # Without the lock several threads see order_created and all of them "cancel" it.
     assert outcomes.count("done") > 1, outcomes
     assert StateLog.objects.for_(case).count() > 1
+
+
+APPROVALS = 12
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_approvals_of_one_case_decode_one_picture(require_postgres, provider, monkeypatch, settings,
+                                                             tmp_path):
+    """Twelve approvals of one case at once: the picture is decoded after the case is
+    claimed, so eleven are refused before decoding (a 25-megapixel JPEG is 75 MB decoded:
+    twelve at once took the web workers from 245 MB to 1.9 GB)."""
+    from align_workflow.integration import vault
+    from align_workflow.workflow import align_effects
+
+    from .images import data_url, image_bytes
+
+    settings.MEDIA_ROOT = tmp_path
+    case = make_case(provider=provider, state=wf.PLAN_RECEIVED)
+    shot = data_url(image_bytes("JPEG", size=(400, 300)), "image/jpeg")
+    decoded = []
+    real_decode = align_effects.decode_screenshot
+
+    def counting_decode(value):
+        decoded.append(1)
+        return real_decode(value)
+
+    real_put = vault.LocalVault.put
+
+    def slow_put(self, *args, **kwargs):
+        import time
+
+        time.sleep(0.5)  # every other approval arrives while this one holds the claim
+        return real_put(self, *args, **kwargs)
+
+    monkeypatch.setattr(align_effects, "decode_screenshot", counting_decode)
+    monkeypatch.setattr(vault.LocalVault, "put", slow_put)
+
+    outcomes = race(lambda: fire(Case.objects.get(pk=case.pk), "approve_plan", by=provider.user,
+                                 acceptance_screenshot=shot), APPROVALS)
+
+    successes = [o for o in outcomes if isinstance(o, StateLog)]
+    refusals = [o for o in outcomes if isinstance(o, TransitionNotAllowed)]
+    assert len(successes) == 1 and len(refusals) == APPROVALS - 1, outcomes
+    assert {r.code for r in refusals} <= {"in_progress", "wrong_state"}
+    assert len(decoded) == 1
+    assert Case.objects.get(pk=case.pk).state == wf.PROVIDER_APPROVED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_twenty_identical_gender_changes_write_one_note(require_postgres, staff):
+    """Read-then-write without a lock wrote four identical notes; under the case lock the
+    first change writes one note and the others find nothing to change."""
+    from align_workflow.cases.models import CaseNote, Patient
+    from align_workflow.portals.services import set_patient_gender
+    from tests.factories import PatientFactory
+
+    case = make_case(patient=PatientFactory(gender="U"))
+    outcomes = race(lambda: set_patient_gender(Case.objects.select_related("patient").get(pk=case.pk), "F",
+                                               by=staff), THREADS)
+
+    assert sorted(outcomes, key=str) == [False] * (THREADS - 1) + [True], outcomes
+    assert CaseNote.objects.filter(case=case, text__startswith="Patient gender changed").count() == 1
+    assert Patient.objects.get(pk=case.patient_id).gender == "F"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_purchase_is_not_recorded_on_a_case_cancelled_meanwhile(staff, flags_on, local_effects_only, monkeypatch):
+    """mark_aligners_purchased checked the state, then wrote the purchase time: a cancel in
+    between left a purchase recorded on a cancelled case. The write now holds only while
+    the case is still provider approved."""
+    from align_workflow.portals import services
+
+    case = make_case(state=wf.PROVIDER_APPROVED)
+    real_check = services.check
+
+    def check_then_cancelled_elsewhere(c, trigger, *, by):
+        result = real_check(c, trigger, by=by)
+        Case.objects.filter(pk=c.pk).update(state=wf.CANCELLED, cancel_reason="Cancelled at the same moment")
+        return result
+
+    monkeypatch.setattr(services, "check", check_then_cancelled_elsewhere)
+
+    with pytest.raises(TransitionNotAllowed) as refused:
+        services.mark_aligners_purchased(Case.objects.get(pk=case.pk), by=staff)
+    assert refused.value.code == "wrong_state"
+    assert Case.objects.get(pk=case.pk).aligners_purchased_at is None

@@ -570,3 +570,15 @@ def test_retry_workers_keep_one_connection_each_for_the_run_and_close_them(requi
     assert {c.state for c in Case.objects.filter(pk__in=[c.pk for c in cases])} == {wf.ASSETS_UPLOADED}
     assert 1 <= len(opened) <= 4
     assert all(own.connection is None for own in opened)
+
+
+def test_align_retry_due_escapes_control_characters_in_what_it_prints(fake_align, staff, flags_on, capsys):
+    case = make_case()
+    fake_align.fail("create_order", unavailable(503, message="busy\x1b[2J\x1b]0;title\x07"),
+                    unavailable(503, message="busy\x1b[2J\x1b]0;title\x07"))
+    send_to_align(case, by=staff)
+    call_command("align_retry_due", "--all", verbosity=2)
+    out = capsys.readouterr().out
+    assert "failed again" in out and f"case {case.pk}:" in out
+    assert "\x1b" not in out and "\x07" not in out
+    assert "\\x1b[2J" in out

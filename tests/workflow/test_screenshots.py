@@ -115,3 +115,21 @@ def test_each_failure_has_its_own_message(settings):
     settings.ALIGN_SCREENSHOT_MAX_BYTES = 10
     messages.add(refused(png_url()))
     assert len(messages) == 5
+
+
+def test_wider_than_a_jpeg_can_be_is_refused_not_a_crash():
+    """65535×1 passes the pixel limit; the JPEG encoder then raised OSError."""
+    with pytest.raises(ScreenshotError, match="65535×1 pixels"):
+        decode_screenshot(png_url(size=(65535, 1)))
+
+
+def test_any_encoder_failure_is_refused_with_a_message(monkeypatch):
+    from PIL import Image
+
+    def broken_save(self, *args, **kwargs):
+        raise OSError("encoder error -2 when writing image file")
+
+    value = png_url(size=(40, 30))
+    monkeypatch.setattr(Image.Image, "save", broken_save)
+    with pytest.raises(ScreenshotError, match=r"could not be re-encoded as JPEG \(OSError\)"):
+        decode_screenshot(value)

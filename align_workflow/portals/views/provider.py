@@ -3,8 +3,11 @@
 Another provider's case is a 404 everywhere here, not a 403: its existence is not
 shown."""
 
+from django.conf import settings
+from django.contrib import messages
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_POST
 
 from align_workflow.cases.models import Case
@@ -14,6 +17,7 @@ from states import align_case as wf
 from .. import selectors
 from ..access import provider_required
 from ..forms import ApproveForm, RevisionForm
+from ..uploads import body_limit, screenshot_body_limit
 from .common import form_errors, perform
 
 
@@ -57,6 +61,8 @@ def case_detail(request, pk):
         "can_request_revision": "request_revision" in available,
         "revision_switched_off": case.state == wf.PLAN_RECEIVED and "request_revision" not in available,
         "approve_form": ApproveForm(),
+        "screenshot_max_bytes": settings.ALIGN_SCREENSHOT_MAX_BYTES,
+        "screenshot_max_pixels": settings.ALIGN_SCREENSHOT_MAX_PIXELS,
         "revision_form": RevisionForm(),
         "status_url": request.path + "status/",
         "stamp": selectors.case_stamp(case),
@@ -71,8 +77,20 @@ def case_status(request, pk):
     return JsonResponse({"state": case.state, "stamp": selectors.case_stamp(case)})
 
 
+def _screenshot_too_big(request, size, limit, pk):
+    _own_case_or_404(request, pk)
+    mb = 1024 * 1024
+    messages.error(request, f"The approval picture is too large to send ({size / mb:.1f} MB; the limit is "
+                            f"{settings.ALIGN_SCREENSHOT_MAX_BYTES / mb:.1f} MB); the plan was not approved. "
+                            "Reload the page and approve again.")
+    return redirect("portals:provider_case", pk=pk)
+
+
 @require_POST
+@csrf_exempt  # checked by csrf_protect below, once the body has been read with this view's own limit
 @provider_required
+@body_limit(screenshot_body_limit, too_big=_screenshot_too_big)
+@csrf_protect
 def approve(request, pk):
     case = _own_case_or_404(request, pk)
     form = ApproveForm(request.POST)

@@ -6,8 +6,10 @@
     python manage.py align_batch retry-failed --concurrency 8 --report outcome.csv
 
 The work itself is in align_workflow.workflow.batch; this module reads the options and
-shows progress and the summary. Exit status: 0 when nothing failed, 1 when a case
-failed (or the run was interrupted), 2 when the input could not be used (nothing sent).
+shows progress and the summary (control characters in case numbers, file names and
+messages are printed as escapes). Exit status: 0 when nothing failed, 1 when a case
+failed, was in progress elsewhere, or the run was interrupted, 2 when the input could
+not be used (nothing sent).
 """
 
 import logging
@@ -19,6 +21,7 @@ from contextlib import contextmanager, nullcontext
 from django.core.management.base import BaseCommand, CommandError
 
 from align_workflow.workflow import batch
+from align_workflow.workflow.terminal import terminal_safe
 
 DEFAULT_CONCURRENCY = 4
 SHOWN_PER_REASON = 10
@@ -41,11 +44,11 @@ class Progress:
         with self.lock:
             self.seen += 1
             self.counts[outcome.outcome] += 1
-            line = f"[{self.seen}/{self.total}] {outcome.line_text(self.action)}"
+            line = f"[{self.seen}/{self.total}] {terminal_safe(outcome.line_text(self.action))}"
             if not self.bar:
                 self.out.write(line)
                 return
-            if outcome.outcome == batch.FAILED:
+            if outcome.outcome in (batch.FAILED, batch.BUSY):
                 self.out.write("\r\033[K" + line)
             self._draw()
 
@@ -57,7 +60,8 @@ class Progress:
         c = self.counts
         self.out.write(
             f"\r[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {self.seen}/{self.total}  "
-            f"done {c[batch.DONE]}  skipped {c[batch.SKIPPED]}  failed {c[batch.FAILED]}{left}\033[K",
+            f"done {c[batch.DONE]}  skipped {c[batch.SKIPPED]}  failed {c[batch.FAILED]}"
+            + (f"  in progress elsewhere {c[batch.BUSY]}" if c[batch.BUSY] else "") + f"{left}\033[K",
             ending="",
         )
         self.out.flush()
@@ -133,14 +137,14 @@ class Command(BaseCommand):
             else:
                 rows, source = batch.default_rows(act), act.selection_description
         except batch.BatchInputError as exc:
-            raise CommandError(f"{exc} Nothing was sent.", returncode=2) from None
+            raise CommandError(f"{terminal_safe(exc)} Nothing was sent.", returncode=2) from None
         report_file = self._open_report(report)
         try:
             workers, why = batch.effective_concurrency(concurrency)
             if why and asked_for is not None:
                 self.stderr.write(f"Note: {why}")
             mode = " (dry run: nothing is sent)" if dry_run else ""
-            self.stdout.write(f"align_batch {act.name}: {len(rows)} case(s) from {source}{mode}.")
+            self.stdout.write(f"align_batch {act.name}: {len(rows)} case(s) from {terminal_safe(source)}{mode}.")
             bar = self.stdout.isatty() and not dry_run
             progress = Progress(self.stdout, len(rows), act, bar=bar)
             started = time.monotonic()
@@ -166,6 +170,10 @@ class Command(BaseCommand):
         if counts[batch.FAILED]:
             raise CommandError(f"{counts[batch.FAILED]} case(s) failed (see above); run the same command again "
                                "to retry them: cases already done are skipped.", returncode=1)
+        if counts[batch.BUSY]:
+            raise CommandError(f"{counts[batch.BUSY]} case(s) in progress elsewhere (see above): another process is "
+                               "sending them, or one that was stopped mid-call holds them until its lease ends "
+                               "(ALIGN_CALL_LEASE_SECONDS); run the same command again after that.", returncode=1)
 
     def _open_report(self, path):
         if not path:
@@ -183,26 +191,28 @@ class Command(BaseCommand):
             self.stdout.write(f"Dry run: nothing was sent. {counts[batch.WOULD_DO]} would be sent, "
                               f"{counts[batch.SKIPPED]} skipped.")
         else:
+            busy = f", {counts[batch.BUSY]} {batch.BUSY_WORDS}" if counts[batch.BUSY] else ""
             self.stdout.write(
                 f"Done: {counts[batch.DONE]} {act.done_word}, {counts[batch.SKIPPED]} skipped, "
-                f"{counts[batch.FAILED]} failed, in {elapsed:.1f}s ({workers} at a time)."
+                f"{counts[batch.FAILED]} failed{busy}, in {elapsed:.1f}s ({workers} at a time)."
             )
-        skipped = OrderedDict()
-        for o in outcomes:
-            if o.outcome == batch.SKIPPED:
-                skipped.setdefault(o.detail, []).append(o.case_number or o.row.label)
-        if skipped:
-            self.stdout.write("Skipped:")
-            for reason, who in skipped.items():
+        for kind, title in ((batch.SKIPPED, "Skipped:"), (batch.BUSY, "In progress elsewhere:")):
+            grouped = OrderedDict()
+            for o in outcomes:
+                if o.outcome == kind:
+                    grouped.setdefault(o.detail, []).append(o.case_number or o.row.label)
+            if grouped:
+                self.stdout.write(title)
+            for reason, who in grouped.items():
                 more = f" and {len(who) - SHOWN_PER_REASON} more" if len(who) > SHOWN_PER_REASON else ""
-                self.stdout.write(f"  {reason} ({len(who)}): {', '.join(who[:SHOWN_PER_REASON])}{more}")
+                self.stdout.write(terminal_safe(f"  {reason} ({len(who)}): {', '.join(who[:SHOWN_PER_REASON])}{more}"))
         failed = [o for o in outcomes if o.outcome == batch.FAILED]
         if failed:
             self.stdout.write("Failed:")
             for o in failed[:SHOWN_FAILURES]:
-                self.stdout.write(f"  {o.case_number or o.row.label}: {o.detail}")
+                self.stdout.write(terminal_safe(f"  {o.case_number or o.row.label}: {o.detail}"))
             if len(failed) > SHOWN_FAILURES:
                 self.stdout.write(f"  ... and {len(failed) - SHOWN_FAILURES} more"
                                   + (" (see the report)" if report else " (use --report FILE to see them all)"))
         if report:
-            self.stdout.write(f"Report: {report}")
+            self.stdout.write(f"Report: {terminal_safe(report)}")

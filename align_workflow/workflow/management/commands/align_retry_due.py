@@ -12,6 +12,7 @@ from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 
 from align_workflow.workflow import outbound
+from align_workflow.workflow.terminal import terminal_safe
 
 
 class Command(BaseCommand):
@@ -37,7 +38,7 @@ class Command(BaseCommand):
                 try:
                     self._once(everything, workers, verbosity, quiet_when_idle=True)
                 except Exception as exc:  # keep the loop alive: a bad pass is logged, the next one tries again
-                    self.stderr.write(f"align_retry_due: {type(exc).__name__}: {exc}")
+                    self.stderr.write(terminal_safe(f"align_retry_due: {type(exc).__name__}: {exc}"))
                 time.sleep(interval)
         except KeyboardInterrupt:
             pass
@@ -54,4 +55,4 @@ class Command(BaseCommand):
             )
             if verbosity > 1:
                 for r in failed:
-                    self.stdout.write(f"  case {r.case_id}: {r.failed_step}: {r.error}")
+                    self.stdout.write(terminal_safe(f"  case {r.case_id}: {r.failed_step}: {r.error}"))
