@@ -6,6 +6,9 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
+# The development paths run with DEBUG on (demo secrets allowed); production leaves it off.
+run diagrams: export DJANGO_DEBUG ?= 1
+
 .PHONY: run test install install-dev migrate seed diagrams bench clean static-deps
 
 $(VENV)/bin/python:

@@ -27,8 +27,18 @@ def env_int(name, default):
     return int(os.environ.get(name, default))
 
 
-DEBUG = env_bool("DJANGO_DEBUG", True)
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "insecure-dev-key-for-the-embedded-demo-only")
+# Off unless DJANGO_DEBUG=1 (`make run` and the tests set it). With DEBUG off, a secret
+# left at its public demo value (or unset) is a system-check error (align_workflow.E002)
+# and the WSGI application refuses to start: production fails closed.
+DEBUG = env_bool("DJANGO_DEBUG", False)
+# The public values the demo and the simulator use; never acceptable with DEBUG off.
+DEMO_SECRETS = {
+    "SECRET_KEY": "insecure-dev-key-for-the-embedded-demo-only",
+    "ALIGN_CLIENT_SECRET": "demo-secret",
+    "ALIGN_EVENTS_SECRET": "whsec_ZGVtby1ldmVudHMtc2VjcmV0LWtleS0zMmJ5dGVzISE=",
+    "ALIGN_INBOUND_TOKEN": "demo-inbound-token",
+}
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", DEMO_SECRETS["SECRET_KEY"])
 ALLOWED_HOSTS = [h for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",") if h]
 CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o]
 
@@ -141,9 +151,9 @@ WAFFLE_CREATE_MISSING_FLAGS = False
 # --- The Align integration service ---------------------------------------------------
 ALIGN_SERVICE_URL = os.environ.get("ALIGN_SERVICE_URL", "http://127.0.0.1:8765")
 ALIGN_CLIENT_ID = os.environ.get("ALIGN_CLIENT_ID", "demo")
-ALIGN_CLIENT_SECRET = os.environ.get("ALIGN_CLIENT_SECRET", "demo-secret")
-ALIGN_EVENTS_SECRET = os.environ.get("ALIGN_EVENTS_SECRET", "whsec_ZGVtby1ldmVudHMtc2VjcmV0LWtleS0zMmJ5dGVzISE=")
-ALIGN_INBOUND_TOKEN = os.environ.get("ALIGN_INBOUND_TOKEN", "demo-inbound-token")
+ALIGN_CLIENT_SECRET = os.environ.get("ALIGN_CLIENT_SECRET", DEMO_SECRETS["ALIGN_CLIENT_SECRET"])
+ALIGN_EVENTS_SECRET = os.environ.get("ALIGN_EVENTS_SECRET", DEMO_SECRETS["ALIGN_EVENTS_SECRET"])
+ALIGN_INBOUND_TOKEN = os.environ.get("ALIGN_INBOUND_TOKEN", DEMO_SECRETS["ALIGN_INBOUND_TOKEN"])
 ALIGN_CONNECT_TIMEOUT = env_float("ALIGN_CONNECT_TIMEOUT", 3.05)
 ALIGN_READ_TIMEOUT = env_float("ALIGN_READ_TIMEOUT", 10)
 ALIGN_CHIEF_CONCERN = os.environ.get(
