@@ -38,6 +38,8 @@ DEMO_SECRETS = {
     "ALIGN_CLIENT_SECRET": "demo-secret",
     "ALIGN_EVENTS_SECRET": "whsec_ZGVtby1ldmVudHMtc2VjcmV0LWtleS0zMmJ5dGVzISE=",
     "ALIGN_INBOUND_TOKEN": "demo-inbound-token",
+    # Checked only when the vault is an HTTP API (ALIGN_VAULT_URL other than "local").
+    "ALIGN_VAULT_API_KEY": "demo-vault-key",
 }
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", DEMO_SECRETS["SECRET_KEY"])
 ALLOWED_HOSTS = [h for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",") if h]
@@ -194,7 +196,7 @@ ALIGN_SCREENSHOT_MAX_PIXELS = env_int("ALIGN_SCREENSHOT_MAX_PIXELS", 25_000_000)
 # The vault for acceptance screenshots: "local" (embedded) or the URL of a TrueVault-style API.
 ALIGN_VAULT_URL = os.environ.get("ALIGN_VAULT_URL", "local")
 ALIGN_VAULT_ID = os.environ.get("ALIGN_VAULT_ID", "00000000-0000-4000-8000-00000000a119")
-ALIGN_VAULT_API_KEY = os.environ.get("ALIGN_VAULT_API_KEY", "demo-vault-key")
+ALIGN_VAULT_API_KEY = os.environ.get("ALIGN_VAULT_API_KEY", DEMO_SECRETS["ALIGN_VAULT_API_KEY"])
 # A pending inbound event older than this needs attention; a case unchanged this long is stuck.
 ALIGN_EVENT_PENDING_ATTENTION_SECONDS = env_int("ALIGN_EVENT_PENDING_ATTENTION_SECONDS", 6 * 3600)
 ALIGN_STUCK_AFTER_SECONDS = env_int("ALIGN_STUCK_AFTER_SECONDS", 7 * 24 * 3600)
