@@ -27,6 +27,7 @@ def test_thirty_wrong_passwords_then_the_right_one_is_refused(url):
     text = response.content.decode()
     assert "Too many failed sign-ins" in text
     assert "administrator" in text
+    assert "locked for 30 minutes" in " ".join(text.split())
     assert "_auth_user_id" not in client.session
     assert client.get("/staff/").status_code == 302  # still signed out
 
