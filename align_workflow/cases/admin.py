@@ -1,6 +1,8 @@
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
@@ -187,3 +189,23 @@ class PatientAdmin(admin.ModelAdmin):
 admin.site.register(Provider)
 admin.site.register(Prescription)
 admin.site.register(PhotoAssessment)
+
+
+class UserAdmin(DjangoUserAdmin):
+    """A user named in the state history is deactivated, not deleted: deleting would
+    rewrite the history's "by" (and the database refuses it on PostgreSQL)."""
+
+    def has_delete_permission(self, request, obj=None):
+        if obj is not None and StateLog.objects.filter(by=obj).exists():
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+
+User = get_user_model()
+admin.site.unregister(User)
+admin.site.register(User, UserAdmin)

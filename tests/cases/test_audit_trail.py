@@ -249,3 +249,14 @@ def test_the_admin_cancel_asks_for_a_reason(admin, staff):
     assert case.state == wf.CANCELLED
     assert case.cancel_reason == "Patient moved abroad"
     assert StateLog.objects.for_(case).get().by == staff
+
+
+def test_a_user_named_in_the_history_is_not_deleted_from_the_admin(admin, staff):
+    from tests.factories import UserFactory
+
+    case = make_case(state=wf.ORDER_CREATED)
+    fire(case, "cancel", by=staff, reason="Clinic closed")
+    assert admin.get(f"/admin/auth/user/{staff.pk}/delete/").status_code == 403
+    unused = UserFactory()
+    assert admin.get(f"/admin/auth/user/{unused.pk}/delete/").status_code == 200
+    assert StateLog.objects.for_(case).get().by == staff
