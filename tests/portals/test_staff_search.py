@@ -94,8 +94,11 @@ def test_patient_details_never_reach_the_access_log(staff, caplog):
 
     class LoggingServer(LiveServerThread):
         def _create_server(self, connections_override=None):
-            return self.server_class((self.host, self.port), WSGIRequestHandler, allow_reuse_address=False,
-                                     connections_override=connections_override)
+            server = self.server_class((self.host, self.port), WSGIRequestHandler, allow_reuse_address=False,
+                                       connections_override=connections_override)
+            if connections_override:  # SQLite in memory: the one shared connection stays open
+                server._close_connections = lambda: None
+            return server
 
     shared = {c.alias: c for c in connections.all() if c.vendor == "sqlite" and c.is_in_memory_db()}
     for connection in shared.values():
@@ -105,11 +108,11 @@ def test_patient_details_never_reach_the_access_log(staff, caplog):
     server.start()
     server.is_ready.wait()
     assert server.error is None
+    session = requests.Session()
     try:
         base = f"http://127.0.0.1:{server.port}"
         client = Client()
         client.force_login(staff)
-        session = requests.Session()
         session.cookies.set(settings.SESSION_COOKIE_NAME, client.cookies[settings.SESSION_COOKIE_NAME].value)
         caplog.set_level(logging.INFO, logger="django.server")
         page = session.get(f"{base}/staff/", timeout=10)
@@ -123,6 +126,7 @@ def test_patient_details_never_reach_the_access_log(staff, caplog):
                                        headers={"Referer": f"{base}/staff/"}, timeout=10).text
         assert session.get(f"{base}/staff/cases/{case.pk}/", timeout=10).status_code == 200
     finally:
+        session.close()  # no kept-alive connection outlives the server
         server.terminate()
         server.join()
         for connection in shared.values():
