@@ -8,6 +8,9 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 SIM_PORT ?= 8765
 
+# The development paths run with DEBUG on (demo secrets allowed); production leaves it off.
+run diagrams: export DJANGO_DEBUG ?= 1
+
 .PHONY: run test install install-dev migrate seed diagrams bench clean static-deps system-deps
 
 $(VENV)/bin/python:

@@ -5,6 +5,7 @@ talks to Align reads ALIGN_* variables; the defaults match the bundled simulator
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -27,8 +28,20 @@ def env_int(name, default):
     return int(os.environ.get(name, default))
 
 
-DEBUG = env_bool("DJANGO_DEBUG", True)
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "insecure-dev-key-for-the-embedded-demo-only")
+# Off unless DJANGO_DEBUG=1 (`make run` and the tests set it). With DEBUG off, a secret
+# left at its public demo value (or unset) is a system-check error (align_workflow.E002)
+# and the WSGI application refuses to start: production fails closed.
+DEBUG = env_bool("DJANGO_DEBUG", False)
+# The public values the demo and the simulator use; never acceptable with DEBUG off.
+DEMO_SECRETS = {
+    "SECRET_KEY": "insecure-dev-key-for-the-embedded-demo-only",
+    "ALIGN_CLIENT_SECRET": "demo-secret",
+    "ALIGN_EVENTS_SECRET": "whsec_ZGVtby1ldmVudHMtc2VjcmV0LWtleS0zMmJ5dGVzISE=",
+    "ALIGN_INBOUND_TOKEN": "demo-inbound-token",
+    # Checked only when the vault is an HTTP API (ALIGN_VAULT_URL other than "local").
+    "ALIGN_VAULT_API_KEY": "demo-vault-key",
+}
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", DEMO_SECRETS["SECRET_KEY"])
 ALLOWED_HOSTS = [h for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",") if h]
 CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o]
 
@@ -41,6 +54,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_fsm_log",
     "waffle",
+    "axes",
     "align_workflow.cases",
     "align_workflow.workflow",
     "align_workflow.integration",
@@ -56,6 +70,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "waffle.middleware.WaffleMiddleware",
+    # Last: turns a locked-out sign-in into the lock-out page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "align_workflow.urls"
@@ -103,6 +119,20 @@ else:
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
+# Login throttling (django-axes) on the portals' and the admin's sign-in: after
+# LOGIN_FAILURE_LIMIT wrong passwords for one user name from one address, that user name
+# is refused from there (the lock-out page, 429) until LOGIN_LOCKOUT_MINUTES have passed
+# or an administrator deletes the entry in the admin (Axes > Access attempts).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 10)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 30))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "portals/locked_out.html"
+AXES_VERBOSE = False
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 
@@ -141,9 +171,9 @@ WAFFLE_CREATE_MISSING_FLAGS = False
 # --- The Align integration service ---------------------------------------------------
 ALIGN_SERVICE_URL = os.environ.get("ALIGN_SERVICE_URL", "http://127.0.0.1:8765")
 ALIGN_CLIENT_ID = os.environ.get("ALIGN_CLIENT_ID", "demo")
-ALIGN_CLIENT_SECRET = os.environ.get("ALIGN_CLIENT_SECRET", "demo-secret")
-ALIGN_EVENTS_SECRET = os.environ.get("ALIGN_EVENTS_SECRET", "whsec_ZGVtby1ldmVudHMtc2VjcmV0LWtleS0zMmJ5dGVzISE=")
-ALIGN_INBOUND_TOKEN = os.environ.get("ALIGN_INBOUND_TOKEN", "demo-inbound-token")
+ALIGN_CLIENT_SECRET = os.environ.get("ALIGN_CLIENT_SECRET", DEMO_SECRETS["ALIGN_CLIENT_SECRET"])
+ALIGN_EVENTS_SECRET = os.environ.get("ALIGN_EVENTS_SECRET", DEMO_SECRETS["ALIGN_EVENTS_SECRET"])
+ALIGN_INBOUND_TOKEN = os.environ.get("ALIGN_INBOUND_TOKEN", DEMO_SECRETS["ALIGN_INBOUND_TOKEN"])
 ALIGN_CONNECT_TIMEOUT = env_float("ALIGN_CONNECT_TIMEOUT", 3.05)
 ALIGN_READ_TIMEOUT = env_float("ALIGN_READ_TIMEOUT", 10)
 ALIGN_CHIEF_CONCERN = os.environ.get(
@@ -166,7 +196,7 @@ ALIGN_SCREENSHOT_MAX_PIXELS = env_int("ALIGN_SCREENSHOT_MAX_PIXELS", 25_000_000)
 # The vault for acceptance screenshots: "local" (embedded) or the URL of a TrueVault-style API.
 ALIGN_VAULT_URL = os.environ.get("ALIGN_VAULT_URL", "local")
 ALIGN_VAULT_ID = os.environ.get("ALIGN_VAULT_ID", "00000000-0000-4000-8000-00000000a119")
-ALIGN_VAULT_API_KEY = os.environ.get("ALIGN_VAULT_API_KEY", "demo-vault-key")
+ALIGN_VAULT_API_KEY = os.environ.get("ALIGN_VAULT_API_KEY", DEMO_SECRETS["ALIGN_VAULT_API_KEY"])
 # A pending inbound event older than this needs attention; a case unchanged this long is stuck.
 ALIGN_EVENT_PENDING_ATTENTION_SECONDS = env_int("ALIGN_EVENT_PENDING_ATTENTION_SECONDS", 6 * 3600)
 # An event whose occurred_at is further in the future than this is refused (400): one bad

@@ -1,5 +1,13 @@
+from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html
 from django_fsm_log.admin import StateLogInline
+from django_fsm_log.models import StateLog
 
 from align_workflow.integration.models import InboundEvent
 from align_workflow.workflow.engine import TransitionNotAllowed, fire
@@ -16,6 +24,9 @@ class ReadOnlyInline(admin.TabularInline):
         return False
 
     def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
         return False
 
 
@@ -37,11 +48,11 @@ class TreatmentPlanInline(ReadOnlyInline):
     readonly_fields = fields
 
 
-class AssetInline(admin.TabularInline):
+class AssetInline(ReadOnlyInline):
+    # What was sent to Align and the screenshots the providers approved: never edited here.
     model = CaseAsset
-    extra = 0
-    fields = ("kind", "filename", "file", "vault_id", "external_key", "created", "removed")
-    readonly_fields = ("vault_id", "external_key", "created")
+    fields = ("kind", "filename", "file", "sha256", "vault_id", "external_key", "created", "removed")
+    readonly_fields = fields
 
 
 class AttemptInline(ReadOnlyInline):
@@ -58,6 +69,11 @@ class EventInline(ReadOnlyInline):
     ordering = ("-received_at", "-id")
 
 
+class CancelReasonForm(forms.Form):
+    reason = forms.CharField(max_length=500, strip=True, widget=forms.TextInput(attrs={"size": 60}),
+                             error_messages={"required": "A reason is required to cancel a case."})
+
+
 @admin.register(Case)
 class CaseAdmin(admin.ModelAdmin):
     list_display = ("case_number", "patient", "state", "needs_attention", "state_changed_at")
@@ -65,23 +81,103 @@ class CaseAdmin(admin.ModelAdmin):
     search_fields = ("case_number", "patient__mrn")
     readonly_fields = (
         "state", "state_changed_at", "align_pid", "needs_attention", "attention_reason",
-        "busy_with", "busy_until", "cancel_reason", "carrier", "tracking_number", "shipped_at",
+        "busy_with", "busy_until", "aligners_purchased_at", "cancel_reason", "carrier", "tracking_number",
+        "shipped_at",
     )
     inlines = [StateLogInline, NoteInline, AssetInline, AlignOrderInline, TreatmentPlanInline, AttemptInline,
                EventInline]
     actions = ["cancel_cases"]
 
-    @admin.action(description="Cancel the selected cases (through the workflow engine)")
+    def has_delete_permission(self, request, obj=None):
+        # A case with history is cancelled, never deleted (its history would be lost).
+        if obj is not None and obj.has_history:
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # one by one, from a case's page, only without history
+        return actions
+
+    @admin.action(description="Cancel the selected cases (through the workflow engine; asks for a reason)")
     def cancel_cases(self, request, queryset):
+        form = CancelReasonForm(request.POST if "apply" in request.POST else None)
+        if not form.is_valid():
+            return TemplateResponse(request, "admin/cases/case/cancel_reason.html", {
+                **self.admin_site.each_context(request),
+                "title": "Cancel cases",
+                "opts": self.model._meta,
+                "cases": queryset,
+                "form": form,
+                "action_checkbox_name": ACTION_CHECKBOX_NAME,
+            })
+        reason = form.cleaned_data["reason"]
         done = 0
         for case in queryset:
             try:
-                fire(case, "cancel", by=request.user, reason=f"Cancelled from the admin by {request.user}")
+                fire(case, "cancel", by=request.user, reason=reason)
                 done += 1
             except TransitionNotAllowed as exc:
                 self.message_user(request, f"{case}: {exc}", messages.WARNING)
         if done:
             self.message_user(request, f"Cancelled {done} case(s).", messages.SUCCESS)
+        return None
+
+
+class AuditTrailAdmin(admin.ModelAdmin):
+    """The audit trail: viewed, never added, changed or deleted (cases/records.py)."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(StateLog)
+class StateLogAdmin(AuditTrailAdmin):
+    """Every state change of every case: filter by transition, state or date; search by
+    case number, transition or who made it."""
+
+    list_display = ("timestamp", "case_link", "transition", "source_state", "state", "by", "description")
+    list_filter = ("transition", "state", "source_state", "timestamp")
+    search_fields = ("transition", "by__username", "description")
+    date_hierarchy = "timestamp"
+    list_select_related = ("by",)
+    ordering = ("-timestamp", "-id")
+
+    def get_search_results(self, request, queryset, search_term):
+        found, duplicates = super().get_search_results(request, queryset, search_term)
+        if search_term:
+            cases = Case.objects.filter(case_number__icontains=search_term.strip()).values_list("pk", flat=True)[:500]
+            found = found | queryset.filter(object_id__in=list(cases))
+        return found, duplicates
+
+    @admin.display(description="case")
+    def case_link(self, obj):
+        case = self._cases.get(obj.object_id) if hasattr(self, "_cases") else None
+        if case is None:
+            case = Case.objects.filter(pk=obj.object_id).values_list("case_number", flat=True).first()
+        if case is None:
+            return f"#{obj.object_id}"
+        return format_html('<a href="{}">{}</a>', reverse("admin:cases_case_change", args=[obj.object_id]), case)
+
+    def get_changelist_instance(self, request):
+        changelist = super().get_changelist_instance(request)
+        ids = {log.object_id for log in changelist.result_list}
+        self._cases = dict(Case.objects.filter(pk__in=ids).values_list("pk", "case_number"))
+        return changelist
+
+
+@admin.register(CaseNote)
+class CaseNoteAdmin(AuditTrailAdmin):
+    list_display = ("created", "case", "author", "text")
+    search_fields = ("case__case_number", "text")
+    list_select_related = ("case", "author")
+    date_hierarchy = "created"
 
 
 @admin.register(Patient)
@@ -93,4 +189,23 @@ class PatientAdmin(admin.ModelAdmin):
 admin.site.register(Provider)
 admin.site.register(Prescription)
 admin.site.register(PhotoAssessment)
-admin.site.register(CaseNote)
+
+
+class UserAdmin(DjangoUserAdmin):
+    """A user named in the state history is deactivated, not deleted: deleting would
+    rewrite the history's "by" (and the database refuses it on PostgreSQL)."""
+
+    def has_delete_permission(self, request, obj=None):
+        if obj is not None and StateLog.objects.filter(by=obj).exists():
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+
+User = get_user_model()
+admin.site.unregister(User)
+admin.site.register(User, UserAdmin)

@@ -8,6 +8,8 @@ from django.utils import timezone
 
 from states import align_case as wf
 
+from .records import AppendOnlyModel, RecordIsImmutable
+
 
 class Patient(models.Model):
     class Gender(models.TextChoices):
@@ -45,6 +47,27 @@ class Provider(models.Model):
         return self.account_name
 
 
+class CaseQuerySet(models.QuerySet):
+    def with_history(self):
+        """The cases that have any history: state changes, notes, calls to or events from Align."""
+        from django.contrib.contenttypes.models import ContentType
+        from django_fsm_log.models import StateLog
+
+        logged = StateLog.objects.filter(content_type=ContentType.objects.get_for_model(Case)).values("object_id")
+        return self.filter(
+            models.Q(pk__in=logged) | models.Q(notes__isnull=False) | models.Q(align_attempts__isnull=False)
+            | models.Q(align_events__isnull=False)
+        ).distinct()
+
+    def delete(self):
+        if self.with_history().exists():
+            raise RecordIsImmutable("A case with history cannot be deleted (its history would be lost): "
+                                    "cancel it instead.")
+        return super().delete()
+
+    delete.queryset_only = True
+
+
 class Case(models.Model):
     case_number = models.CharField(max_length=40, unique=True)
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="cases")
@@ -72,6 +95,8 @@ class Case(models.Model):
     shipped_at = models.DateTimeField(null=True, blank=True, editable=False)
     created = models.DateTimeField(default=timezone.now)
 
+    objects = CaseQuerySet.as_manager()
+
     class Meta:
         ordering = ["-id"]
         indexes = [
@@ -82,6 +107,15 @@ class Case(models.Model):
 
     def __str__(self):
         return f"Case {self.case_number}"
+
+    @property
+    def has_history(self):
+        return self.pk is not None and Case.objects.filter(pk=self.pk).with_history().exists()
+
+    def delete(self, *args, **kwargs):
+        if self.has_history:
+            raise RecordIsImmutable(f"Case {self.case_number} has history and cannot be deleted: cancel it instead.")
+        return super().delete(*args, **kwargs)
 
     def _newest_primary_order(self):
         return self.align_orders.filter(order_kind=AlignOrder.Kind.PRIMARY).order_by("-align_created_at", "-id").first()
@@ -161,7 +195,9 @@ class CaseAsset(models.Model):
         return f"{self.kind} {self.filename or self.pk}"
 
 
-class CaseNote(models.Model):
+class CaseNote(AppendOnlyModel):
+    """A line of the case's history: written once, never changed or deleted (records.py)."""
+
     case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="notes")
     text = models.TextField()
     author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)

@@ -13,9 +13,10 @@ from django.db.models import Q
 from django.utils import timezone
 
 from align_workflow.cases.models import Case
+from align_workflow.cases.records import AppendOnlyModel, AppendOnlyQuerySet
 
 
-class InboundEventQuerySet(models.QuerySet):
+class InboundEventQuerySet(AppendOnlyQuerySet):
     def needing_attention(self, now=None):
         """Events a person should look at: failed ones, and pending ones waiting too long."""
         now = now or timezone.now()
@@ -25,7 +26,13 @@ class InboundEventQuerySet(models.QuerySet):
         )
 
 
-class InboundEvent(models.Model):
+class InboundEvent(AppendOnlyModel):
+    """An event from Align as it arrived. The record (event id, type, case, summary,
+    payload, raw body, received and occurred times) never changes; the LIFECYCLE_FIELDS
+    say how applying it went. Never deleted (cases/records.py)."""
+
+    LIFECYCLE_FIELDS = ("status", "status_detail", "applied_at", "attempts", "last_attempt_at")
+
     class Type(models.TextChoices):
         SALES_ORDER_CREATED = "sales_order.created", "Sales order created"
         TREATMENT_PLAN_SUBMITTED = "treatment_plan.submitted", "Treatment plan submitted"

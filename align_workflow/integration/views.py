@@ -1,12 +1,13 @@
 """The two endpoints the Align service calls: events in, and a case's STL asset list out."""
 
+import functools
 import hmac
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.db import transaction
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_POST
 
 from align_workflow.cases.models import Case, CaseAsset
 
@@ -18,8 +19,32 @@ def _error(status, code, message, details=None):
     return JsonResponse(body, status=status)
 
 
-@csrf_exempt  # authenticated by the Standard Webhooks signature instead
-@require_POST
+def api(*methods):
+    """An endpoint the Align service calls: CSRF-exempt (it authenticates by signature or
+    bearer token), and every refusal in the JSON error envelope, never an HTML page:
+    another method is a 405, a body over DATA_UPLOAD_MAX_MEMORY_SIZE a 413."""
+
+    def decorate(view):
+        @csrf_exempt
+        @functools.wraps(view)
+        def wrapped(request, *args, **kwargs):
+            if request.method not in methods:
+                response = _error(405, "REQUEST.METHOD_NOT_ALLOWED",
+                                  f"{request.method} is not allowed here; use {', '.join(methods)}.")
+                response["Allow"] = ", ".join(methods)
+                return response
+            try:
+                return view(request, *args, **kwargs)
+            except RequestDataTooBig:
+                return _error(413, "REQUEST.TOO_LARGE",
+                              f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.")
+
+        return wrapped
+
+    return decorate
+
+
+@api("POST")  # authenticated by the Standard Webhooks signature
 @transaction.non_atomic_requests  # the event must commit on its own before it is applied
 def receive_event(request):
     """POST /api/align/events (contract section 5)."""
@@ -44,7 +69,7 @@ def _bearer_ok(request):
     return hmac.compare_digest(token.strip().encode(), expected.encode())
 
 
-@require_GET
+@api("GET", "HEAD")  # authenticated by the bearer token
 def case_assets(request, case_id):
     """GET /api/align/cases/<caseId>/assets: the case's current STL files, for the service."""
     if not _bearer_ok(request):

@@ -6,13 +6,37 @@ from states import align_case as wf
 STATE_CHOICES = [("", "All states")] + [(s, s.replace("_", " ")) for s in wf.STATES]
 
 
-class CaseSearchForm(forms.Form):
-    q = forms.CharField(required=False, max_length=100, label="Search",
-                        widget=forms.TextInput(attrs={"placeholder": "Case number, MRN or patient name",
-                                                      "type": "search", "autofocus": True}))
+class CaseFilterForm(forms.Form):
+    """The filters that may be in the case list's address (no patient details)."""
+
     state = forms.ChoiceField(required=False, choices=STATE_CHOICES)
     attention = forms.BooleanField(required=False, label="Needs attention")
     stuck = forms.BooleanField(required=False, label="Stuck")
+
+    def __init__(self, data=None, *args, **kwargs):
+        super().__init__(data, *args, **kwargs)
+        self.search_in_address = data is not None and "q" in data
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.search_in_address:
+            raise forms.ValidationError(
+                "Search terms are not accepted in the address (they would be kept in logs and browser "
+                "history): type them in the search box.")
+        return cleaned
+
+
+class CaseSearchForm(CaseFilterForm):
+    """The search box: posted, never put in an address (names and MRNs are patient details)."""
+
+    q = forms.CharField(required=False, max_length=100, label="Search",
+                        widget=forms.TextInput(attrs={"placeholder": "Case number, MRN or patient name",
+                                                      "type": "search", "autofocus": True}))
+    field_order = ["q", "state", "attention", "stuck"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.search_in_address = False
 
 
 class GenderForm(forms.Form):

@@ -25,3 +25,31 @@ def check_execution(app_configs=None, **kwargs):
             id="align_workflow.W001",
         ))
     return problems
+
+
+def demo_secret_errors():
+    """With DEBUG off, every secret left at its public demo value, or empty, by name."""
+    if settings.DEBUG:
+        return []
+    demo = getattr(settings, "DEMO_SECRETS", {})
+    names = list(demo)
+    if getattr(settings, "ALIGN_VAULT_URL", "local") == "local":
+        names.remove("ALIGN_VAULT_API_KEY")  # the local vault uses no key
+    if hasattr(settings, "SHOP_API_TOKEN"):  # only where a deployment defines it
+        names.append("SHOP_API_TOKEN")
+    errors = []
+    for name in names:
+        value = getattr(settings, name, "")
+        if not value or value == demo.get(name):
+            errors.append(checks.Error(
+                f"{name} is {'unset' if not value else 'the public demo value'} while DEBUG is off.",
+                hint=f"Set {'DJANGO_SECRET_KEY' if name == 'SECRET_KEY' else name} in the environment to a secret of this deployment "
+                     "(or DJANGO_DEBUG=1 for development only).",
+                id="align_workflow.E002",
+            ))
+    return errors
+
+
+@checks.register(checks.Tags.security)
+def check_secrets(app_configs=None, **kwargs):
+    return demo_secret_errors()

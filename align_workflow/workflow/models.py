@@ -11,8 +11,14 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from align_workflow.cases.records import AppendOnlyModel
 
-class OutboundAttempt(models.Model):
+
+class OutboundAttempt(AppendOnlyModel):
+    """A call to Align. The record (case, step, idempotency key, attempt number, chain,
+    actor, parameters, created) never changes; the LIFECYCLE_FIELDS record its progress
+    and outcome as it is sent and answered. Never deleted (cases/records.py)."""
+
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"                          # recorded, not sent yet
         IN_FLIGHT = "in_flight", "In flight"                    # a process is sending it (see claimed_until)
@@ -22,6 +28,8 @@ class OutboundAttempt(models.Model):
         SKIPPED = "skipped", "Not sent"                         # refused before sending (state moved on, flag off)
 
     OPEN = (Status.PENDING, Status.IN_FLIGHT)
+    LIFECYCLE_FIELDS = ("status", "http_status", "error_code", "message", "request_id", "duration_ms",
+                        "started_at", "finished_at", "next_retry_at", "claimed_until")
 
     case = models.ForeignKey("cases.Case", on_delete=models.CASCADE, related_name="align_attempts")
     step = models.CharField(max_length=40, help_text="the workflow trigger this call belongs to")

@@ -98,3 +98,21 @@ def test_only_get(client):
     case = make_case()
     response = client.post(f"/api/align/cases/{case.pk}/assets", headers={"Authorization": f"Bearer {TOKEN}"})
     assert response.status_code == 405
+
+
+@pytest.mark.parametrize("method", ["post", "put", "delete", "patch"])
+def test_other_methods_are_a_json_405_even_without_a_csrf_token(method):
+    """The service sends no CSRF token: a write method is a 405 in the error envelope,
+    not the CSRF failure page."""
+    from django.test import Client
+
+    case = make_case(stl_files=2)
+    client = Client(enforce_csrf_checks=True)
+    response = getattr(client, method)(f"/api/align/cases/{case.pk}/assets", data=b"{}",
+                                       content_type="application/json",
+                                       headers={"Authorization": f"Bearer {TOKEN}"})
+    assert response.status_code == 405
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["error"]["code"] == "REQUEST.METHOD_NOT_ALLOWED"
+    assert response["Allow"] == "GET, HEAD"
+    assert case.assets.count() == 2

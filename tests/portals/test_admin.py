@@ -43,8 +43,8 @@ def test_posting_a_state_to_the_admin_changes_nothing(admin_client_):
 def test_admin_cancel_action_goes_through_the_engine(admin_client_, staff):
     case = make_case(state=wf.ORDER_CREATED)
     finished = make_case(state=wf.SHIPPING)
-    response = admin_client_.post("/admin/cases/case/", {"action": "cancel_cases", "_selected_action": [case.pk, finished.pk]},
-                                  follow=True)
+    response = admin_client_.post("/admin/cases/case/", {"action": "cancel_cases", "_selected_action": [case.pk, finished.pk],
+                                                         "apply": "1", "reason": "Clinic closed"}, follow=True)
     assert Case.objects.get(pk=case.pk).state == wf.CANCELLED
     assert StateLog.objects.for_(case).get().by == staff
     assert Case.objects.get(pk=finished.pk).state == wf.SHIPPING

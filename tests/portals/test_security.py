@@ -1,4 +1,4 @@
-"""CSRF on every form, and the production settings pass `check --deploy`."""
+"""CSRF on every form, and static files with DEBUG off (tests/test_production_settings.py: the secrets)."""
 
 import os
 import re
@@ -56,17 +56,6 @@ def test_provider_actions_without_csrf_token_are_refused(provider, path):
     client = Client(enforce_csrf_checks=True)
     client.force_login(provider.user)
     assert client.post(f"/provider/cases/{case.pk}/{path}", {"comments": "x"}).status_code == 403
-
-
-def test_check_deploy_passes_with_production_settings():
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
-    env.update(DJANGO_DEBUG="0", DJANGO_SECRET_KEY=secrets.token_urlsafe(60), DJANGO_ALLOWED_HOSTS="example.com")
-    result = subprocess.run(
-        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=settings.BASE_DIR, env=env, capture_output=True, text=True, timeout=120,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "no issues" in result.stdout
 
 
 SERVE_STATIC = """

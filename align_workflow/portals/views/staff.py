@@ -3,11 +3,14 @@
 Each action parses its input, calls one service (the engine, send_to_align,
 retry_case or a portal service) and turns a refusal into a message."""
 
+import secrets
+
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_GET, require_POST
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from align_workflow.cases.models import Case, CaseAsset, Patient
 from align_workflow.workflow.diagrams import MISSING_GRAPHVIZ, case_svg
@@ -17,7 +20,7 @@ from states import align_case as wf
 
 from .. import selectors, services
 from ..access import staff_required
-from ..forms import CancelForm, CaseSearchForm, GenderForm
+from ..forms import CancelForm, CaseFilterForm, CaseSearchForm, GenderForm
 from .common import form_errors, inline_svg, perform, send_outcome
 
 PAGE_SIZE = 25
@@ -25,17 +28,58 @@ PAGE_SIZE = 25
 SEND_SOURCES = {state for trigger in wf.SEND_TO_ALIGN for state in wf.BY_TRIGGER[trigger].source}
 
 
-@require_GET
+# Searches a person made, kept in their session under an opaque id (the newest few).
+SEARCHES_KEY = "staff_searches"
+SEARCHES_KEPT = 20
+
+
+def _save_search(request, filters):
+    searches = request.session.get(SEARCHES_KEY, {})
+    search_id = secrets.token_urlsafe(9)
+    searches[search_id] = filters
+    request.session[SEARCHES_KEY] = dict(list(searches.items())[-SEARCHES_KEPT:])
+    return search_id
+
+
+@require_http_methods(["GET", "POST"])
 @staff_required
 def case_list(request):
-    form = CaseSearchForm(request.GET or None)
-    filters = form.cleaned_data if form.is_valid() else {}
-    cases = selectors.staff_cases(
-        q=filters.get("q", ""), state=filters.get("state", ""),
-        attention=filters.get("attention", False), stuck=filters.get("stuck", False),
-    )
+    """The case list. The search box is POSTed and answered with a redirect to
+    `/staff/?s=<opaque id>`, so patient names and MRNs never appear in an address, an
+    access log or the browser's history; state, attention and stuck may be in the address.
+    Invalid filters are reported (400), never silently dropped."""
+    status = 200
+    if request.method == "POST":
+        form = CaseSearchForm(request.POST)
+        if form.is_valid():
+            return redirect(f"{reverse('portals:staff_cases')}?s={_save_search(request, form.cleaned_data)}")
+        status = 400
+    elif "s" in request.GET:
+        saved = request.session.get(SEARCHES_KEY, {}).get(request.GET["s"])
+        if saved is None:
+            messages.warning(request, "That search is no longer available (searches are kept for your session "
+                                      "only): search again.")
+            form, status = CaseSearchForm(), 404
+        else:
+            form = CaseSearchForm(saved)
+    else:
+        filters = request.GET.copy()
+        filters.pop("page", None)
+        form = CaseFilterForm(filters) if filters else CaseSearchForm()
+        if filters and not form.is_valid():
+            status = 400
+    filters = form.cleaned_data if form.is_bound and form.is_valid() else {}
+    if status == 400:
+        cases = Case.objects.none()
+    else:
+        cases = selectors.staff_cases(
+            q=filters.get("q", ""), state=filters.get("state", ""),
+            attention=filters.get("attention", False), stuck=filters.get("stuck", False),
+        )
     page = Paginator(cases, PAGE_SIZE).get_page(request.GET.get("page"))
     counts = selectors.state_counts()
+    if not isinstance(form, CaseSearchForm):  # the box shows the address's filters
+        form = CaseSearchForm(initial=filters) if status != 400 else _search_form_with_errors(form)
     return render(request, "portals/staff/case_list.html", {
         "nav": "staff",
         "form": form,
@@ -45,7 +89,17 @@ def case_list(request):
         "attention_total": selectors.attention_count(),
         "filters": filters,
         "filtered": any(filters.values()),
-    })
+        "invalid": status == 400,
+    }, status=status)
+
+
+def _search_form_with_errors(filter_form):
+    """The search box for an address whose filters were refused, with their errors."""
+    form = CaseSearchForm(filter_form.data)
+    form.is_valid()
+    for error in filter_form.non_field_errors():
+        form.add_error(None, error)
+    return form
 
 
 def _case_or_404(pk):
