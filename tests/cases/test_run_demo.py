@@ -225,7 +225,9 @@ def test_on_custom_ports_send_to_align_goes_through_the_simulator_on_its_port(ru
     assert signed_in.url == f"{app}/staff/", signed_in.url
     for page in ("/", "/staff/", "/support/workflow/", "/admin/"):
         assert http.get(app + page, timeout=10).status_code == 200, page
-    listing = http.get(f"{app}/staff/", params={"q": "DEMO-1001"}, timeout=10).text
+    # The search is POSTed and answered with a redirect to an opaque search id.
+    listing = http.post(f"{app}/staff/", timeout=10, data={
+        "q": "DEMO-1001", "csrfmiddlewaretoken": http.cookies["csrftoken"]}).text
     pk = int(re.search(r"/staff/cases/(\d+)/", listing).group(1))
     assert http.get(f"{app}/staff/cases/{pk}/", timeout=10).status_code == 200
 
