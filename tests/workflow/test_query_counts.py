@@ -82,8 +82,9 @@ def test_send_to_align_by_staff(require_postgres, instant_align, flags_on, staff
     assert sum('FROM "auth_user"' in s for s in sql) == 1
     # The guard (prescription, photo assessment, STL count) runs when the click is
     # checked and again when the first step claims the case (kept: in Celery mode the
-    # claim comes later, and the case may have lost a file meanwhile).
-    assert sum(s.startswith('SELECT COUNT(*) AS "__count" FROM "cases_caseasset"') for s in sql) == 2
+    # claim comes later, and the case may have lost a file meanwhile); Upload Assets' own
+    # pre-flight counts the stored files once more, just before that call.
+    assert sum(s.startswith('SELECT COUNT(*) AS "__count" FROM "cases_caseasset"') for s in sql) == 3
 
 
 def test_applying_an_event_that_moves_the_case(require_postgres):
