@@ -16,6 +16,7 @@ class CaseSearchForm(forms.Form):
     state = forms.ChoiceField(required=False, choices=STATE_CHOICES)
     attention = forms.BooleanField(required=False, label="Needs attention")
     stuck = forms.BooleanField(required=False, label="Stuck")
+    other_labs = forms.BooleanField(required=False, label="Not prescribed to Align")
 
 
 class GenderForm(forms.Form):

@@ -409,6 +409,21 @@ def _refuse_if_busy(case, trigger):
         )
 
 
+def _refuse_if_not_align(case, trigger):
+    """Only a case prescribed to the Align lab is in the Align workflow."""
+    from align_workflow.cases.models import Prescription
+
+    from .engine import TransitionNotAllowed
+
+    lab = Prescription.objects.filter(case_id=case.pk).values_list("lab", flat=True).first()
+    if lab != Prescription.Lab.ALIGN:
+        where = dict(Prescription.Lab.choices).get(lab, "no lab (no prescription)")
+        raise TransitionNotAllowed(
+            f"This case is not prescribed to Align (its lab is {where}), so it is outside the Align workflow; "
+            "nothing was sent.", code="guard", trigger=trigger, state=case.state,
+        )
+
+
 @dataclass
 class SendResult:
     """What a send_to_align / retry_case call did.
@@ -542,6 +557,7 @@ def send_to_align(case, *, by) -> SendResult:
 
     with transaction.atomic():
         locked = Case.objects.select_for_update().get(pk=case.pk)
+        _refuse_if_not_align(locked, wf.SEND_TO_ALIGN[0])
         step = SEND_STEP_FROM.get(locked.state)
         if step is None:
             raise TransitionNotAllowed(

@@ -76,8 +76,9 @@ def test_send_to_align_by_staff(require_postgres, instant_align, flags_on, staff
 
     assert result.ok and result.state == wf.ASSETS_UPLOADED, result
     sql = statements(queries)
-    # 70: each step's pre-flight reads the patient and the lab as they are now (6 more).
-    assert len(sql) == 70, "\n".join(sql)
+    # 71: each step's pre-flight reads the patient and the lab as they are now (6 more),
+    # and the click is refused for a case not prescribed to Align (1 more).
+    assert len(sql) == 71, "\n".join(sql)
     assert not [s for s in sql if '"cases_provider"' in s]
     assert sum('FROM "auth_user"' in s for s in sql) == 1
     # The guard (prescription, photo assessment, STL count) runs when the click is

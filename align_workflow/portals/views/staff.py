@@ -9,7 +9,7 @@ from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from align_workflow.cases.models import Case, CaseAsset, Patient
+from align_workflow.cases.models import Case, CaseAsset, Patient, Prescription
 from align_workflow.workflow.diagrams import case_svg
 from align_workflow.workflow.engine import available_triggers, fire, flag_is_on
 from align_workflow.workflow.guards import can_send_to_align
@@ -33,6 +33,7 @@ def case_list(request):
     cases = selectors.staff_cases(
         q=filters.get("q", ""), state=filters.get("state", ""),
         attention=filters.get("attention", False), stuck=filters.get("stuck", False),
+        other_labs=filters.get("other_labs", False),
     )
     page = Paginator(cases, PAGE_SIZE).get_page(request.GET.get("page"))
     counts = selectors.state_counts()
@@ -43,6 +44,7 @@ def case_list(request):
         "counts": counts,
         "total": sum(c.total for c in counts),
         "attention_total": selectors.attention_count(),
+        "outside_total": selectors.outside_workflow_count(),
         "filters": filters,
         "filtered": any(filters.values()),
     })
@@ -64,9 +66,11 @@ def case_detail(request, pk):
     send_flag_on = flag_is_on(wf.FLAG_INITIATE_ORDER, request.user)
     # A case that needs attention is resumed with Retry (same step, same idempotency key).
     can_send = any(t in available for t in wf.SEND_TO_ALIGN) and not case.needs_attention
+    prescription = getattr(case, "prescription", None)
     return render(request, "portals/staff/case_detail.html", {
         "nav": "staff",
         "case": case,
+        "in_workflow": prescription is not None and prescription.lab == Prescription.Lab.ALIGN,
         "patient": case.patient,
         "criteria": criteria,
         "all_criteria_pass": all(c.ok for c in criteria),
