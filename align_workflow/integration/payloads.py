@@ -320,7 +320,7 @@ MIN_STL_FILES = 2
 MAX_COMMENT_LENGTH = 4000
 LAB_ALIGN = "AL"
 
-_PHONE_CHARS = re.compile(r"^[0-9 +().\-/x]+$")
+PHONE_CHARS = re.compile(r"^[0-9 +().\-/x]+$")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
 
 
@@ -394,7 +394,7 @@ def _phone(case, r):
     if not value:
         return "missing: Align needs the patient's phone number"
     digits = sum(c.isdigit() for c in value)
-    if not _PHONE_CHARS.match(value) or not 7 <= digits <= 15:
+    if not PHONE_CHARS.match(value) or not 7 <= digits <= 15:
         return "is not a phone number (7 to 15 digits, with + ( ) - . / spaces)"
     return None
 

@@ -38,3 +38,29 @@ def set_patient_gender(case, gender, *, by):
             note += " (Align already has the patient record; the change was not sent to Align)"
         CaseNote.objects.create(case=case, author=by, text=note + ".")
     return True
+
+
+class ContactRefused(Exception):
+    """The patient's contact details cannot be changed from this case now."""
+
+
+# Past this point Align has accepted the plan (or the case has left the workflow).
+CONTACT_LOCKED_STATES = (wf.ACCEPTED, wf.SHIPPING, wf.CANCELLED)
+
+
+def set_patient_contact(case, form, *, by):
+    """Correct the patient's phone, email and address from a valid ContactForm, with a case
+    note naming what changed (never the values). Refused once the case is accepted."""
+    if case.state in CONTACT_LOCKED_STATES:
+        raise ContactRefused(f"The patient's contact details cannot be changed from a case that is "
+                             f"{case.state.replace('_', ' ')}.")
+    changed = form.changed_labels()
+    if not changed:
+        return []
+    with transaction.atomic():
+        form.save()
+        note = f"Patient contact details corrected: {', '.join(changed)}"
+        if case.state != wf.ELIGIBLE:
+            note += " (Align already has the patient record; the change was not sent to Align)"
+        CaseNote.objects.create(case=case, author=by, text=note + ".")
+    return changed

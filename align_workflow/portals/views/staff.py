@@ -17,7 +17,7 @@ from states import align_case as wf
 
 from .. import selectors, services
 from ..access import staff_required
-from ..forms import CancelForm, CaseSearchForm, GenderForm
+from ..forms import CancelForm, CaseSearchForm, ContactForm, GenderForm
 from .common import form_errors, inline_svg, perform, send_outcome
 
 PAGE_SIZE = 25
@@ -81,6 +81,8 @@ def case_detail(request, pk):
         "can_cancel": "cancel" in available,
         "gender_unknown": case.patient.gender == Patient.Gender.UNKNOWN,
         "gender_form": GenderForm(initial={"gender": case.patient.gender}),
+        "contact_form": ContactForm(instance=case.patient, prefix="contact"),
+        "contact_editable": case.state not in services.CONTACT_LOCKED_STATES,
         "cancel_form": CancelForm(),
         "timeline": selectors.timeline(case),
         "assets": CaseAsset.objects.filter(case=case).order_by("kind", "created"),
@@ -164,4 +166,24 @@ def set_gender(request, pk):
             messages.info(request, "The patient's gender was already that.")
     else:
         form_errors(request, form)
+    return _back(case)
+
+
+@require_POST
+@staff_required
+def set_contact(request, pk):
+    case = get_object_or_404(Case.objects.select_related("patient"), pk=pk)
+    form = ContactForm(request.POST, instance=case.patient, prefix="contact")
+    if not form.is_valid():
+        form_errors(request, form)
+        return _back(case)
+    try:
+        changed = services.set_patient_contact(case, form, by=request.user)
+    except services.ContactRefused as refused:
+        messages.error(request, str(refused))
+        return _back(case)
+    if changed:
+        messages.success(request, f"Patient contact details saved ({', '.join(changed)}).")
+    else:
+        messages.info(request, "The patient's contact details were already that.")
     return _back(case)
