@@ -144,6 +144,9 @@ ALIGN_CLIENT_ID = os.environ.get("ALIGN_CLIENT_ID", "demo")
 ALIGN_CLIENT_SECRET = os.environ.get("ALIGN_CLIENT_SECRET", "demo-secret")
 ALIGN_EVENTS_SECRET = os.environ.get("ALIGN_EVENTS_SECRET", "whsec_ZGVtby1ldmVudHMtc2VjcmV0LWtleS0zMmJ5dGVzISE=")
 ALIGN_INBOUND_TOKEN = os.environ.get("ALIGN_INBOUND_TOKEN", "demo-inbound-token")
+# Bearer token the shop presents to report an aligner purchase (POST /api/cases/<id>/aligners-purchased).
+# The demo value only with DEBUG on; otherwise unset unless given, and the API then refuses every report.
+SHOP_API_TOKEN = os.environ.get("SHOP_API_TOKEN", "demo-shop-token" if DEBUG else "")
 ALIGN_CONNECT_TIMEOUT = env_float("ALIGN_CONNECT_TIMEOUT", 3.05)
 ALIGN_READ_TIMEOUT = env_float("ALIGN_READ_TIMEOUT", 10)
 ALIGN_CHIEF_CONCERN = os.environ.get(

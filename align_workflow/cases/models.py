@@ -66,7 +66,17 @@ class Case(models.Model):
     # An outbound call in flight for this case: which trigger, and until when the claim holds.
     busy_with = models.CharField(max_length=40, blank=True, editable=False)
     busy_until = models.DateTimeField(null=True, blank=True, editable=False)
+    # The aligner purchase: when, and who or what reported it (recorded whatever the flags
+    # say; the ClinCheck acceptance follows when every rule allows it).
     aligners_purchased_at = models.DateTimeField(null=True, blank=True)
+    aligners_purchase_source = models.CharField(
+        "purchase reported by", max_length=10, blank=True, editable=False,
+        choices=[("staff", "staff (case page)"), ("shop", "the shop (API)"), ("batch", "align_batch")],
+    )
+    aligners_purchase_reported_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, editable=False, on_delete=models.SET_NULL, related_name="+",
+    )
+    aligners_order_reference = models.CharField("shop order reference", max_length=100, blank=True, editable=False)
     cancel_reason = models.TextField(blank=True, editable=False)
     carrier = models.CharField(max_length=60, blank=True, editable=False)
     tracking_number = models.CharField(max_length=80, blank=True, editable=False)

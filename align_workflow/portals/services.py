@@ -5,21 +5,29 @@ from django.db import transaction
 from django.utils import timezone
 
 from align_workflow.cases.models import Case, CaseNote, Patient
-from align_workflow.workflow.engine import check, fire
+from align_workflow.workflow import purchases
+from align_workflow.workflow.engine import TransitionNotAllowed
 from states import align_case as wf
 
 
 def mark_aligners_purchased(case, *, by):
-    """The customer bought the aligners: record when, then accept the ClinCheck with Align.
+    """Staff confirm the customer bought the aligners (the same service as the shop's API):
+    the purchase is recorded, then the ClinCheck acceptance is sent if every rule allows
+    it; while the `set-align-order-status` flag is off it waits (the retry sweep sends it).
 
-    Refused (TransitionNotAllowed) before anything is written when accept_clincheck is
-    not allowed now. If the call to Align then fails, the purchase stays recorded and
-    the case stays provider_approved, so a retry only has to repeat the acceptance.
+    Raises TransitionNotAllowed (nothing recorded) for a case that cannot have been bought
+    yet; a refusal of the acceptance or a failed call is raised too (the purchase stays
+    recorded, the case provider_approved, so a retry only repeats the acceptance).
+    Returns the PurchaseOutcome; `case` is refreshed.
     """
-    check(case, "accept_clincheck", by=by)
-    # Only the first purchase counts: a second click or a retry keeps the original time.
-    Case.objects.filter(pk=case.pk, aligners_purchased_at__isnull=True).update(aligners_purchased_at=timezone.now())
-    return fire(case, "accept_clincheck", by=by)  # fire() reloads the case, purchase time included
+    try:
+        outcome = purchases.report_purchase(case.pk, source="staff", by=by)
+    except purchases.PurchaseRefused as refused:
+        raise TransitionNotAllowed(str(refused), code="wrong_state", trigger="accept_clincheck",
+                                   state=case.state) from refused
+    finally:
+        case.refresh_from_db()
+    return outcome
 
 
 def set_patient_gender(case, gender, *, by):

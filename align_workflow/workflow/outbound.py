@@ -629,6 +629,7 @@ class DueRun:
     restarted: int = 0    # pending attempts nobody had started
     retried: int = 0      # failed attempts whose retry was due
     results: list = field(default_factory=list)
+    acceptances: list = field(default_factory=list)  # (case id, outcome, detail): purchases' waiting acceptances
 
     @property
     def started(self):
@@ -700,6 +701,10 @@ def run_due(*, everything=False, workers=1) -> DueRun:
             held.close_all()
     else:
         run.results = [r for r in map(_run_logged, to_run) if r is not None]
+    from . import purchases
+
+    # Bought cases whose acceptance waited for the flag: sent now if the flag is on.
+    run.acceptances = purchases.send_waiting()
     return run
 
 

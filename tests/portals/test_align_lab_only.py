@@ -127,5 +127,6 @@ def test_lab_changed_before_acceptance_is_refused_and_nothing_is_sent(staff_clie
     response = staff_client.post(f"/staff/cases/{case.pk}/aligners-purchased/", follow=True)
     case.refresh_from_db()
     assert case.state == wf.PROVIDER_APPROVED
+    assert case.aligners_purchased_at is not None  # the purchase is a fact; the acceptance is what is refused
     assert fake_align.sent("accept_clincheck") == []
     assert any("Prescription lab is Align" in m for m in messages_of(response))

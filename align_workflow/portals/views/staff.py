@@ -10,6 +10,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from align_workflow.cases.models import Case, CaseAsset, Patient, Prescription
+from align_workflow.workflow import purchases
 from align_workflow.workflow.diagrams import case_svg
 from align_workflow.workflow.engine import available_triggers, fire, flag_is_on
 from align_workflow.workflow.guards import can_send_to_align
@@ -77,7 +78,9 @@ def case_detail(request, pk):
         "send_flag_on": send_flag_on,
         "can_send": can_send,
         "sending_stage": case.state in SEND_SOURCES,
-        "can_purchase": "accept_clincheck" in available,
+        "can_purchase": case.state == wf.PROVIDER_APPROVED,
+        "acceptance_waiting": purchases.is_waiting(case),
+        "acceptance_flag_on": flag_is_on(wf.FLAG_SET_ORDER_STATUS, request.user),
         "can_cancel": "cancel" in available,
         "gender_unknown": case.patient.gender == Patient.Gender.UNKNOWN,
         "gender_form": GenderForm(initial={"gender": case.patient.gender}),
@@ -131,12 +134,22 @@ def retry(request, pk):
     return _back(case)
 
 
+def _purchase_message(outcome):
+    from align_workflow.workflow import purchases
+
+    state = f"The case is now {Case.objects.get(pk=outcome.case_id).state.replace('_', ' ')}."
+    if outcome.acceptance == purchases.SENT:
+        return f"Aligner purchase recorded and the ClinCheck accepted. {state}"
+    if outcome.acceptance == purchases.WAITING:
+        return messages.INFO, f"{outcome.message} {state}"
+    return messages.WARNING, f"{outcome.message} {state}"
+
+
 @require_POST
 @staff_required
 def aligners_purchased(request, pk):
     case = get_object_or_404(Case, pk=pk)
-    perform(request, lambda: services.mark_aligners_purchased(case, by=request.user),
-            success=lambda _: f"Aligner purchase recorded and the ClinCheck accepted. {_now_in(case)}")
+    perform(request, lambda: services.mark_aligners_purchased(case, by=request.user), success=_purchase_message)
     return _back(case)
 
 
