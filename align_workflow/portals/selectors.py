@@ -10,6 +10,7 @@ from django.db.models import Case as CaseWhen
 from django.utils import timezone
 
 from align_workflow.cases.models import Case, CaseNote, Prescription
+from align_workflow.workflow.align_effects import BATCH_REVISION_PREFIX
 from align_workflow.workflow.history import state_logs
 from states import align_case as wf
 
@@ -189,10 +190,19 @@ def timeline(case) -> list[TimelineEntry]:
     return sorted(entries, key=lambda e: e.when, reverse=True)
 
 
+@dataclass(frozen=True)
+class RevisionComment:
+    when: datetime
+    text: str
+    by_id: int | None
+    by_batch: bool  # align_batch's default comment, sent on the provider's behalf: not their words
+
+
 def revision_comments(case):
-    """The provider's earlier revision requests (from the case history), oldest first."""
+    """The earlier revision requests (from the case history, in full), oldest first."""
     return [
-        (log.timestamp, log.description)
+        RevisionComment(log.timestamp, log.description, log.by_id,
+                        log.description.startswith(BATCH_REVISION_PREFIX))
         for log in state_logs(case).filter(transition="request_revision")
         if log.description
     ]

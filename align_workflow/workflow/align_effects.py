@@ -33,6 +33,10 @@ from .screenshots import decode_screenshot
 logger = logging.getLogger(__name__)
 
 MAX_COMMENT_LENGTH = 4000
+# A revision request whose comment is align_batch's default, not the provider's words
+# (params["sent_by"]); the history says so and the plan page shows it as the batch's.
+BATCH_SENDER = "align_batch"
+BATCH_REVISION_PREFIX = "Revision requested by align_batch with its default comment"
 # Only a negative-control test turns this off, to show the duplicates keys prevent.
 SEND_IDEMPOTENCY_KEYS = True
 
@@ -193,6 +197,8 @@ def _pending_plan_version(case_id):
 
 
 def _check_request_revision(case, by, params):
+    if params.get("sent_by") not in (None, BATCH_SENDER):
+        raise EffectInputError("Unknown sender of a revision request.")
     comments = str(params.get("comments") or "").strip()
     if not comments:
         raise EffectInputError("Comments are required to request a revision: say what should change in the plan.")
@@ -219,7 +225,10 @@ def _apply_request_revision(case, by, params, outcome):
     version = params.get("plan_version") or "?"
     outbound.record_success(case, outcome.attempt_id, outcome.duration_ms,
                             f"Revision requested for plan version {version}.", attempt=outcome.attempt)
-    return f"Revision requested (plan version {version}): {params['comments'][:300]}"
+    # The comment in full: the provider's plan page shows it from the history.
+    if params.get("sent_by") == BATCH_SENDER:
+        return f"{BATCH_REVISION_PREFIX} (plan version {version}): {params['comments']}"
+    return f"Revision requested (plan version {version}): {params['comments']}"
 
 
 # --- accept_clincheck --------------------------------------------------------------------

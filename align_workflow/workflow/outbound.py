@@ -50,7 +50,7 @@ STEP_LABELS = {
 }
 # What each step needs to be sent again, kept on the attempt. Never patient details.
 PERSISTED_PARAMS = {
-    "request_revision": ("comments", "plan_version"),
+    "request_revision": ("comments", "plan_version", "sent_by"),
     "accept_clincheck": ("screenshot_asset_id",),
 }
 # "Send to Align": the step to run from each state.

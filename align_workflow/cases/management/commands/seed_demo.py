@@ -157,7 +157,9 @@ class Command(BaseCommand):
         for trigger in triggers:
             dest = wf.BY_TRIGGER[trigger].dest
             when += timedelta(days=1)
-            StateLog.objects.create(timestamp=when, source_state=state, state=dest, transition=trigger,
+            # The provider's own decisions are the provider's in the history (the plan page says "You").
+            by = case.prescription.provider.user if trigger in ("request_revision", "approve_plan") else None
+            StateLog.objects.create(timestamp=when, by=by, source_state=state, state=dest, transition=trigger,
                                     content_type=ct, object_id=case.pk, description="demo data")
             self._side_data(case, trigger, when)
             state = dest
