@@ -22,6 +22,8 @@ from ..forms import CancelForm, CaseSearchForm, ContactForm, GenderForm
 from .common import form_errors, inline_svg, perform, send_outcome
 
 PAGE_SIZE = 25
+# Checklist criteria the contact details form fixes (opened when one of them fails).
+CONTACT_CRITERIA = {"patient_email", "patient_phone", "patient_address"}
 # States from which "Send to Align" starts or resumes (eligible, patient_created, order_created).
 SEND_SOURCES = {state for trigger in wf.SEND_TO_ALIGN for state in wf.BY_TRIGGER[trigger].source}
 
@@ -86,6 +88,7 @@ def case_detail(request, pk):
         "gender_form": GenderForm(initial={"gender": case.patient.gender}),
         "contact_form": ContactForm(instance=case.patient, prefix="contact"),
         "contact_editable": case.state not in services.CONTACT_LOCKED_STATES,
+        "contact_needs_fix": any(not c.ok for c in criteria if c.name in CONTACT_CRITERIA),
         "cancel_form": CancelForm(),
         "timeline": selectors.timeline(case),
         "assets": CaseAsset.objects.filter(case=case).order_by("kind", "created"),
