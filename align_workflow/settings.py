@@ -40,6 +40,8 @@ DEMO_SECRETS = {
     "ALIGN_INBOUND_TOKEN": "demo-inbound-token",
     # Checked only when the vault is an HTTP API (ALIGN_VAULT_URL other than "local").
     "ALIGN_VAULT_API_KEY": "demo-vault-key",
+    # Optional: unset turns the shop's purchase API off; only the demo value is refused.
+    "SHOP_API_TOKEN": "demo-shop-token",
 }
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", DEMO_SECRETS["SECRET_KEY"])
 ALLOWED_HOSTS = [h for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",") if h]
@@ -174,6 +176,9 @@ ALIGN_CLIENT_ID = os.environ.get("ALIGN_CLIENT_ID", "demo")
 ALIGN_CLIENT_SECRET = os.environ.get("ALIGN_CLIENT_SECRET", DEMO_SECRETS["ALIGN_CLIENT_SECRET"])
 ALIGN_EVENTS_SECRET = os.environ.get("ALIGN_EVENTS_SECRET", DEMO_SECRETS["ALIGN_EVENTS_SECRET"])
 ALIGN_INBOUND_TOKEN = os.environ.get("ALIGN_INBOUND_TOKEN", DEMO_SECRETS["ALIGN_INBOUND_TOKEN"])
+# Bearer token the shop presents to report an aligner purchase (POST /api/cases/<id>/aligners-purchased).
+# The demo value only with DEBUG on; otherwise unset unless given, and the API then refuses every report.
+SHOP_API_TOKEN = os.environ.get("SHOP_API_TOKEN", DEMO_SECRETS["SHOP_API_TOKEN"] if DEBUG else "")
 ALIGN_CONNECT_TIMEOUT = env_float("ALIGN_CONNECT_TIMEOUT", 3.05)
 ALIGN_READ_TIMEOUT = env_float("ALIGN_READ_TIMEOUT", 10)
 ALIGN_CHIEF_CONCERN = os.environ.get(

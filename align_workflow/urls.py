@@ -3,11 +3,13 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from align_workflow.portals.views.home import LoginView
+from align_workflow.workflow.shop_api import aligners_purchased
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/login/", LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(next_page="login"), name="logout"),
     path("api/align/", include("align_workflow.integration.urls")),
+    path("api/cases/<int:case_id>/aligners-purchased", aligners_purchased, name="shop-aligners-purchased"),
     path("", include("align_workflow.portals.urls")),
 ]

@@ -3,6 +3,7 @@ Align told us (orders and treatment plans). The Align workflow state lives on Ca
 is changed only by align_workflow.workflow.fire()."""
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
@@ -88,7 +89,17 @@ class Case(models.Model):
     # An outbound call in flight for this case: which trigger, and until when the claim holds.
     busy_with = models.CharField(max_length=40, blank=True, editable=False)
     busy_until = models.DateTimeField(null=True, blank=True, editable=False)
+    # The aligner purchase: when, and who or what reported it (recorded whatever the flags
+    # say; the ClinCheck acceptance follows when every rule allows it).
     aligners_purchased_at = models.DateTimeField(null=True, blank=True)
+    aligners_purchase_source = models.CharField(
+        "purchase reported by", max_length=10, blank=True, editable=False,
+        choices=[("staff", "staff (case page)"), ("shop", "the shop (API)"), ("batch", "align_batch")],
+    )
+    aligners_purchase_reported_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, editable=False, on_delete=models.SET_NULL, related_name="+",
+    )
+    aligners_order_reference = models.CharField("shop order reference", max_length=100, blank=True, editable=False)
     cancel_reason = models.TextField(blank=True, editable=False)
     carrier = models.CharField(max_length=60, blank=True, editable=False)
     tracking_number = models.CharField(max_length=80, blank=True, editable=False)
@@ -145,6 +156,39 @@ class Prescription(models.Model):
     provider = models.ForeignKey(Provider, on_delete=models.PROTECT, related_name="prescriptions")
     lab = models.CharField(max_length=2, choices=Lab.choices, default=Lab.ALIGN)
     created = models.DateTimeField(default=timezone.now)
+
+    LAB_FROZEN_MESSAGE = ("The lab cannot be changed: this case has been sent to Align (it is {state}). "
+                          "Cancel the case instead if it should leave the Align workflow.")
+
+    def lab_change_error(self):
+        """Why this (changed) lab may not be saved, or None.
+
+        A case is in the Align workflow while its prescription's lab is Align. While it is
+        eligible (nothing sent) the lab may change freely: changed to Align, the case
+        enters the workflow at `eligible`; changed away, it leaves it. Once anything was
+        sent the lab is fixed (Align holds the case).
+        """
+        if self.pk is None:
+            return None
+        stored = Prescription.objects.filter(pk=self.pk).values_list("lab", "case__state").first()
+        if stored is None:
+            return None
+        lab, state = stored
+        if lab != self.lab and state != wf.ELIGIBLE:
+            return self.LAB_FROZEN_MESSAGE.format(state=state.replace("_", " "))
+        return None
+
+    def clean(self):
+        super().clean()
+        error = self.lab_change_error()
+        if error:
+            raise ValidationError({"lab": error})
+
+    def save(self, *args, **kwargs):
+        error = self.lab_change_error()
+        if error:
+            raise ValidationError({"lab": error})
+        super().save(*args, **kwargs)
 
 
 class PhotoAssessment(models.Model):

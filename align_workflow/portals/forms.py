@@ -1,4 +1,8 @@
+import re
+
 from django import forms
+
+from align_workflow.integration.payloads import PHONE_CHARS
 
 from align_workflow.cases.models import Patient
 from states import align_case as wf
@@ -12,6 +16,7 @@ class CaseFilterForm(forms.Form):
     state = forms.ChoiceField(required=False, choices=STATE_CHOICES)
     attention = forms.BooleanField(required=False, label="Needs attention")
     stuck = forms.BooleanField(required=False, label="Stuck")
+    other_labs = forms.BooleanField(required=False, label="Not prescribed to Align")
 
     def __init__(self, data=None, *args, **kwargs):
         super().__init__(data, *args, **kwargs)
@@ -41,6 +46,37 @@ class CaseSearchForm(CaseFilterForm):
 
 class GenderForm(forms.Form):
     gender = forms.ChoiceField(choices=Patient.Gender.choices)
+
+
+class ContactForm(forms.ModelForm):
+    """The patient's contact details Align requires (phone, email, address), checked as
+    the pre-flight checks them (integration.payloads)."""
+
+    class Meta:
+        model = Patient
+        fields = ["phone", "email", "address_line1", "address_line2", "city", "state", "zip_code", "country"]
+        labels = {"address_line1": "Street", "address_line2": "Street (line 2)", "zip_code": "ZIP code"}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name, field in self.fields.items():
+            field.required = name != "address_line2"
+
+    def clean_phone(self):
+        value = self.cleaned_data["phone"].strip()
+        digits = sum(c.isdigit() for c in value)
+        if not PHONE_CHARS.match(value) or not 7 <= digits <= 15:
+            raise forms.ValidationError("Enter a phone number: 7 to 15 digits, with + ( ) - . / or spaces.")
+        return value
+
+    def clean_country(self):
+        value = self.cleaned_data["country"].strip().upper()
+        if not re.fullmatch(r"[A-Z]{2}", value):
+            raise forms.ValidationError("Enter the country as a two-letter code, such as US.")
+        return value
+
+    def labels_of(self, names):
+        return [str(self.fields[name].label or name).lower() for name in names]
 
 
 class CancelForm(forms.Form):

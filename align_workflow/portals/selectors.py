@@ -9,7 +9,8 @@ from django.db.models import Count, IntegerField, Max, Q, Value, When
 from django.db.models import Case as CaseWhen
 from django.utils import timezone
 
-from align_workflow.cases.models import Case, CaseNote
+from align_workflow.cases.models import Case, CaseNote, Prescription
+from align_workflow.workflow.align_effects import BATCH_REVISION_PREFIX
 from align_workflow.workflow.history import state_logs
 from states import align_case as wf
 
@@ -23,9 +24,19 @@ def stuck_q() -> Q:
     return Q(state__in=wf.NON_TERMINAL, state_changed_at__lt=stuck_before())
 
 
-def staff_cases(*, q="", state="", attention=False, stuck=False):
-    """The staff case list: needs attention first, then the most recently changed."""
+def in_align_workflow() -> Q:
+    """The cases in the Align workflow: those prescribed to the Align lab. Any other case
+    (another lab, or no prescription yet) is outside it: not listed or counted with the
+    Align cases; it enters at `eligible` when its lab becomes Align."""
+    return Q(prescription__lab=Prescription.Lab.ALIGN)
+
+
+def staff_cases(*, q="", state="", attention=False, stuck=False, other_labs=False):
+    """The staff case list: needs attention first, then the most recently changed.
+
+    The Align workflow's cases only; `other_labs` lists, apart, the cases outside it."""
     cases = Case.objects.select_related("patient", "prescription__provider")
+    cases = cases.exclude(in_align_workflow()) if other_labs else cases.filter(in_align_workflow())
     for term in q.split():
         cases = cases.filter(
             Q(case_number__icontains=term)
@@ -56,7 +67,7 @@ def state_counts() -> list[StateCount]:
     The query counts the old cases of every state and only the non-terminal ones are
     reported as stuck (the same as stuck_q()), so the database does not test each row's
     state against the list of non-terminal states (a third of this query's time)."""
-    rows = Case.objects.values("state").annotate(
+    rows = Case.objects.filter(in_align_workflow()).values("state").annotate(
         total=Count("id"), old=Count("id", filter=Q(state_changed_at__lt=stuck_before()))
     )
     by_state = {r["state"]: r for r in rows}
@@ -68,7 +79,12 @@ def state_counts() -> list[StateCount]:
 
 
 def attention_count() -> int:
-    return Case.objects.filter(needs_attention=True).count()
+    return Case.objects.filter(in_align_workflow(), needs_attention=True).count()
+
+
+def outside_workflow_count() -> int:
+    """Cases not prescribed to Align (outside the Align workflow)."""
+    return Case.objects.exclude(in_align_workflow()).count()
 
 
 def provider_cases(user):
@@ -174,10 +190,19 @@ def timeline(case) -> list[TimelineEntry]:
     return sorted(entries, key=lambda e: e.when, reverse=True)
 
 
+@dataclass(frozen=True)
+class RevisionComment:
+    when: datetime
+    text: str
+    by_id: int | None
+    by_batch: bool  # align_batch's default comment, sent on the provider's behalf: not their words
+
+
 def revision_comments(case):
-    """The provider's earlier revision requests (from the case history), oldest first."""
+    """The earlier revision requests (from the case history, in full), oldest first."""
     return [
-        (log.timestamp, log.description)
+        RevisionComment(log.timestamp, log.description, log.by_id,
+                        log.description.startswith(BATCH_REVISION_PREFIX))
         for log in state_logs(case).filter(transition="request_revision")
         if log.description
     ]

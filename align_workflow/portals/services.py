@@ -9,23 +9,29 @@ from django.db import transaction
 from django.utils import timezone
 
 from align_workflow.cases.models import Case, CaseNote, Patient
-from align_workflow.workflow.engine import check, fire
+from align_workflow.workflow import purchases
+from align_workflow.workflow.engine import TransitionNotAllowed
 from states import align_case as wf
 
 
 def mark_aligners_purchased(case, *, by):
-    """The customer bought the aligners: record when, then accept the ClinCheck with Align.
+    """Staff confirm the customer bought the aligners (the same service as the shop's API):
+    the purchase is recorded, then the ClinCheck acceptance is sent if every rule allows
+    it; while the `set-align-order-status` flag is off it waits (the retry sweep sends it).
 
-    Refused (TransitionNotAllowed) before anything is written when accept_clincheck is
-    not allowed now. If the call to Align then fails, the purchase stays recorded and
-    the case stays provider_approved, so a retry only has to repeat the acceptance.
+    Raises TransitionNotAllowed (nothing recorded) for a case that cannot have been bought
+    yet; a refusal of the acceptance or a failed call is raised too (the purchase stays
+    recorded, the case provider_approved, so a retry only repeats the acceptance).
+    Returns the PurchaseOutcome; `case` is refreshed.
     """
-    check(case, "accept_clincheck", by=by)
-    # Only the first purchase counts: a second click or a retry keeps the original time.
-    # One conditional UPDATE: recorded only if the case is still where it was checked.
-    Case.objects.filter(pk=case.pk, state=case.state, aligners_purchased_at__isnull=True).update(
-        aligners_purchased_at=timezone.now())
-    return fire(case, "accept_clincheck", by=by)  # fire() reloads the case, purchase time included
+    try:
+        outcome = purchases.report_purchase(case.pk, source="staff", by=by)
+    except purchases.PurchaseRefused as refused:
+        raise TransitionNotAllowed(str(refused), code="wrong_state", trigger="accept_clincheck",
+                                   state=case.state) from refused
+    finally:
+        case.refresh_from_db()
+    return outcome
 
 
 def set_patient_gender(case, gender, *, by):
@@ -48,3 +54,38 @@ def set_patient_gender(case, gender, *, by):
             note += " (Align already has the patient record; the change was not sent to Align)"
         CaseNote.objects.create(case=case, author=by, text=note + ".")
     return True
+
+
+class ContactRefused(Exception):
+    """The patient's contact details cannot be changed from this case now."""
+
+
+# Past this point Align has accepted the plan (or the case has left the workflow).
+CONTACT_LOCKED_STATES = (wf.ACCEPTED, wf.SHIPPING, wf.CANCELLED)
+
+
+def set_patient_contact(case, form, *, by):
+    """Correct the patient's phone, email and address from a valid ContactForm, with a case
+    note naming what changed (never the values). Refused once the case is accepted."""
+    with transaction.atomic():
+        # Under the case's and the patient's row locks, compared with what is stored now:
+        # of twenty identical corrections at once, the first writes, the others find it done.
+        locked = Case.objects.select_for_update().only("pk", "state", "patient_id").get(pk=case.pk)
+        if locked.state in CONTACT_LOCKED_STATES:
+            raise ContactRefused(f"The patient's contact details cannot be changed from a case that is "
+                                 f"{locked.state.replace('_', ' ')}.")
+        patient = Patient.objects.select_for_update().get(pk=locked.patient_id)
+        changed = [name for name in form.Meta.fields if getattr(patient, name) != form.cleaned_data[name]]
+        if not changed:
+            case.patient = patient
+            return []
+        for name in changed:
+            setattr(patient, name, form.cleaned_data[name])
+        patient.save(update_fields=changed)
+        case.patient = patient  # the caller's copy shows what is stored now
+        labels = form.labels_of(changed)
+        note = f"Patient contact details corrected: {', '.join(labels)}"
+        if locked.state != wf.ELIGIBLE:
+            note += " (Align already has the patient record; the change was not sent to Align)"
+        CaseNote.objects.create(case=case, author=by, text=note + ".")
+    return labels

@@ -14,6 +14,7 @@ urlpatterns = [
     path("staff/cases/<int:pk>/aligners-purchased/", staff.aligners_purchased, name="staff_aligners_purchased"),
     path("staff/cases/<int:pk>/cancel/", staff.cancel, name="staff_cancel"),
     path("staff/cases/<int:pk>/gender/", staff.set_gender, name="staff_gender"),
+    path("staff/cases/<int:pk>/contact/", staff.set_contact, name="staff_contact"),
     path("provider/", provider.case_list, name="provider_cases"),
     path("provider/cases/<int:pk>/", provider.case_detail, name="provider_case"),
     path("provider/cases/<int:pk>/status/", provider.case_status, name="provider_case_status"),

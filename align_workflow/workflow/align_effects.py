@@ -23,14 +23,20 @@ from typing import Any
 from django.conf import settings
 
 from align_workflow.cases.models import Case, CaseAsset, CaseNote, PhotoAssessment, TreatmentPlan
+from align_workflow.integration import payloads
+from align_workflow.integration.payloads import patient_fields  # noqa: F401 - the builder, used by others too
 
 from . import outbound
-from .effects import EffectFailed, EffectInputError, register
+from .effects import EffectFailed, EffectInputError, PreflightFailed, register
 from .screenshots import check_data_url, decode_screenshot
 
 logger = logging.getLogger(__name__)
 
 MAX_COMMENT_LENGTH = 4000
+# A revision request whose comment is align_batch's default, not the provider's words
+# (params["sent_by"]); the history says so and the plan page shows it as the batch's.
+BATCH_SENDER = "align_batch"
+BATCH_REVISION_PREFIX = "Revision requested by align_batch with its default comment"
 # Only a negative-control test turns this off, to show the duplicates keys prevent.
 SEND_IDEMPOTENCY_KEYS = True
 
@@ -100,16 +106,33 @@ def _recover(case, by, params, outcome, exc):
 # --- create_patient -------------------------------------------------------------------
 
 
-def patient_fields(case) -> dict:
-    """Our patient in the contract's terms (POST /patients). Align requires M or F."""
-    p = case.patient
-    return dict(
-        case_id=case.pk, mrn=p.mrn, first_name=p.first_name, last_name=p.last_name,
-        date_of_birth=p.date_of_birth.isoformat(), gender=p.gender if p.gender in ("M", "F") else "M",
-        email=p.email, phone=p.phone,
-        address=dict(line1=p.address_line1, line2=p.address_line2, city=p.city, state=p.state,
-                     zip=p.zip_code, country=p.country),
-    )
+def preflight(step):
+    """The `check` part shared by every Align step: the fields Align requires for this call
+    (integration.payloads.REQUIRED), read from the case as it is now. A case changed since
+    it was sent (a lab switched, a screenshot gone) is refused before anything is sent,
+    with a case note saying what to fix."""
+
+    def check(case, by, params):
+        known = {"screenshot": params["_screenshot_asset"]} if "_screenshot_asset" in params else {}
+        problems = payloads.problems(case, step, records=payloads.Records(case, **known))
+        if problems:
+            what = payloads.describe(problems)
+            label = outbound.step_label(step)
+            raise PreflightFailed(
+                f"Cannot {step.replace('_', ' ')}: {what}. Nothing was sent to Align.",
+                note=f"{label} was not sent to Align: {what}. Fix this on the case, then send it again.",
+                problems=problems,
+            )
+
+    return check
+
+
+def _checks(*checks):
+    def check(case, by, params):
+        for one in checks:
+            one(case, by, params)
+
+    return check
 
 
 def _send_create_patient(client, case, params, key):
@@ -129,14 +152,6 @@ def _apply_create_patient(case, by, params, outcome):
 
 
 # --- create_order ---------------------------------------------------------------------
-
-
-def _check_create_order(case, by, params):
-    pid = Case.objects.filter(pk=case.pk).values_list("align_pid", flat=True).first()
-    if not pid:
-        raise EffectInputError("The case has no Align patient id (pId), so no order can be opened.")
-    if not PhotoAssessment.objects.filter(case_id=case.pk).exclude(treatment_option="").exists():
-        raise EffectInputError("The case has no photo assessment with a treatment option to order.")
 
 
 def _send_create_order(client, case, params, key):
@@ -182,6 +197,8 @@ def _pending_plan_version(case_id):
 
 
 def _check_request_revision(case, by, params):
+    if params.get("sent_by") not in (None, BATCH_SENDER):
+        raise EffectInputError("Unknown sender of a revision request.")
     comments = str(params.get("comments") or "").strip()
     if not comments:
         raise EffectInputError("Comments are required to request a revision: say what should change in the plan.")
@@ -208,7 +225,10 @@ def _apply_request_revision(case, by, params, outcome):
     version = params.get("plan_version") or "?"
     outbound.record_success(case, outcome.attempt_id, outcome.duration_ms,
                             f"Revision requested for plan version {version}.", attempt=outcome.attempt)
-    return f"Revision requested (plan version {version}): {params['comments'][:300]}"
+    # The comment in full: the provider's plan page shows it from the history.
+    if params.get("sent_by") == BATCH_SENDER:
+        return f"{BATCH_REVISION_PREFIX} (plan version {version}): {params['comments']}"
+    return f"Revision requested (plan version {version}): {params['comments']}"
 
 
 # --- accept_clincheck --------------------------------------------------------------------
@@ -307,15 +327,15 @@ def _recover_approve_plan(case, by, params, blob, exc):
 
 
 register("create_patient", call=_align_step("create_patient", _send_create_patient),
-         apply=_apply_create_patient, recover=_recover)
-register("create_order", check=_check_create_order, call=_align_step("create_order", _send_create_order),
-         apply=_apply_create_order, recover=_recover)
-register("upload_assets", call=_align_step("upload_assets", _send_upload_assets),
+         apply=_apply_create_patient, recover=_recover)   # its pre-flight is the can_send_to_align guard
+register("create_order", check=preflight("create_order"),
+         call=_align_step("create_order", _send_create_order), apply=_apply_create_order, recover=_recover)
+register("upload_assets", check=preflight("upload_assets"), call=_align_step("upload_assets", _send_upload_assets),
          apply=_apply_upload_assets, recover=_recover)
-register("request_revision", check=_check_request_revision,
+register("request_revision", check=_checks(_check_request_revision, preflight("request_revision")),
          call=_align_step("request_revision", _send_request_revision), apply=_apply_request_revision,
          recover=_recover)
-register("accept_clincheck", check=_check_accept_clincheck,
+register("accept_clincheck", check=_checks(_check_accept_clincheck, preflight("accept_clincheck")),
          call=_align_step("accept_clincheck", _send_accept_clincheck), apply=_apply_accept_clincheck,
          recover=_recover)
 register("approve_plan", check=_check_approve_plan, call=_call_approve_plan, apply=_apply_approve_plan,

@@ -48,6 +48,7 @@ from states import align_case as wf
 
 from . import effects as effect_registry
 from . import outbound
+from .align_effects import BATCH_SENDER
 from .connections import ThreadConnections
 from .models import OutboundAttempt
 
@@ -57,7 +58,13 @@ Status = OutboundAttempt.Status
 
 ID_COLUMNS = ("case_id", "case_number", "mrn")
 COMMENTS_COLUMN = "comments"
-DEFAULT_COMMENTS = "Revision requested."
+# The old ad-hoc scripts' files: `id,medical_record_number` (acceptance) and
+# `id,medical_record_number,body,comment` (revisions). Their names are read as ours.
+OLD_NAMES = {"id": "case_id", "medical_record_number": "mrn", "comment": COMMENTS_COLUMN, "body": COMMENTS_COLUMN}
+COLUMN_MEANINGS = {"case_id": "the case id", "case_number": "the case number",
+                   "mrn": "the MRN, checked against the case", COMMENTS_COLUMN: "the revision comment"}
+# The old scripts' default when a revision row has no comment; sent as the batch's own request.
+DEFAULT_COMMENTS = "Revision Requested."
 DONE, SKIPPED, FAILED, WOULD_DO = "done", "skipped", "failed", "would_do"
 BUSY = "in_progress"  # another process holds the case (e.g. a run killed mid-call, until its lease ends)
 OUTCOMES = (DONE, SKIPPED, FAILED, WOULD_DO, BUSY)
@@ -167,42 +174,70 @@ def _read_text(path) -> str:
                               "(save it as CSV, UTF-8).") from None
 
 
+def _canonical(name: str) -> str:
+    return OLD_NAMES.get(name, name)
+
+
 def _header(path, text, allowed):
     """The delimiter and the normalised column names; BatchInputError for a header we cannot use."""
     first = next((line for line in text.splitlines() if line.strip()), "")
     for delimiter in (",", ";", "\t"):
         names = [_normalise(n) for n in next(csv.reader([first], delimiter=delimiter), [])]
-        if any(n in ID_COLUMNS for n in names):
+        if any(_canonical(n) in ID_COLUMNS for n in names):
             break
     else:
         # Not echoed: a file without a header row would show a patient's data here.
         count = len(next(csv.reader([first]), []))
         raise BatchInputError(
-            f"{path}: the first line must be a header row naming a case_id, case_number or mrn column "
-            f"(names are matched whatever their case or position); its {count} column(s) name none of them. "
-            "A file without a header row is refused."
+            f"{path}: the first line must be a header row naming a case_id (or id), case_number or mrn "
+            "(or medical_record_number) column (names are matched whatever their case or position); its "
+            f"{count} column(s) name none of them. A file without a header row is refused."
         )
     named = [n for n in names if n]
-    unknown = [n for n in named if n not in allowed]
+    unknown = [n for n in named if _canonical(n) not in allowed]
     if unknown:
         shown = ", ".join(repr(n[:40]) for n in unknown)
+        readable = ", ".join(allowed) + "".join(f", {old} (= {new})" for old, new in OLD_NAMES.items()
+                                                 if new in allowed)
         raise BatchInputError(
-            f"{path}: unknown column(s) {shown}; this command reads only {', '.join(allowed)}. "
+            f"{path}: unknown column(s) {shown}; this command reads only {readable}. "
             "Remove or rename them (nothing was sent)."
         )
     twice = sorted({n for n in named if named.count(n) > 1})
-    if twice:
-        raise BatchInputError(f"{path}: column(s) {', '.join(twice)} appear more than once.")
+    doubled = sorted({_canonical(n) for n in named if _canonical(n) != COMMENTS_COLUMN
+                      and [_canonical(m) for m in named].count(_canonical(n)) > 1})
+    if twice or doubled:
+        raise BatchInputError(f"{path}: column(s) {', '.join(twice or doubled)} appear more than once"
+                              + ("" if twice else " (under an old and a new name)") + ".")
     return delimiter, names
 
 
-def rows_from_csv(path, action) -> list[Row]:
+def columns_read(names) -> list[str]:
+    """What each column of the header is read as, e.g. "id (the case id)"."""
+    return [f"{n} ({COLUMN_MEANINGS[_canonical(n)]})" for n in names if n]
+
+
+def _comments_of(values, line):
+    """The revision comment of a row: `comments`, or the old files' `comment` / `body`.
+    Returns (comments, problem)."""
+    given = {n: values[n] for n in ("comments", "comment", "body") if values.get(n)}
+    texts = set(given.values())
+    if len(texts) > 1:
+        return None, (f"line {line} has different text under {' and '.join(given)}: keep the revision comment "
+                      "in one of them")
+    return (texts.pop() if texts else None), None
+
+
+def rows_from_csv(path, action, *, columns=None) -> list[Row]:
     """The rows of a CSV file with a header row. Raises BatchInputError when the file as
     a whole is unusable; a row that names no known case (or a case named on an earlier
-    row) becomes a Row with a `problem`."""
+    row) becomes a Row with a `problem`. `columns`, a list, gets what each column is read
+    as (columns_read)."""
     text = _read_text(path)
     allowed = _columns_for(action)
     delimiter, names = _header(path, text, allowed)
+    if columns is not None:
+        columns.extend(columns_read(names))
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     try:
         next(reader)  # the header
@@ -228,8 +263,11 @@ def rows_from_csv(path, action) -> list[Row]:
             continue
         values = {name: cell.strip() for name, cell in zip(names, cells) if name}
         if action.takes_comments:
-            row.comments = values.get(COMMENTS_COLUMN) or None
-        ids = {k: values[k] for k in ID_COLUMNS if values.get(k)}
+            row.comments, row.problem = _comments_of(values, line)
+            if row.problem:
+                given.append({})
+                continue
+        ids = {_canonical(k): v for k, v in values.items() if _canonical(k) in ID_COLUMNS and v}
         if not ids:
             row.problem = f"line {line} has no case_id, case_number or mrn"
         elif "case_id" in ids and not is_case_id(ids["case_id"]):
@@ -278,6 +316,16 @@ def _resolve(rows: list[Row], given: list[dict]) -> None:
         if row.problem:
             continue
         candidates = None
+        if "mrn" in ids and len(ids) > 1:
+            # The MRN checks the case the other column names (the old files: id + medical_record_number).
+            # The message never shows the MRN.
+            named = {k: v for k, v in ids.items() if k != "mrn"}
+            column, value = next(iter(named.items()))
+            found = lookups[column].get(value, [])
+            if found and found[0].patient.mrn != ids["mrn"]:
+                row.problem = (f"the MRN on line {row.line or '?'} does not match the patient of case "
+                               f"{found[0].case_number} ({column} {value[:40]!r}); check the file (nothing sent)")
+                continue
         for column, value in ids.items():
             found = lookups[column].get(value, [])
             if not found:
@@ -496,7 +544,21 @@ class Revise(Action):
                        "for the provider to review")
         if not row.explicit:
             raise Skip("no failed revision request to re-send")
-        params = {"comments": row.comments or DEFAULT_COMMENTS}
+        if not row.comments:
+            # The old scripts' default: the batch's words, not the provider's. Only the provider
+            # may request a revision, so it is still sent on the provider's behalf, but recorded
+            # (history, attempt, plan page) as align_batch's default comment.
+            params = {"comments": DEFAULT_COMMENTS, "sent_by": BATCH_SENDER}
+            _check_input(case, self.trigger, provider, params)
+            return Plan(
+                f"request a revision of plan version {version} with align_batch's default comment "
+                f"{DEFAULT_COMMENTS!r} (the file gave none), on behalf of provider {provider.get_username()}",
+                by=provider, params=params,
+                note=self.note(f"sending Request Revision for plan version {version} with the old scripts' default "
+                               f"comment {DEFAULT_COMMENTS!r} (the file gave none; not the provider's words), on "
+                               f"behalf of the case's provider ({provider.get_username()})."),
+            )
+        params = {"comments": row.comments}
         _check_input(case, self.trigger, provider, params)
         return Plan(
             f"request a revision of plan version {version} on behalf of provider {provider.get_username()}",

@@ -36,6 +36,22 @@ from states import align_case as wf
 class EffectInputError(Exception):
     """The caller's input for a transition is unusable; nothing was done."""
 
+    code = "invalid_input"
+    note = ""  # a case note to add when the engine refuses the transition for it
+
+
+class PreflightFailed(EffectInputError):
+    """A field Align requires for the call is missing or invalid in our records (the
+    pre-flight of integration.payloads); nothing was sent. The engine refuses it with
+    code "guard" and adds `note` (what to fix) to the case."""
+
+    code = "guard"
+
+    def __init__(self, message, *, note="", problems=()):
+        super().__init__(message)
+        self.note = note
+        self.problems = list(problems)
+
 
 class EffectFailed(Exception):
     """The effect was attempted and failed; the case stays where it was."""

@@ -355,7 +355,12 @@ def fire(case, trigger, *, by, **params):
         try:
             effect.check(case, by, params)
         except effect_registry.EffectInputError as exc:
-            raise TransitionNotAllowed(str(exc), code="invalid_input", trigger=trigger, state=case.state) from exc
+            if exc.note:
+                from align_workflow.cases.models import CaseNote
+
+                CaseNote.objects.create(case_id=case.pk, text=exc.note)
+            raise TransitionNotAllowed(str(exc), code=exc.code, trigger=trigger, state=case.state,
+                                       criteria=getattr(exc, "problems", None)) from exc
 
     result, claimed_from = None, None
     if effect.call:

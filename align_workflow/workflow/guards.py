@@ -6,7 +6,7 @@ a checklist and a refusal can name exactly what is missing.
 
 from dataclasses import dataclass
 
-from align_workflow.cases.models import CaseAsset, PhotoAssessment, Prescription
+from align_workflow.cases.models import PhotoAssessment, Prescription
 from states import align_case as wf
 
 
@@ -19,6 +19,11 @@ class Criterion:
 
 
 def can_send_to_align(case) -> list[Criterion]:
+    """The checklist before Send to Align: the clinic's criteria (lab, photos, STL files)
+    and every field Align requires for the three calls (integration.payloads.REQUIRED),
+    one criterion per group, each with its reason."""
+    from align_workflow.integration import payloads
+
     prescription = Prescription.objects.filter(case=case).first()
     lab_ok = prescription is not None and prescription.lab == Prescription.Lab.ALIGN
     if prescription is None:
@@ -37,15 +42,25 @@ def can_send_to_align(case) -> list[Criterion]:
     else:
         photos_reason = f"photo assessment is {assessment.get_status_display().lower()}, not approved"
 
-    stl_count = CaseAsset.objects.filter(case=case, kind__in=CaseAsset.STL_KINDS, removed=False).count()
-    stl_ok = stl_count >= 2
-    stl_reason = f"{stl_count} STL file{'s' if stl_count != 1 else ''} (at least 2 needed)"
-
-    return [
+    criteria = [
         Criterion("lab_is_align", "Prescription lab is Align", lab_ok, lab_reason),
         Criterion("photos_approved", "Photo assessment approved", photos_ok, photos_reason),
-        Criterion("two_stl_files", "At least two STL files", stl_ok, stl_reason),
     ]
+    # What was just read is handed on, so the pre-flight does not read it again.
+    records = payloads.Records(
+        case, lab=prescription.lab if prescription else None,
+        treatment_option=assessment.treatment_option if assessment else None,
+    )
+    seen = {"lab_is_align", "patient_gender"}  # the gender has its own warning on the checklist
+    if assessment is None:
+        seen.add("treatment_option")  # "no photo assessment yet" is said once, above
+    for step in wf.SEND_TO_ALIGN:
+        for verdict in payloads.preflight(case, step, ahead=True, records=records):
+            if verdict.name in seen:
+                continue
+            seen.add(verdict.name)
+            criteria.append(Criterion(verdict.name, verdict.label, verdict.ok, verdict.reason))
+    return criteria
 
 
 GUARDS = {wf.CAN_SEND_TO_ALIGN: can_send_to_align}

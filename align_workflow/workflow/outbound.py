@@ -50,7 +50,7 @@ STEP_LABELS = {
 }
 # What each step needs to be sent again, kept on the attempt. Never patient details.
 PERSISTED_PARAMS = {
-    "request_revision": ("comments", "plan_version"),
+    "request_revision": ("comments", "plan_version", "sent_by"),
     "accept_clincheck": ("screenshot_asset_id",),
 }
 # "Send to Align": the step to run from each state.
@@ -409,6 +409,21 @@ def _refuse_if_busy(case, trigger):
         )
 
 
+def _refuse_if_not_align(case, trigger):
+    """Only a case prescribed to the Align lab is in the Align workflow."""
+    from align_workflow.cases.models import Prescription
+
+    from .engine import TransitionNotAllowed
+
+    lab = Prescription.objects.filter(case_id=case.pk).values_list("lab", flat=True).first()
+    if lab != Prescription.Lab.ALIGN:
+        where = dict(Prescription.Lab.choices).get(lab, "no lab (no prescription)")
+        raise TransitionNotAllowed(
+            f"This case is not prescribed to Align (its lab is {where}), so it is outside the Align workflow; "
+            "nothing was sent.", code="guard", trigger=trigger, state=case.state,
+        )
+
+
 @dataclass
 class SendResult:
     """What a send_to_align / retry_case call did.
@@ -542,6 +557,7 @@ def send_to_align(case, *, by) -> SendResult:
 
     with transaction.atomic():
         locked = Case.objects.select_for_update().get(pk=case.pk)
+        _refuse_if_not_align(locked, wf.SEND_TO_ALIGN[0])
         step = SEND_STEP_FROM.get(locked.state)
         if step is None:
             raise TransitionNotAllowed(
@@ -613,6 +629,7 @@ class DueRun:
     restarted: int = 0    # pending attempts nobody had started
     retried: int = 0      # failed attempts whose retry was due
     results: list = field(default_factory=list)
+    acceptances: list = field(default_factory=list)  # (case id, outcome, detail): purchases' waiting acceptances
 
     @property
     def started(self):
@@ -684,6 +701,10 @@ def run_due(*, everything=False, workers=1) -> DueRun:
             held.close_all()
     else:
         run.results = [r for r in map(_run_logged, to_run) if r is not None]
+    from . import purchases
+
+    # Bought cases whose acceptance waited for the flag: sent now if the flag is on.
+    run.acceptances = purchases.send_waiting()
     return run
 
 

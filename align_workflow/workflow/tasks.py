@@ -28,6 +28,11 @@ def sweep_task():
     run, to_run = outbound.collect_due()
     for attempt_id in to_run:
         run_attempt_task.delay(attempt_id)
+    from . import purchases
+
+    sent = purchases.send_waiting()  # bought cases whose acceptance waited for the flag
+    if sent:
+        logger.info("align sweep: %s waiting acceptance(s) looked at", len(sent))
     if run.expired or to_run:
         logger.info("align sweep: %s expired, %s restarted, %s retries queued", run.expired, run.restarted,
                     run.retried)

@@ -5,7 +5,7 @@ staff confirms the purchase, Align ships it."""
 import pytest
 from waffle import get_waffle_flag_model
 
-from align_workflow.cases.models import Prescription
+from align_workflow.cases.models import PhotoAssessment, Prescription
 from states import align_case as wf
 from tests.factories import ProviderFactory, StaffFactory, make_case
 
@@ -34,6 +34,7 @@ def test_provider_cannot_open_another_providers_case_and_failed_criteria_hide_se
     other_case = make_case(provider=theirs, state=wf.PLAN_RECEIVED)
     own_case = make_case(provider=mine, state=wf.PLAN_RECEIVED)
     in_house = make_case(provider=mine, lab=Prescription.Lab.IN_HOUSE)
+    photos_pending = make_case(provider=mine, photos=PhotoAssessment.Status.PENDING)
 
     provider = portal(mine.user.username)
     provider.page.wait_for_url("**/provider/")
@@ -47,14 +48,22 @@ def test_provider_cannot_open_another_providers_case_and_failed_criteria_hide_se
 
     clinic = portal(staff.username)
     clinic.page.wait_for_url("**/staff/")
-    clinic.open(f"/staff/cases/{in_house.pk}/")
+    clinic.open(f"/staff/cases/{in_house.pk}/")  # outside the Align workflow: no Align panel at all
+    assert clinic.page.locator("#send-button").count() == 0 and clinic.page.locator("#align-panel").count() == 0
+    assert "Not prescribed to Align" in clinic.page.locator("#outside-workflow").inner_text()
+    clinic.open(f"/staff/cases/{photos_pending.pk}/")
     assert clinic.page.locator("#send-button").count() == 0
     failed = clinic.page.locator("#checklist li.fail")
     assert failed.count() == 1
-    assert "Prescription lab is Align" in failed.inner_text()
-    assert "prescribed to In-house, not Align" in failed.inner_text()
+    assert "Photo assessment approved" in failed.inner_text()
+    assert "photo assessment is pending, not approved" in failed.inner_text()
     assert "until every item above is ticked" in clinic.page.locator("#send-unavailable").inner_text()
     clinic.screenshot("staff-case-criterion-fails")
+    no_phone = make_case(provider=mine, patient__phone="")
+    clinic.open(f"/staff/cases/{no_phone.pk}/")  # the contact form opens by itself: a contact criterion fails
+    assert clinic.page.locator("#checklist li.fail").inner_text().startswith("✗")
+    assert clinic.page.locator("#contact-form").is_visible()
+    clinic.screenshot("staff-case-contact-details")
 
 
 def _state(tab):

@@ -177,15 +177,17 @@ def test_case_page_shows_checklist_and_send_button(staff_client, flags_on):
     response = staff_client.get(f"/staff/cases/{case.pk}/")
     html = response.content.decode()
     assert response.status_code == 200
-    assert [c.ok for c in response.context["criteria"]] == [True, True, True]
+    criteria = response.context["criteria"]
+    assert all(c.ok for c in criteria) and len(criteria) == 11  # the clinic's criteria and Align's fields
     assert 'id="send-button"' in html and "Send to Align" in html
     assert html.index('id="align-panel"') < html.index('id="rx-title"')  # the Align panel above the prescription
     assert case.meaning in html
     assert "<svg" in html and "<?xml" not in html
 
 
+# A case prescribed to another lab has no checklist at all: it is outside the Align
+# workflow (tests/portals/test_align_lab_only.py).
 @pytest.mark.parametrize("fail,reason", [
-    ({"lab": Prescription.Lab.IN_HOUSE}, "prescribed to In-house, not Align"),
     ({"photos": PhotoAssessment.Status.PENDING}, "photo assessment is pending, not approved"),
     ({"stl_files": 1}, "1 STL file (at least 2 needed)"),
 ])
@@ -323,16 +325,19 @@ def test_aligners_purchased_refused_in_the_wrong_state_writes_nothing(staff_clie
     response = staff_client.post(f"/staff/cases/{case.pk}/aligners-purchased/", follow=True)
     case.refresh_from_db()
     assert case.state == wf.PLAN_RECEIVED and case.aligners_purchased_at is None
-    assert any("Cannot accept clincheck" in m for m in messages_of(response))
+    assert any("aligners can be bought only once the provider approved the plan" in m for m in messages_of(response))
 
 
-def test_aligners_purchased_refused_when_the_flag_is_off(staff_client, local_effects_only):
+def test_aligners_purchased_with_the_flag_off_records_the_purchase_and_the_acceptance_waits(
+        staff_client, local_effects_only):
     flag(wf.FLAG_SET_ORDER_STATUS, False)
     case = make_case(state=wf.PROVIDER_APPROVED)
     response = staff_client.post(f"/staff/cases/{case.pk}/aligners-purchased/", follow=True)
     case.refresh_from_db()
-    assert case.state == wf.PROVIDER_APPROVED and case.aligners_purchased_at is None
-    assert any("set-align-order-status" in m for m in messages_of(response))
+    assert case.state == wf.PROVIDER_APPROVED and case.aligners_purchased_at is not None
+    assert case.aligners_purchase_source == "staff"
+    assert any("set-align-order-status" in m and "waits" in m for m in messages_of(response))
+    assert 'id="acceptance-waiting"' in response.content.decode()
 
 
 def test_timeline_shows_events_from_align_and_failed_ones_stand_out(staff_client):

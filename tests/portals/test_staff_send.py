@@ -1,6 +1,8 @@
 """Send to Align and Retry from the staff portal, against an in-memory Align (the
 client's interface; the real simulator is exercised by the browser test)."""
 
+import uuid
+
 import pytest
 
 from align_workflow.cases.models import Case
@@ -104,7 +106,8 @@ def test_aligners_purchased_when_align_is_down_keeps_the_purchase(staff_client, 
     from align_workflow.cases.models import CaseAsset
 
     case = make_case(state=wf.PROVIDER_APPROVED)
-    CaseAsset.objects.create(case=case, kind=CaseAsset.Kind.CCACCEPTSCREEN, vault_id="v", external_key="k")
+    CaseAsset.objects.create(case=case, kind=CaseAsset.Kind.CCACCEPTSCREEN, vault_id=str(uuid.uuid4()),
+                             external_key=str(uuid.uuid4()))
     fake_align.fail("accept_clincheck", unavailable(503))
     response = staff_client.post(f"/staff/cases/{case.pk}/aligners-purchased/", follow=True)
     case.refresh_from_db()

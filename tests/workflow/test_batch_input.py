@@ -43,7 +43,7 @@ def refused(simulator, code, out, err, *expected):
     (PNG, "is not a CSV file (it holds binary data"),
     (XLSX, "is not a CSV file (it holds binary data"),
     ("case_id,comments\n1,Caf\xe9\n".encode("latin-1"), "is not UTF-8 text"),
-    (b"id,number\n1,2\n", "the first line must be a header row naming a case_id, case_number or mrn column"),
+    (b"ident,number\n1,2\n", "the first line must be a header row naming a case_id (or id), case_number or mrn"),
     (b"case_id,first_name,state\n1,Jane,IL\n", "unknown column(s) 'first_name', 'state'"),
     (b"case_id,case_id\n1,1\n", "column(s) case_id appear more than once"),
     (b'case_id\n"1\n', "is not valid CSV"),
@@ -70,9 +70,9 @@ def test_comments_are_an_unknown_column_outside_revise(simulator, ready, tmp_pat
 
 def test_a_misspelt_comments_column_is_refused_rather_than_defaulted(simulator, flags_on, tmp_path):
     case = make_case(state=wf.PLAN_RECEIVED)
-    path = write_csv(tmp_path, f"case_id,comment\n{case.pk},Less IPR\n")
+    path = write_csv(tmp_path, f"case_id,coments\n{case.pk},Less IPR\n")
     code, out, err = run_batch("revise", "--csv", path)
-    refused(simulator, code, out, err, "unknown column(s) 'comment'; this command reads only case_id, "
+    refused(simulator, code, out, err, "unknown column(s) 'coments'; this command reads only case_id, "
                                        "case_number, mrn, comments")
 
 
@@ -134,7 +134,8 @@ def test_bad_rows_in_a_usable_file_are_skipped_and_the_others_done(simulator, fl
         "line 5 skipped: case_id 'abc' is not a case id (a whole number)",
         f"line 6 skipped: mrn '{twin_patient.mrn}' has 2 cases ({twins[0].case_number}, {twins[1].case_number}); "
         "give the case_id or case_number",
-        f"line 7 skipped: case_id '{good.pk}' and mrn '{other.patient.mrn}' name different cases",
+        f"line 7 skipped: the MRN on line 7 does not match the patient of case {good.case_number} "
+        f"(case_id '{good.pk}'); check the file (nothing sent)",
         f"{good.case_number} skipped: duplicate: case {good.case_number} is already on line 2",
         "line 10 skipped: line 10 has more values than the header has named columns",
     ]
@@ -143,6 +144,7 @@ def test_bad_rows_in_a_usable_file_are_skipped_and_the_others_done(simulator, fl
     assert f"] {twins[1].case_number} accepted" in out
     assert "Done: 2 accepted, 7 skipped, 0 failed" in out
     assert effects(simulator, "accepts") == {"accepts": 2}
+    assert other.patient.mrn not in out  # a mismatching MRN is never printed
     assert Case.objects.get(pk=twins[0].pk).state == wf.PROVIDER_APPROVED and not notes(twins[0])
     assert Case.objects.get(pk=other.pk).state == wf.PROVIDER_APPROVED and not notes(other)
 

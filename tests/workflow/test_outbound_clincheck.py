@@ -2,6 +2,7 @@
 request_revision, approve_plan (the acceptance screenshot) and accept_clincheck."""
 
 import io
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -240,6 +241,7 @@ def test_accept_without_a_screenshot_is_refused_before_anything_is_sent(screensh
 
 def test_accept_by_automation_on_purchase(fake_align, flags_on):
     case = make_case(state=wf.PROVIDER_APPROVED)
-    CaseAsset.objects.create(case=case, kind=CaseAsset.Kind.CCACCEPTSCREEN, vault_id="v", external_key="k")
+    CaseAsset.objects.create(case=case, kind=CaseAsset.Kind.CCACCEPTSCREEN, vault_id=str(uuid.uuid4()),
+                             external_key=str(uuid.uuid4()))
     fire(case, "accept_clincheck", by=None)
     assert case.state == wf.ACCEPTED

@@ -58,7 +58,9 @@ def test_one_batch_acceptance(require_postgres, instant_align, flags_on):
 
     assert outcome.outcome == batch.DONE, outcome.detail
     sql = statements(queries)
-    assert len(sql) == 18, "\n".join(sql)
+    # 22: the pre-flight of the call (the patient and the prescription's lab, read as they
+    # are now) runs in the batch's own input check and again in the engine's (4 more).
+    assert len(sql) == 22, "\n".join(sql)
     assert sum(s.startswith("SELECT") and '"cases_caseasset"' in s.split("WHERE")[0] for s in sql) == 2
     assert sum(s == "COMMIT" for s in sql) == 2  # the attempt, then the outcome with the move
 
@@ -74,13 +76,16 @@ def test_send_to_align_by_staff(require_postgres, instant_align, flags_on, staff
 
     assert result.ok and result.state == wf.ASSETS_UPLOADED, result
     sql = statements(queries)
-    assert len(sql) == 64, "\n".join(sql)
+    # 71: each step's pre-flight reads the patient and the lab as they are now (6 more),
+    # and the click is refused for a case not prescribed to Align (1 more).
+    assert len(sql) == 71, "\n".join(sql)
     assert not [s for s in sql if '"cases_provider"' in s]
     assert sum('FROM "auth_user"' in s for s in sql) == 1
     # The guard (prescription, photo assessment, STL count) runs when the click is
     # checked and again when the first step claims the case (kept: in Celery mode the
-    # claim comes later, and the case may have lost a file meanwhile).
-    assert sum(s.startswith('SELECT COUNT(*) AS "__count" FROM "cases_caseasset"') for s in sql) == 2
+    # claim comes later, and the case may have lost a file meanwhile); Upload Assets' own
+    # pre-flight counts the stored files once more, just before that call.
+    assert sum(s.startswith('SELECT COUNT(*) AS "__count" FROM "cases_caseasset"') for s in sql) == 3
 
 
 def test_applying_an_event_that_moves_the_case(require_postgres):

@@ -12,7 +12,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from align_workflow.cases.models import Case, CaseAsset, Patient
+from align_workflow.cases.models import Case, CaseAsset, Patient, Prescription
+from align_workflow.workflow import purchases
 from align_workflow.workflow.diagrams import MISSING_GRAPHVIZ, case_svg
 from align_workflow.workflow.engine import available_triggers, fire, flag_is_on
 from align_workflow.workflow.guards import can_send_to_align
@@ -20,10 +21,12 @@ from states import align_case as wf
 
 from .. import selectors, services
 from ..access import staff_required
-from ..forms import CancelForm, CaseFilterForm, CaseSearchForm, GenderForm
+from ..forms import CancelForm, CaseFilterForm, CaseSearchForm, ContactForm, GenderForm
 from .common import form_errors, inline_svg, perform, send_outcome
 
 PAGE_SIZE = 25
+# Checklist criteria the contact details form fixes (opened when one of them fails).
+CONTACT_CRITERIA = {"patient_email", "patient_phone", "patient_address"}
 # States from which "Send to Align" starts or resumes (eligible, patient_created, order_created).
 SEND_SOURCES = {state for trigger in wf.SEND_TO_ALIGN for state in wf.BY_TRIGGER[trigger].source}
 
@@ -75,6 +78,7 @@ def case_list(request):
         cases = selectors.staff_cases(
             q=filters.get("q", ""), state=filters.get("state", ""),
             attention=filters.get("attention", False), stuck=filters.get("stuck", False),
+            other_labs=filters.get("other_labs", False),
         )
     page = Paginator(cases, PAGE_SIZE).get_page(request.GET.get("page"))
     counts = selectors.state_counts()
@@ -87,6 +91,7 @@ def case_list(request):
         "counts": counts,
         "total": sum(c.total for c in counts),
         "attention_total": selectors.attention_count(),
+        "outside_total": selectors.outside_workflow_count(),
         "filters": filters,
         "filtered": any(filters.values()),
         "invalid": status == 400,
@@ -118,19 +123,26 @@ def case_detail(request, pk):
     send_flag_on = flag_is_on(wf.FLAG_INITIATE_ORDER, request.user)
     # A case that needs attention is resumed with Retry (same step, same idempotency key).
     can_send = any(t in available for t in wf.SEND_TO_ALIGN) and not case.needs_attention
+    prescription = getattr(case, "prescription", None)
     return render(request, "portals/staff/case_detail.html", {
         "nav": "staff",
         "case": case,
+        "in_workflow": prescription is not None and prescription.lab == Prescription.Lab.ALIGN,
         "patient": case.patient,
         "criteria": criteria,
         "all_criteria_pass": all(c.ok for c in criteria),
         "send_flag_on": send_flag_on,
         "can_send": can_send,
         "sending_stage": case.state in SEND_SOURCES,
-        "can_purchase": "accept_clincheck" in available,
+        "can_purchase": case.state == wf.PROVIDER_APPROVED,
+        "acceptance_waiting": purchases.is_waiting(case),
+        "acceptance_flag_on": flag_is_on(wf.FLAG_SET_ORDER_STATUS, request.user),
         "can_cancel": "cancel" in available,
         "gender_unknown": case.patient.gender == Patient.Gender.UNKNOWN,
         "gender_form": GenderForm(initial={"gender": case.patient.gender}),
+        "contact_form": ContactForm(instance=case.patient, prefix="contact"),
+        "contact_editable": case.state not in services.CONTACT_LOCKED_STATES,
+        "contact_needs_fix": any(not c.ok for c in criteria if c.name in CONTACT_CRITERIA),
         "cancel_form": CancelForm(),
         "timeline": selectors.timeline(case),
         "assets": CaseAsset.objects.filter(case=case).order_by("kind", "created"),
@@ -180,12 +192,22 @@ def retry(request, pk):
     return _back(case)
 
 
+def _purchase_message(outcome):
+    from align_workflow.workflow import purchases
+
+    state = f"The case is now {Case.objects.get(pk=outcome.case_id).state.replace('_', ' ')}."
+    if outcome.acceptance == purchases.SENT:
+        return f"Aligner purchase recorded and the ClinCheck accepted. {state}"
+    if outcome.acceptance == purchases.WAITING:
+        return messages.INFO, f"{outcome.message} {state}"
+    return messages.WARNING, f"{outcome.message} {state}"
+
+
 @require_POST
 @staff_required
 def aligners_purchased(request, pk):
     case = get_object_or_404(Case, pk=pk)
-    perform(request, lambda: services.mark_aligners_purchased(case, by=request.user),
-            success=lambda _: f"Aligner purchase recorded and the ClinCheck accepted. {_now_in(case)}")
+    perform(request, lambda: services.mark_aligners_purchased(case, by=request.user), success=_purchase_message)
     return _back(case)
 
 
@@ -215,4 +237,24 @@ def set_gender(request, pk):
             messages.info(request, "The patient's gender was already that.")
     else:
         form_errors(request, form)
+    return _back(case)
+
+
+@require_POST
+@staff_required
+def set_contact(request, pk):
+    case = get_object_or_404(Case.objects.select_related("patient"), pk=pk)
+    form = ContactForm(request.POST, instance=case.patient, prefix="contact")
+    if not form.is_valid():
+        form_errors(request, form)
+        return _back(case)
+    try:
+        changed = services.set_patient_contact(case, form, by=request.user)
+    except services.ContactRefused as refused:
+        messages.error(request, str(refused))
+        return _back(case)
+    if changed:
+        messages.success(request, f"Patient contact details saved ({', '.join(changed)}).")
+    else:
+        messages.info(request, "The patient's contact details were already that.")
     return _back(case)

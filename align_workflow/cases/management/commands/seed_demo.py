@@ -67,6 +67,10 @@ FIRST = ["Ava", "Ben", "Chloe", "Dev", "Emma", "Felix", "Grace", "Hugo", "Iris",
 LAST = ["Nguyen", "Okafor", "Schmidt", "Rossi", "Kim", "Silva", "Haddad", "Novak", "Larsen", "Moreau"]
 
 
+LOAD_ADDRESS = {"address_line1": "1 Load Test Way", "city": "Springfield", "state": "IL", "zip_code": "62701",
+                "country": "US"}
+
+
 def _fake_id(*parts):
     return str(uuid.UUID(hashlib.sha256("/".join(map(str, parts)).encode()).hexdigest()[:32]))
 
@@ -153,7 +157,9 @@ class Command(BaseCommand):
         for trigger in triggers:
             dest = wf.BY_TRIGGER[trigger].dest
             when += timedelta(days=1)
-            StateLog.objects.create(timestamp=when, source_state=state, state=dest, transition=trigger,
+            # The provider's own decisions are the provider's in the history (the plan page says "You").
+            by = case.prescription.provider.user if trigger in ("request_revision", "approve_plan") else None
+            StateLog.objects.create(timestamp=when, by=by, source_state=state, state=dest, transition=trigger,
                                     content_type=ct, object_id=case.pk, description="demo data")
             self._side_data(case, trigger, when)
             state = dest
@@ -190,13 +196,18 @@ class Command(BaseCommand):
 
     def _load_cases(self, n, providers):
         existing = set(Case.objects.filter(case_number__startswith="LOAD-").values_list("case_number", flat=True))
+        # Load patients made before every contact field was required get the demo's contact details.
+        Patient.objects.filter(cases__case_number__startswith="LOAD-", phone="").update(phone="555-0100")
+        Patient.objects.filter(cases__case_number__startswith="LOAD-", address_line1="").update(**LOAD_ADDRESS)
         wanted = [f"LOAD-{i:06d}" for i in range(1, n + 1)]
         missing = [number for number in wanted if number not in existing]
         if not missing:
             return 0
+        # Everything Align requires (integration.payloads.REQUIRED): these cases go through end to end.
         patients = Patient.objects.bulk_create([
             Patient(mrn="L" + number[5:], first_name=FIRST[i % len(FIRST)], last_name=LAST[i % len(LAST)],
-                    date_of_birth=date(1990, 1, 1), gender="F" if i % 2 else "M", email=f"load{i}@example.com")
+                    date_of_birth=date(1990, 1, 1), gender="F" if i % 2 else "M", email=f"load{i}@example.com",
+                    phone=f"555-{i % 10000:04d}", **LOAD_ADDRESS)
             for i, number in enumerate(missing)
         ], batch_size=1000)
         patients = {p.mrn: p for p in Patient.objects.filter(mrn__in=["L" + n[5:] for n in missing])}

@@ -21,9 +21,10 @@
   var banner = document.getElementById("changed-banner");
 
   function typing() {
-    var fields = document.querySelectorAll("textarea, input[type=text], input[type=search]");
+    // Changed from what the page was served with (a prefilled form is not typing).
+    var fields = document.querySelectorAll("textarea, input[type=text], input[type=email], input[type=search]");
     for (var i = 0; i < fields.length; i++) {
-      if (fields[i].value.trim()) return true;
+      if (fields[i].value.trim() !== fields[i].defaultValue.trim()) return true;
     }
     return false;
   }

@@ -113,7 +113,8 @@ class Command(BaseCommand):
             chosen.add_argument("--csv", metavar="FILE",
                                 help=f"a CSV file with a header row naming one of {columns}"
                                      + (" and optionally comments" if action.takes_comments else "")
-                                     + " (any order, any case)")
+                                     + " (any order, any case; the old scripts' id, medical_record_number"
+                                     + (", body, comment" if action.takes_comments else "") + " too)")
             chosen.add_argument("--case-ids", metavar="IDS", help="case ids separated by commas, e.g. 12,15,18")
             sub.add_argument("--dry-run", action="store_true", help="list what would be done; send nothing")
             sub.add_argument("--concurrency", type=int, default=None, metavar="N",
@@ -129,9 +130,10 @@ class Command(BaseCommand):
         concurrency = DEFAULT_CONCURRENCY if concurrency is None else concurrency
         if concurrency < 1:
             raise CommandError("--concurrency must be 1 or more.", returncode=2)
+        columns = []
         try:
             if csv:
-                rows, source = batch.rows_from_csv(csv, act), csv
+                rows, source = batch.rows_from_csv(csv, act, columns=columns), csv
             elif case_ids is not None:
                 rows, source = batch.rows_from_ids(batch.parse_case_ids(case_ids)), "--case-ids"
             else:
@@ -145,6 +147,8 @@ class Command(BaseCommand):
                 self.stderr.write(f"Note: {why}")
             mode = " (dry run: nothing is sent)" if dry_run else ""
             self.stdout.write(f"align_batch {act.name}: {len(rows)} case(s) from {terminal_safe(source)}{mode}.")
+            if columns:
+                self.stdout.write(f"Columns read: {terminal_safe('; '.join(columns))}.")
             bar = self.stdout.isatty() and not dry_run
             progress = Progress(self.stdout, len(rows), act, bar=bar)
             started = time.monotonic()

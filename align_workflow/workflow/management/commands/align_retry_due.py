@@ -45,7 +45,7 @@ class Command(BaseCommand):
 
     def _once(self, everything, workers, verbosity, quiet_when_idle):
         run = outbound.run_due(everything=everything, workers=max(1, workers))
-        if quiet_when_idle and not (run.expired or run.started):
+        if quiet_when_idle and not (run.expired or run.started or run.acceptances):
             return
         failed = [r for r in run.results if not r.ok]
         if verbosity:
@@ -53,6 +53,13 @@ class Command(BaseCommand):
                 f"{run.started} attempt(s) run ({run.retried} retries, {run.restarted} never started), "
                 f"{run.expired} taken over after their lease expired; {len(failed)} failed again."
             )
+            if run.acceptances:
+                sent = sum(outcome == "sent" for _, outcome, _ in run.acceptances)
+                self.stdout.write(f"{sent} waiting acceptance(s) of bought aligners sent "
+                                  f"({len(run.acceptances)} case(s) looked at).")
+                for case_id, outcome, detail in run.acceptances:
+                    if outcome != "sent":
+                        self.stdout.write(f"  case {case_id}: {detail}")
             if verbosity > 1:
                 for r in failed:
                     self.stdout.write(terminal_safe(f"  case {r.case_id}: {r.failed_step}: {r.error}"))
