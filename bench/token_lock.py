@@ -4,7 +4,7 @@
 through django-redis, here the database BENCH_REDIS_URL, default
 redis://127.0.0.1:6379/11), wait at a barrier and then each makes one authenticated call
 (GET /orders/{id}) through the Align client against the simulator running as a real
-process (align_workflow.integration.simulator.launch). The simulator counts the token
+process (align_simulator.launch). The simulator counts the token
 requests it answered. The token route answers after 300 ms (an injected latency), so
 every process is still inside the race when the first token arrives.
 
@@ -62,7 +62,7 @@ def _round(processes, simulator, redis, share_token_lock):
 def run(scale=1.0):
     import redis as redis_py
 
-    from align_workflow.integration.simulator.launch import start_simulator
+    from align_simulator.launch import start_simulator
     from tests.integration.client_processes import ClientProcesses
 
     n = max(4, int(PROCESSES * scale))

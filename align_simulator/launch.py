@@ -20,7 +20,7 @@ from pathlib import Path
 
 import requests
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 30
 LISTENING = re.compile(r"listening on (http://\S+)")
 
