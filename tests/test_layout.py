@@ -65,3 +65,9 @@ def test_every_simulator_module_imports_with_django_and_the_project_unimportable
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert int(done.stdout) > 10
+
+
+def test_nothing_outside_the_tests_imports_them():
+    modules = [*python_files("align_workflow", "align_simulator", "bench", "states", "scripts"),
+               ROOT / "manage.py"]
+    assert imports_of(modules, {"tests"}) == []
