@@ -71,3 +71,36 @@ def test_nothing_outside_the_tests_imports_them():
     modules = [*python_files("align_workflow", "align_simulator", "bench", "states", "scripts"),
                ROOT / "manage.py"]
     assert imports_of(modules, {"tests"}) == []
+
+
+def test_the_tests_support_code_lives_in_support_and_plugins():
+    """Outside tests/support/ and tests/plugins/ there are only test modules, conftest.py and packages."""
+    strays = [
+        str(path.relative_to(ROOT)) for path in TESTS.rglob("*.py")
+        if path.parent.name not in ("support", "plugins")
+        and not path.name.startswith("test_") and path.name not in ("conftest.py", "__init__.py")
+    ]
+    assert strays == []
+
+
+def test_the_tests_conftest_only_registers_plugins():
+    tree = ast.parse((TESTS / "conftest.py").read_text())
+    defined = [node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))]
+    assert defined == []
+    assert "tests.plugins.simulator" in (TESTS / "conftest.py").read_text()
+
+
+def test_no_test_module_imports_helpers_from_a_conftest():
+    found = [
+        f"{path.relative_to(ROOT)}:{lineno} imports {module}"
+        for path in TESTS.rglob("*.py")
+        for lineno, module in imported_modules(path)
+        if module.split(".")[-1] == "conftest"
+    ]
+    found += [
+        f"{path.relative_to(ROOT)}:{node.lineno} imports .conftest"
+        for path in TESTS.rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ImportFrom) and node.level and node.module == "conftest"
+    ]
+    assert found == []
