@@ -226,5 +226,6 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "loggers": {
         "align_workflow": {"handlers": ["console"], "level": os.environ.get("ALIGN_LOG_LEVEL", "INFO")},
+        "align_simulator": {"handlers": ["console"], "level": os.environ.get("ALIGN_LOG_LEVEL", "INFO")},
     },
 }

@@ -4,7 +4,7 @@
 through django-redis, here the database BENCH_REDIS_URL, default
 redis://127.0.0.1:6379/11), wait at a barrier and then each makes one authenticated call
 (GET /orders/{id}) through the Align client against the simulator running as a real
-process (align_workflow.integration.simulator.launch). The simulator counts the token
+process (align_simulator.launch). The simulator counts the token
 requests it answered. The token route answers after 300 ms (an injected latency), so
 every process is still inside the race when the first token arrives.
 
@@ -12,7 +12,8 @@ The baseline, in the same run and against the same simulator and processes: the 
 calls with the client's shared token lock switched off (`share_token_lock = False`),
 that is a client that fetches a token whenever its cache look-up misses.
 
-A first round, not counted, lets every process finish starting. The processes are the test suite's (tests/integration/client_processes.py). Only the
+A first round, not counted, lets every process finish starting. The processes are
+bench/client_processes.py's, which the test suite's 16-process test also uses. Only the
 token and lock keys the client writes are deleted from the Redis database, before and
 after each round.
 """
@@ -62,8 +63,8 @@ def _round(processes, simulator, redis, share_token_lock):
 def run(scale=1.0):
     import redis as redis_py
 
-    from align_workflow.integration.simulator.launch import start_simulator
-    from tests.integration.client_processes import ClientProcesses
+    from align_simulator.launch import start_simulator
+    from .client_processes import ClientProcesses
 
     n = max(4, int(PROCESSES * scale))
     rounds = 3 if scale >= 0.1 else 1

@@ -3,7 +3,7 @@
 import pytest
 
 from align_workflow.cases.models import CaseAsset
-from tests.factories import make_case
+from tests.support.factories import make_case
 
 pytestmark = pytest.mark.django_db
 

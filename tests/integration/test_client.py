@@ -25,7 +25,7 @@ from align_workflow.integration.client import (
     CreatedOrder,
     CreatedPatient,
 )
-from tests.threads import together
+from tests.support.threads import together
 
 BASE = "http://align.test"
 TOKEN_URL = f"{BASE}/auth/token"

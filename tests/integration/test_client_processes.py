@@ -11,8 +11,7 @@ import pytest
 from django.core.cache import cache
 
 from align_workflow.integration.client import Align, AlignRejected
-
-from .client_processes import ClientProcesses
+from bench.client_processes import ClientProcesses
 
 PROCESSES = 16
 CASE_ID = 1  # unknown to the simulator: every call that gets past auth answers 404

@@ -11,7 +11,7 @@ import pytest
 import responses
 
 from align_workflow.integration.client import Align
-from tests.threads import together
+from tests.support.threads import together
 
 BASE = "http://align.test"
 TOKEN_URL = f"{BASE}/auth/token"

@@ -22,7 +22,7 @@ from align_workflow.integration.client import (
 )
 from align_workflow.integration.vault import HttpVault, VaultError
 
-from .conftest import STL_ASSETS
+from tests.support.simulator_api import STL_ASSETS
 
 CASE_IDS = itertools.count(98_001)
 

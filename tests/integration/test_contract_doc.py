@@ -5,7 +5,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from align_workflow.integration.simulator import server
+from align_simulator import server
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTRACT = ROOT / "docs" / "align-contract.md"

@@ -12,9 +12,8 @@ from align_workflow.integration import events
 from align_workflow.integration.models import AlignCaseStatus, InboundEvent
 from align_workflow.workflow import TransitionNotAllowed, fire
 from states import align_case as wf
-from tests.factories import make_case
-
-from .deliveries import deliver, encode, make_event, post, row_counts, svix_headers
+from tests.support.deliveries import deliver, encode, make_event, post, row_counts, svix_headers
+from tests.support.factories import make_case
 
 pytestmark = pytest.mark.django_db
 

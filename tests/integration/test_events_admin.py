@@ -10,9 +10,8 @@ from align_workflow.cases.models import Case
 from align_workflow.integration.models import InboundEvent
 from align_workflow.workflow import fire
 from states import align_case as wf
-from tests.factories import make_case
-
-from .deliveries import deliver, make_event
+from tests.support.deliveries import deliver, make_event
+from tests.support.factories import make_case
 
 pytestmark = pytest.mark.django_db
 

@@ -13,9 +13,8 @@ from align_workflow.integration import events
 from align_workflow.integration.models import InboundEvent
 from align_workflow.workflow import fire
 from states import align_case as wf
-from tests.factories import make_case
-
-from .deliveries import encode, make_event, post, svix_headers
+from tests.support.deliveries import encode, make_event, post, svix_headers
+from tests.support.factories import make_case
 
 THREADS = 10
 

@@ -11,9 +11,8 @@ import pytest
 from django.conf import settings
 
 from states import align_case as wf
-from tests.factories import make_case
-
-from .deliveries import encode, make_event, post, row_counts, svix_headers
+from tests.support.deliveries import encode, make_event, post, row_counts, svix_headers
+from tests.support.factories import make_case
 
 pytestmark = pytest.mark.django_db
 

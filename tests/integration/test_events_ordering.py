@@ -13,9 +13,8 @@ from align_workflow.cases.models import Case
 from align_workflow.integration.models import AlignCaseStatus, InboundEvent
 from align_workflow.workflow import fire
 from states import align_case as wf
-from tests.factories import make_case
-
-from .deliveries import deliver, iso, make_event
+from tests.support.deliveries import deliver, iso, make_event
+from tests.support.factories import make_case
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=timezone.utc)
 

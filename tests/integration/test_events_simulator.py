@@ -15,8 +15,8 @@ from align_workflow.cases.models import Case, CaseAsset
 from align_workflow.integration.models import InboundEvent
 from align_workflow.workflow import fire, send_to_align
 from states import align_case as wf
-from tests.factories import make_case
-from tests.workflow.images import png_url
+from tests.support.factories import make_case
+from tests.support.images import png_url
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -11,9 +11,8 @@ from align_workflow.integration.client import Align
 from align_workflow.workflow import fire
 from align_workflow.workflow.effects import EffectFailed
 from states import align_case as wf
-from tests.factories import make_case
-
-from .conftest import CASE_IDS, error_code
+from tests.support.factories import make_case
+from tests.support.simulator_api import CASE_IDS, error_code
 
 NO_EFFECTS = {"patients": 0, "orders": 0, "uploads": 0, "accepts": 0, "modifies": 0, "tokens": 0, "blobs": 0}
 

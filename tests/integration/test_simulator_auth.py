@@ -4,7 +4,7 @@ import time
 
 import requests
 
-from .conftest import error_code
+from tests.support.simulator_api import error_code
 
 GOOD = {"grant_type": "client_credentials", "client_id": "demo", "client_secret": "demo-secret"}
 

@@ -4,7 +4,7 @@ import uuid
 
 import requests
 
-from .conftest import CASE_IDS, STL_ASSETS, error_code, patient_body
+from tests.support.simulator_api import CASE_IDS, STL_ASSETS, error_code, patient_body
 
 SCREENSHOT_REF = {"vault_id": str(uuid.uuid4()), "external_key": str(uuid.uuid4())}
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from align_workflow.integration.simulator import AlignSimulator
-from align_workflow.integration.simulator.controls import require_loopback
-from align_workflow.integration.simulator.wire import ApiError, Request
+from align_simulator import AlignSimulator
+from align_simulator.controls import require_loopback
+from align_simulator.wire import ApiError, Request
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,10 +43,10 @@ def test_the_command_serves_and_stops_cleanly(stop_signal):
 def test_python_dash_m_runs_without_django():
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
     env["PYTHONUNBUFFERED"] = "1"
-    probe = subprocess.run([sys.executable, "-c", "import sys, align_workflow.integration.simulator; "
+    probe = subprocess.run([sys.executable, "-c", "import sys, align_simulator; "
                             "print('django' in sys.modules)"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert probe.stdout.strip() == "False", probe.stderr
-    process, url = start([sys.executable, "-m", "align_workflow.integration.simulator", "--port", "0"], env)
+    process, url = start([sys.executable, "-m", "align_simulator", "--port", "0"], env)
     try:
         token = requests.post(f"{url}/auth/token", json={"grant_type": "client_credentials", "client_id": "demo",
                                                           "client_secret": "demo-secret"}, timeout=5)

@@ -12,7 +12,7 @@ import requests
 from svix.webhooks import Webhook as SvixWebhook
 from svix.webhooks import WebhookVerificationError
 
-from .conftest import STL_ASSETS
+from tests.support.simulator_api import STL_ASSETS
 
 SECRET = "whsec_ZGVtby1ldmVudHMtc2VjcmV0LWtleS0zMmJ5dGVzISE="
 OTHER_SECRET = "whsec_" + "b3RoZXItc2VjcmV0LWtleS0zMi1ieXRlcy1sb25nIQ=="

@@ -5,7 +5,7 @@ import time
 import pytest
 import requests
 
-from .conftest import CASE_IDS, error_code, patient_body
+from tests.support.simulator_api import CASE_IDS, error_code, patient_body
 
 
 def test_a_status_fault_answers_count_times_then_stops(simulator, api):

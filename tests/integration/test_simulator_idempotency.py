@@ -2,8 +2,8 @@
 
 import threading
 
-from .conftest import CASE_IDS, error_code, patient_body
-from tests.threads import race
+from tests.support.simulator_api import CASE_IDS, error_code, patient_body
+from tests.support.threads import race
 
 THREADS = 20
 

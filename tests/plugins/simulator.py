@@ -7,7 +7,7 @@
         assert simulator.state()["effects"]["orders"] == 1
 
 The process (`manage.py run_align_simulator --port 0`, started by
-align_workflow.integration.simulator.launch) starts the first time a test asks
+align_simulator.launch) starts the first time a test asks
 for it, on a free port, and stops when the session ends (it also stops by itself if the
 session dies). Before each test it is reset to TEST_CONFIG: no automatic progress, no
 event receiver, no app to read assets from, fast retries, seed 0.
@@ -15,7 +15,7 @@ event receiver, no app to read assets from, fast retries, seed 0.
 
 import pytest
 
-from align_workflow.integration.simulator.launch import (  # noqa: F401 - re-exported for tests
+from align_simulator.launch import (  # noqa: F401 - re-exported for tests
     SimulatorError,
     SimulatorHandle,
     start_simulator,

@@ -14,7 +14,3 @@ def provider_client(provider):
     client = Client()
     client.force_login(provider.user)
     return client
-
-
-def messages_of(response):
-    return [str(m) for m in response.context["messages"]] if response.context else []

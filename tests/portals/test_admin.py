@@ -6,7 +6,7 @@ from django_fsm_log.models import StateLog
 
 from align_workflow.cases.models import Case
 from states import align_case as wf
-from tests.factories import make_case
+from tests.support.factories import make_case
 
 pytestmark = pytest.mark.django_db
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.portals import browser
+from tests.support import browser
 
 
 def test_missing_chromium_fails_and_says_to_run_system_deps(monkeypatch):

@@ -8,7 +8,7 @@ from graphviz.backend import execute
 
 from align_workflow.workflow import diagrams
 from states import align_case as wf
-from tests.factories import make_case
+from tests.support.factories import make_case
 
 pytestmark = pytest.mark.django_db
 

@@ -6,10 +6,9 @@ from waffle import get_waffle_flag_model
 
 from align_workflow.cases.models import Case, CaseAsset, TreatmentPlan
 from states import align_case as wf
-from tests.factories import make_case
-
-from .conftest import messages_of
-from .images import jpeg_data_url
+from tests.support.factories import make_case
+from tests.support.pages import messages_of
+from tests.support.portal_images import jpeg_data_url
 
 pytestmark = pytest.mark.django_db
 

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.test import Client
 
 from states import align_case as wf
-from tests.factories import make_case
+from tests.support.factories import make_case
 
 from .test_provider_portal import plan
 

@@ -13,9 +13,8 @@ from waffle import get_waffle_flag_model
 from align_workflow.cases.models import Case, CaseNote, PhotoAssessment, Prescription
 from align_workflow.workflow import fire
 from states import align_case as wf
-from tests.factories import PatientFactory, make_case
-
-from .conftest import messages_of
+from tests.support.factories import PatientFactory, make_case
+from tests.support.pages import messages_of
 
 pytestmark = pytest.mark.django_db
 

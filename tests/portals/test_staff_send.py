@@ -7,10 +7,9 @@ import pytest
 
 from align_workflow.cases.models import Case
 from states import align_case as wf
-from tests.factories import make_case
-from tests.workflow.fakes import FakeAlign, rejected, unavailable
-
-from .conftest import messages_of
+from tests.support.factories import make_case
+from tests.support.fakes import FakeAlign, rejected, unavailable
+from tests.support.pages import messages_of
 
 # Calls run after the commit of the request that asked for them, as in production.
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -6,7 +6,7 @@ import pytest
 from django.utils import timezone
 
 from states import align_case as wf
-from tests.factories import make_case
+from tests.support.factories import make_case
 
 pytestmark = pytest.mark.django_db
 

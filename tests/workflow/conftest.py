@@ -1,6 +1,6 @@
 import pytest
 
-from .fakes import FakeAlign
+from tests.support.fakes import FakeAlign
 
 
 @pytest.fixture

@@ -18,11 +18,10 @@ from align_workflow.cases.models import Case, TreatmentPlan
 from align_workflow.workflow import batch, fire
 from align_workflow.workflow.models import OutboundAttempt
 from states import align_case as wf
-from tests.factories import make_case
-
-from .batch_support import (
+from tests.support.batch import (
     Terminal, effects, keys_sent, known_to_align, notes, ready_to_accept, run_batch, with_screenshot, write_csv,
 )
+from tests.support.factories import make_case
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

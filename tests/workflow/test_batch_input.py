@@ -9,9 +9,8 @@ import pytest
 from align_workflow.cases.models import Case
 from align_workflow.workflow.models import OutboundAttempt
 from states import align_case as wf
-from tests.factories import PatientFactory, make_case
-
-from .batch_support import effects, notes, ready_to_accept, run_batch, write_csv
+from tests.support.batch import effects, notes, ready_to_accept, run_batch, write_csv
+from tests.support.factories import PatientFactory, make_case
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

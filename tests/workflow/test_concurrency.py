@@ -9,8 +9,8 @@ from align_workflow.cases.models import Case
 from align_workflow.workflow import TransitionNotAllowed, fire
 from states import align_case as wf
 from states.machine import next_state
-from tests.factories import make_case
-from tests.threads import race
+from tests.support.factories import make_case
+from tests.support.threads import race
 
 THREADS = 20
 

@@ -6,7 +6,7 @@ from django.core.management import CommandError, call_command
 
 from align_workflow.workflow import diagrams
 from states import align_case as wf
-from tests.factories import make_case
+from tests.support.factories import make_case
 
 
 def test_committed_diagrams_are_up_to_date():

@@ -9,9 +9,8 @@ from align_workflow.cases.models import Case, CaseAsset, PhotoAssessment, Prescr
 from align_workflow.workflow import TransitionNotAllowed, fire
 from align_workflow.workflow import effects
 from states import align_case as wf
-from tests.factories import make_case
-
-from .helpers import PARAMS, actor_for
+from tests.support.factories import make_case
+from tests.support.triggers import PARAMS, actor_for
 
 pytestmark = pytest.mark.django_db
 

@@ -17,9 +17,8 @@ from align_workflow.workflow import TransitionNotAllowed, outbound, retry_case, 
 from align_workflow.workflow.history import path_taken
 from align_workflow.workflow.models import OutboundAttempt
 from states import align_case as wf
-from tests.factories import StaffFactory, make_case
-
-from .fakes import AFTER_COMMIT, auth_refused, rejected, unavailable
+from tests.support.factories import StaffFactory, make_case
+from tests.support.fakes import AFTER_COMMIT, auth_refused, rejected, unavailable
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -23,7 +23,7 @@ from align_workflow.cases.models import Case
 from align_workflow.workflow import send_to_align
 from align_workflow.workflow.models import OutboundAttempt
 from states import align_case as wf
-from tests.factories import make_case
+from tests.support.factories import make_case
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 

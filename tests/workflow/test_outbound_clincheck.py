@@ -15,10 +15,9 @@ from align_workflow.workflow import TransitionNotAllowed, fire, outbound
 from align_workflow.workflow.effects import EffectFailed
 from align_workflow.workflow.models import OutboundAttempt
 from states import align_case as wf
-from tests.factories import make_case
-
-from .fakes import unavailable
-from .images import data_url, image_bytes, jpeg_with_exif, png_bomb, png_url
+from tests.support.factories import make_case
+from tests.support.fakes import unavailable
+from tests.support.images import data_url, image_bytes, jpeg_with_exif, png_bomb, png_url
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -10,8 +10,8 @@ from align_workflow.workflow import SendResult, TransitionNotAllowed, send_to_al
 from align_workflow.workflow.align_effects import patient_fields
 from align_workflow.workflow.models import OutboundAttempt
 from states import align_case as wf
-from tests.factories import make_case
-from tests.threads import race
+from tests.support.factories import make_case
+from tests.support.threads import race
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

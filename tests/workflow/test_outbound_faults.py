@@ -17,7 +17,7 @@ from align_workflow.workflow import send_to_align
 from align_workflow.workflow.models import OutboundAttempt
 from states import align_case as wf
 from states.machine import next_state
-from tests.factories import make_case
+from tests.support.factories import make_case
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 

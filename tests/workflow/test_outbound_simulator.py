@@ -12,9 +12,8 @@ from align_workflow.workflow import fire, retry_case, send_to_align
 from align_workflow.workflow.history import path_taken
 from align_workflow.workflow.models import OutboundAttempt
 from states import align_case as wf
-from tests.factories import make_case
-
-from .images import jpeg_with_exif, data_url
+from tests.support.factories import make_case
+from tests.support.images import jpeg_with_exif, data_url
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

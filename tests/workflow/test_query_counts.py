@@ -9,8 +9,8 @@ from django.utils import timezone
 from align_workflow.integration.client import AssetUpload, ClinCheckResult, CreatedOrder, CreatedPatient
 from align_workflow.workflow import batch, send_to_align
 from states import align_case as wf
-from tests.factories import make_case
-from tests.workflow.batch_support import with_screenshot
+from tests.support.factories import make_case
+from tests.support.batch import with_screenshot
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -92,7 +92,7 @@ def test_applying_an_event_that_moves_the_case(require_postgres):
     """A stored plan event applied through the engine: one transaction with one savepoint
     (the engine's, around the move), not two."""
     from align_workflow.integration import events, payloads
-    from tests.integration.deliveries import encode, make_event
+    from tests.support.deliveries import encode, make_event
 
     warm, case = make_case(state=wf.ASSETS_UPLOADED), make_case(state=wf.ASSETS_UPLOADED)
     for target in (warm, case):

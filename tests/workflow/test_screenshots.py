@@ -9,7 +9,7 @@ from PIL import Image
 
 from align_workflow.workflow.screenshots import ScreenshotError, decode_screenshot
 
-from .images import data_url, image_bytes, jpeg_with_exif, png_bomb, png_url
+from tests.support.images import data_url, image_bytes, jpeg_with_exif, png_bomb, png_url
 
 
 def refused(value):

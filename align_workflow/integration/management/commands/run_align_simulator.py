@@ -8,8 +8,8 @@ simulator agree out of the box. Stops cleanly on Ctrl-C / SIGTERM. Touches no da
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from align_workflow.integration.simulator import serve
-from align_workflow.integration.simulator.cli import add_arguments, serve_options
+from align_simulator import serve
+from align_simulator.cli import add_arguments, serve_options
 
 
 class Command(BaseCommand):

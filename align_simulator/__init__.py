@@ -8,7 +8,7 @@ loopback-only `/_sim/` controls (reset, state, request log, faults, config, emit
 adopt, token revocation and expiry).
 
     python manage.py run_align_simulator --port 8765 --app-url http://127.0.0.1:8000
-    python -m align_workflow.integration.simulator --port 8765      # the same, without Django
+    python -m align_simulator --port 8765      # the same, without Django
 
 Modules: `server` (HTTP, routing, faults, idempotency), `routes` (the contract's calls),
 `blobs` (the vault), `progress` (Align's own work as events), `outbox` (signed delivery

@@ -17,7 +17,7 @@ from django.apps import apps
 from django.conf import settings
 from svix.webhooks import Webhook as SvixWebhook
 
-FIXTURES = Path(__file__).parent / "fixtures" / "events"
+FIXTURES = Path(__file__).resolve().parents[1] / "integration" / "fixtures" / "events"
 EVENTS_URL = "/api/align/events"
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import requests
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 30
 LISTENING = re.compile(r"listening on (http://\S+)")
 
@@ -74,7 +74,7 @@ class SimulatorHandle:
         return self._control("POST", f"cases/{case_id}/emit", {"type": type, "data": data_overrides})
 
     def adopt(self, case_id, **description):
-        """Place a case the app already has at its stage (see simulator/adopt.py)."""
+        """Place a case the app already has at its stage (see align_simulator/adopt.py)."""
         return self._control("POST", f"cases/{case_id}/adopt", description)
 
     def revoke_tokens(self):

@@ -3,7 +3,8 @@
 A pool of spawned processes, each with Django set up from the environment (so the
 cache is the same Redis as the test's, through REDIS_URL). Every task waits at a
 barrier sized to the pool, so each of the N tasks runs in a different process and they
-all call the service together. Also used by the benchmarks (bench/token_lock.py).
+all call the service together. Used by the benchmarks (bench/token_lock.py) and by
+tests/integration/test_client_processes.py.
 """
 
 import logging

@@ -12,7 +12,7 @@ from align_workflow.cases.models import Case, CaseAsset, CaseNote, TreatmentPlan
 from align_workflow.integration.client import Align
 from align_workflow.workflow.align_effects import patient_fields
 from states import align_case as wf
-from tests.factories import make_case
+from tests.support.factories import make_case
 
 
 class Terminal(io.StringIO):

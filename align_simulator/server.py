@@ -7,7 +7,7 @@ replay the stored answer for its Idempotency-Key, or do the work and keep the an
 log it → answer (late, or not at all, for the `*_after_commit` faults).
 
 Stdlib `ThreadingHTTPServer`: one thread per connection, HTTP/1.1 keep-alive. Nothing
-here imports Django, so `python -m align_workflow.integration.simulator` runs alone.
+here imports Django, so `python -m align_simulator` runs alone.
 """
 
 import json
@@ -33,7 +33,7 @@ from .progress import AlignProgress
 from .store import Store, utc_now_iso
 from .wire import ApiError, Request, Response, error_response, fingerprint, new_request_id
 
-log = logging.getLogger("align_workflow.integration.simulator")
+log = logging.getLogger("align_simulator")
 
 REDACTED_FIELDS = {"firstName", "lastName", "dateOfBirth", "email", "phone", "address", "client_secret"}
 

@@ -1,4 +1,4 @@
-"""`python -m align_workflow.integration.simulator`: the simulator without Django."""
+"""`python -m align_simulator`: the simulator without Django."""
 
 import argparse
 import logging
@@ -9,7 +9,7 @@ from .server import serve
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m align_workflow.integration.simulator",
+    parser = argparse.ArgumentParser(prog="python -m align_simulator",
                                      description="Run the Align integration service simulator.")
     add_arguments(parser)
     options = vars(parser.parse_args(argv))
