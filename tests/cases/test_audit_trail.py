@@ -14,7 +14,7 @@ from align_workflow.integration.models import InboundEvent
 from align_workflow.workflow import fire
 from align_workflow.workflow.models import OutboundAttempt
 from states import align_case as wf
-from tests.factories import make_case
+from tests.support.factories import make_case
 
 pytestmark = pytest.mark.django_db
 
@@ -252,7 +252,7 @@ def test_the_admin_cancel_asks_for_a_reason(admin, staff):
 
 
 def test_a_user_named_in_the_history_is_not_deleted_from_the_admin(admin, staff):
-    from tests.factories import UserFactory
+    from tests.support.factories import UserFactory
 
     case = make_case(state=wf.ORDER_CREATED)
     fire(case, "cancel", by=staff, reason="Clinic closed")

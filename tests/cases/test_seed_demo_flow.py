@@ -11,7 +11,7 @@ from align_workflow.portals.services import mark_aligners_purchased
 from align_workflow.workflow import fire, send_to_align
 from align_workflow.workflow.guards import can_send_to_align
 from states import align_case as wf
-from tests.workflow.images import png_url
+from tests.support.images import png_url
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

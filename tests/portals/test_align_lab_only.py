@@ -11,11 +11,11 @@ from align_workflow.cases.models import Case, CaseAsset, Prescription
 from align_workflow.portals import selectors
 from align_workflow.workflow import TransitionNotAllowed, send_to_align
 from states import align_case as wf
-from tests.factories import make_case
+from tests.support.factories import make_case
 
-from tests.workflow.fakes import FakeAlign
+from tests.support.fakes import FakeAlign
 
-from .conftest import messages_of
+from tests.support.pages import messages_of
 
 pytestmark = pytest.mark.django_db
 

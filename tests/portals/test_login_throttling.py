@@ -4,7 +4,7 @@ portals' page and on the admin's, with a clear message, until an administrator l
 import pytest
 from django.test import Client
 
-from tests.factories import StaffFactory
+from tests.support.factories import StaffFactory
 
 pytestmark = pytest.mark.django_db
 

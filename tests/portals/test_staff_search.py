@@ -9,9 +9,9 @@ import pytest
 import requests
 from django.test import Client
 
-from tests.factories import PatientFactory, make_case
+from tests.support.factories import PatientFactory, make_case
 
-from .conftest import messages_of
+from tests.support.pages import messages_of
 
 
 def case_numbers(response):

@@ -14,7 +14,7 @@ from align_workflow.workflow import batch
 from align_workflow.workflow.models import OutboundAttempt
 from states import align_case as wf
 
-from .batch_support import Terminal, effects, ready_to_accept, run_batch, write_csv
+from tests.support.batch import Terminal, effects, ready_to_accept, run_batch, write_csv
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -64,7 +64,7 @@ def test_concurrent_approvals_of_one_case_decode_one_picture(require_postgres, p
     from align_workflow.integration import vault
     from align_workflow.workflow import align_effects
 
-    from .images import data_url, image_bytes
+    from tests.support.images import data_url, image_bytes
 
     settings.MEDIA_ROOT = tmp_path
     case = make_case(provider=provider, state=wf.PLAN_RECEIVED)
@@ -104,7 +104,7 @@ def test_twenty_identical_gender_changes_write_one_note(require_postgres, staff)
     first change writes one note and the others find nothing to change."""
     from align_workflow.cases.models import CaseNote, Patient
     from align_workflow.portals.services import set_patient_gender
-    from tests.factories import PatientFactory
+    from tests.support.factories import PatientFactory
 
     case = make_case(patient=PatientFactory(gender="U"))
     outcomes = race(lambda: set_patient_gender(Case.objects.select_related("patient").get(pk=case.pk), "F",

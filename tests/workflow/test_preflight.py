@@ -13,7 +13,7 @@ from align_workflow.workflow import TransitionNotAllowed, fire, send_to_align
 from align_workflow.workflow.guards import can_send_to_align
 from align_workflow.workflow.models import OutboundAttempt
 from states import align_case as wf
-from tests.factories import make_case
+from tests.support.factories import make_case
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

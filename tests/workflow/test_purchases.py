@@ -17,8 +17,8 @@ from waffle import get_waffle_flag_model
 from align_workflow.cases.models import Case, CaseAsset, CaseNote
 from align_workflow.workflow.models import OutboundAttempt
 from states import align_case as wf
-from tests.factories import make_case
-from tests.threads import race
+from tests.support.factories import make_case
+from tests.support.threads import race
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -96,7 +96,7 @@ def test_the_case_page_shows_the_acceptance_waiting(fake_align, order_status_off
 
 
 def test_a_failed_acceptance_is_left_to_the_retries_not_sent_again_by_the_sweep(fake_align, flags_on):
-    from tests.workflow.fakes import rejected
+    from tests.support.fakes import rejected
 
     case = approved_case()
     fake_align.fail("accept_clincheck", rejected(409, "PLAN.NOT_PENDING"))
