@@ -32,9 +32,9 @@ from align_workflow.workflow import effects
 from align_workflow.workflow.engine import TransitionNotAllowed, fire
 from states import align_case as wf
 
-from . import payloads
+from align_workflow.align import payloads
 from .models import AlignCaseStatus, InboundEvent
-from .signatures import SignatureError, verify_signature
+from align_workflow.align.signatures import SignatureError, verify_signature
 
 logger = logging.getLogger(__name__)
 

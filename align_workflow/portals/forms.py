@@ -2,7 +2,7 @@ import re
 
 from django import forms
 
-from align_workflow.integration.payloads import PHONE_CHARS
+from align_workflow.align.payloads import PHONE_CHARS
 
 from align_workflow.cases.models import Patient
 from states import align_case as wf
@@ -50,7 +50,7 @@ class GenderForm(forms.Form):
 
 class ContactForm(forms.ModelForm):
     """The patient's contact details Align requires (phone, email, address), checked as
-    the pre-flight checks them (integration.payloads)."""
+    the pre-flight checks them (workflow.preflight)."""
 
     class Meta:
         model = Patient

@@ -42,7 +42,7 @@ class EffectInputError(Exception):
 
 class PreflightFailed(EffectInputError):
     """A field Align requires for the call is missing or invalid in our records (the
-    pre-flight of integration.payloads); nothing was sent. The engine refuses it with
+    pre-flight of workflow.preflight); nothing was sent. The engine refuses it with
     code "guard" and adds `note` (what to fix) to the case."""
 
     code = "guard"

@@ -212,7 +212,7 @@ def _is_outbound_attention(reason: str) -> bool:
 def record_failure(attempt: OutboundAttempt, exc: BaseException, duration_ms: int | None) -> OutboundAttempt:
     """Commit a failed attempt: its evidence, a case note, and either the planned retry
     or the case's needs-attention flag. Returns the updated attempt."""
-    from align_workflow.integration.client import AlignError
+    from align_workflow.align.client import AlignError
 
     now = timezone.now()
     case = Case.objects.select_related("patient").get(pk=attempt.case_id)

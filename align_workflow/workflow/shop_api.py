@@ -21,7 +21,7 @@ from django.http import JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from align_workflow.integration.payloads import DateTime, Obj, PayloadError, Str, _unstorable
+from align_workflow.align.payloads import DateTime, Obj, PayloadError, Str, _unstorable
 
 from . import purchases
 

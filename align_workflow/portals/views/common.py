@@ -12,7 +12,7 @@ def _call_failures():
     """Exceptions that mean "the call to Align failed; the case stayed where it was"."""
     failures = [EffectFailed]
     try:
-        from align_workflow.integration.client import AlignError
+        from align_workflow.align.client import AlignError
     except ImportError:  # the Align client is not installed in this build
         pass
     else:
