@@ -6,6 +6,7 @@ class IntegrationConfig(AppConfig):
     label = "integration"
 
     def ready(self):
+        # why (both): they load models, which only exist once the apps are ready.
         from align_workflow.workflow.engine import claim_released, transition_applied
 
         from .events import on_transition_applied

@@ -13,6 +13,7 @@ token is configured (then nothing is accepted).
 """
 
 import hmac
+import json
 from datetime import timedelta
 
 from django.conf import settings
@@ -51,8 +52,6 @@ def _token_ok(request, expected):
 
 def parse_body(raw: bytes) -> dict:
     """The body's fields, checked; PayloadError with every problem by field otherwise."""
-    import json
-
     try:
         payload = json.loads(raw.decode("utf-8"))
     except (ValueError, RecursionError):
