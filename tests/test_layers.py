@@ -4,6 +4,7 @@ Both checks read every import, including those inside functions (grimp parses th
 source), so a function-level import cannot hide a cycle.
 """
 
+import ast
 from pathlib import Path
 
 import grimp
@@ -78,3 +79,24 @@ def test_the_import_contracts_are_kept(capsys):
     # imports tests, no cycle), as `make lint` runs them.
     status = cli.lint_imports(config_filename=str(ROOT / "pyproject.toml"), no_cache=True, no_logo=True)
     assert status == cli.EXIT_STATUS_SUCCESS, capsys.readouterr().out
+
+
+def function_level_imports_without_a_reason(root):
+    """(path:line, source) of each import inside a function or class with no `why` on its line."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        if "migrations" in path.parts:
+            continue
+        source = path.read_text()
+        lines = source.splitlines()
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                for inner in ast.walk(node):
+                    if isinstance(inner, (ast.Import, ast.ImportFrom)) and "why" not in lines[inner.lineno - 1]:
+                        found.append(f"{path.relative_to(ROOT)}:{inner.lineno}: {lines[inner.lineno - 1].strip()}")
+    return sorted(set(found))
+
+
+@pytest.mark.parametrize("package", ["align_workflow", "states"])
+def test_imports_are_at_module_level_unless_they_say_why(package):
+    assert function_level_imports_without_a_reason(ROOT / package) == []
