@@ -1,5 +1,5 @@
 # make run   - install, migrate, load demo data, start the simulator and the server
-# make test  - install what the tests need and run the whole suite
+# make test  - install what the tests need, check the import rules (make lint), run the whole suite
 # make run PORT=28000 SIM_PORT=28765  - the web server and the Align simulator elsewhere
 PYTHON ?= python3
 VENV := .venv
@@ -11,7 +11,7 @@ SIM_PORT ?= 8765
 # The development paths run with DEBUG on (demo secrets allowed); production leaves it off.
 run diagrams: export DJANGO_DEBUG ?= 1
 
-.PHONY: run test install install-dev migrate seed diagrams bench clean static-deps system-deps
+.PHONY: run test lint install install-dev migrate seed diagrams bench clean static-deps system-deps
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,7 +51,11 @@ seed: migrate
 run: system-deps seed static-deps
 	$(PY) manage.py run_demo --host $(HOST) --port $(PORT) --simulator-port $(SIM_PORT)
 
-test: system-deps install-dev static-deps
+# Import rules (pyproject.toml's [tool.importlinter] contracts); one line per tool.
+lint: install-dev
+	$(VENV)/bin/lint-imports --no-cache
+
+test: lint system-deps install-dev static-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 diagrams: install

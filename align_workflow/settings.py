@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "align_workflow.workflow",
     "align_workflow.integration",
     "align_workflow.portals",
+    "align_workflow.demo",
 ]
 
 MIDDLEWARE = [

@@ -38,7 +38,7 @@ class _Statuses(logging.Handler):
 
 def read_case(base_url, case_id, share_token_lock=True):
     """In a worker: wait for the others, then GET /orders/{case_id} once."""
-    from align_workflow.integration.client import Align, AlignError
+    from align_workflow.align.client import Align, AlignError
 
     class ClientUnderTest(Align):
         pass
@@ -46,7 +46,7 @@ def read_case(base_url, case_id, share_token_lock=True):
     ClientUnderTest.share_token_lock = share_token_lock
     align = ClientUnderTest(base_url)
     statuses = _Statuses()
-    logger = logging.getLogger("align_workflow.integration.client")
+    logger = logging.getLogger("align_workflow.align.client")
     logger.addHandler(statuses)
     logger.setLevel(logging.DEBUG)
     logger.propagate = False  # sixteen processes' request lines would only be noise on the console

@@ -5,8 +5,8 @@ import io
 import re
 from pathlib import Path
 
-from align_workflow.cases.management.commands.run_demo import Command as RunDemo
-from align_workflow.cases.management.commands.seed_demo import DEMO_LOGINS
+from align_workflow.demo.management.commands.run_demo import Command as RunDemo
+from align_workflow.demo.management.commands.seed_demo import DEMO_LOGINS
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 FIRST_SCREEN_LINES = 60

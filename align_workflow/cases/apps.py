@@ -7,6 +7,6 @@ class CasesConfig(AppConfig):
 
     def ready(self):
         # The state history (django-fsm-log's StateLog) is append-only, like the rest of the audit trail.
-        from .records import guard_statelog
+        from .records import guard_statelog  # why: loads django-fsm-log's models, ready only now
 
         guard_statelog()

@@ -3,9 +3,11 @@ Align told us (orders and treatment plans). The Align workflow state lives on Ca
 is changed only by align_workflow.workflow.fire()."""
 
 from django.conf import settings
+from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
+from django_fsm_log.models import StateLog
 
 from states import align_case as wf
 
@@ -51,9 +53,6 @@ class Provider(models.Model):
 class CaseQuerySet(models.QuerySet):
     def with_history(self):
         """The cases that have any history: state changes, notes, calls to or events from Align."""
-        from django.contrib.contenttypes.models import ContentType
-        from django_fsm_log.models import StateLog
-
         logged = StateLog.objects.filter(content_type=ContentType.objects.get_for_model(Case)).values("object_id")
         return self.filter(
             models.Q(pk__in=logged) | models.Q(notes__isnull=False) | models.Q(align_attempts__isnull=False)

@@ -25,6 +25,9 @@ migration can still correct a row deliberately.
 """
 
 from django.db import models
+from django.db.models.signals import pre_delete, pre_save
+from django_fsm_log.managers import StateLogQuerySet
+from django_fsm_log.models import StateLog
 
 
 class RecordIsImmutable(Exception):
@@ -145,10 +148,6 @@ def _refuse_queryset_update(self, **kwargs):
 
 def guard_statelog():
     """Connect the StateLog guards (called from the cases app's ready())."""
-    from django.db.models.signals import pre_delete, pre_save
-    from django_fsm_log.managers import StateLogQuerySet
-    from django_fsm_log.models import StateLog
-
     pre_save.connect(_refuse_statelog_save, sender=StateLog, dispatch_uid="statelog-append-only-save")
     pre_delete.connect(_refuse_statelog_delete, sender=StateLog, dispatch_uid="statelog-append-only-delete")
     StateLog.delete = _refuse_instance_delete

@@ -6,9 +6,9 @@ class IntegrationConfig(AppConfig):
     label = "integration"
 
     def ready(self):
-        from align_workflow.workflow.engine import claim_released, transition_applied
+        from align_workflow.workflow.engine import claim_released, transition_applied  # why: loads models
 
-        from .events import on_transition_applied
+        from .events import on_transition_applied  # why: loads models, ready only now
 
         # Events that arrived early are applied as soon as their case moves.
         transition_applied.connect(on_transition_applied, dispatch_uid="align-apply-pending-events")

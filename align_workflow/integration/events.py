@@ -27,14 +27,14 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from align_workflow.cases.models import AlignOrder, Case
+from align_workflow.cases.models import AlignOrder, Case, TreatmentPlan
 from align_workflow.workflow import effects
 from align_workflow.workflow.engine import TransitionNotAllowed, fire
 from states import align_case as wf
 
-from . import payloads
+from align_workflow.align import payloads
 from .models import AlignCaseStatus, InboundEvent
-from .signatures import SignatureError, verify_signature
+from align_workflow.align.signatures import SignatureError, verify_signature
 
 logger = logging.getLogger(__name__)
 
@@ -279,8 +279,6 @@ def _record_older_plan(case, plan, exc):
 
 
 def _record_plan_once(case, plan):
-    from align_workflow.cases.models import TreatmentPlan
-
     if TreatmentPlan.objects.filter(case=case, version=plan["version"]).exists():
         return f"Version {plan['version']} is already stored."
     effects.record_plan(case, plan)

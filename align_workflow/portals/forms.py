@@ -2,9 +2,10 @@ import re
 
 from django import forms
 
-from align_workflow.integration.payloads import PHONE_CHARS
+from align_workflow.align.payloads import PHONE_CHARS
 
 from align_workflow.cases.models import Patient
+from align_workflow.workflow.screenshots import ScreenshotError, check_data_url
 from states import align_case as wf
 
 STATE_CHOICES = [("", "All states")] + [(s, s.replace("_", " ")) for s in wf.STATES]
@@ -50,7 +51,7 @@ class GenderForm(forms.Form):
 
 class ContactForm(forms.ModelForm):
     """The patient's contact details Align requires (phone, email, address), checked as
-    the pre-flight checks them (integration.payloads)."""
+    the pre-flight checks them (workflow.preflight)."""
 
     class Meta:
         model = Patient
@@ -101,8 +102,6 @@ class ApproveForm(forms.Form):
     def clean_acceptance_screenshot(self):
         # The decoder's own cheap checks (form, type, ALIGN_SCREENSHOT_MAX_BYTES): one rule
         # for the form and the engine. The picture itself is decoded once the case is claimed.
-        from align_workflow.workflow.screenshots import ScreenshotError, check_data_url
-
         value = self.cleaned_data["acceptance_screenshot"]
         try:
             check_data_url(value)

@@ -10,8 +10,10 @@ from django.db.models import Case as CaseWhen
 from django.utils import timezone
 
 from align_workflow.cases.models import Case, CaseNote, Prescription
+from align_workflow.integration.models import InboundEvent
 from align_workflow.workflow.align_effects import BATCH_REVISION_PREFIX
 from align_workflow.workflow.history import state_logs
+from align_workflow.workflow.models import OutboundAttempt
 from states import align_case as wf
 
 
@@ -132,10 +134,6 @@ def _who(user):
 
 def _attempt_entries(case):
     """Calls to Align recorded for this case (OutboundAttempt rows), with their errors."""
-    try:
-        from align_workflow.workflow.models import OutboundAttempt
-    except ImportError:  # the outbound-call records are not part of this build
-        return []
     return [attempt_entry(a) for a in OutboundAttempt.objects.filter(case=case).select_related("by").order_by("-created", "-id")[:200]]
 
 
@@ -152,10 +150,6 @@ def attempt_entry(attempt):
 
 def _event_entries(case):
     """Events Align sent about this case (once inbound events are stored)."""
-    try:
-        from align_workflow.integration.models import InboundEvent
-    except ImportError:
-        return []
     return [
         TimelineEntry(
             when=event.received_at,

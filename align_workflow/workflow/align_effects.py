@@ -1,4 +1,4 @@
-"""The effects that talk to Align (through align_workflow.integration.client) and to the
+"""The effects that talk to Align (through align_workflow.align.client) and to the
 vault: create_patient, create_order, upload_assets, request_revision, accept_clincheck
 and approve_plan.
 
@@ -16,18 +16,21 @@ Each Align step follows the engine's effect contract (see effects.py):
 import hashlib
 import logging
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 
 from align_workflow.cases.models import Case, CaseAsset, CaseNote, PhotoAssessment, TreatmentPlan
-from align_workflow.integration import payloads
-from align_workflow.integration.payloads import patient_fields  # noqa: F401 - the builder, used by others too
+from align_workflow.align import client as align_api
+from align_workflow.align import vault
+from align_workflow.align.errors import AlignError, AlignRejected
+from align_workflow.align.payloads import patient_fields  # noqa: F401 - the builder, used by others too
 
 from . import outbound
+from . import preflight as records_check
 from .effects import EffectFailed, EffectInputError, PreflightFailed, register
+from .preflight import newest_screenshot  # noqa: F401 - read by others from here too
 from .screenshots import check_data_url, decode_screenshot
 
 logger = logging.getLogger(__name__)
@@ -64,9 +67,7 @@ class CallOutcome:
 
 def align_client():
     """The client every effect uses (tests replace this function with a fake)."""
-    from align_workflow.integration.client import Align
-
-    return Align()
+    return align_api.Align()
 
 
 def _align_step(step, send):
@@ -91,8 +92,6 @@ def _align_step(step, send):
 
 
 def _is_align_error(exc):
-    from align_workflow.integration.client import AlignError
-
     return isinstance(exc, AlignError)
 
 
@@ -108,15 +107,15 @@ def _recover(case, by, params, outcome, exc):
 
 def preflight(step):
     """The `check` part shared by every Align step: the fields Align requires for this call
-    (integration.payloads.REQUIRED), read from the case as it is now. A case changed since
+    (workflow.preflight.REQUIRED), read from the case as it is now. A case changed since
     it was sent (a lab switched, a screenshot gone) is refused before anything is sent,
     with a case note saying what to fix."""
 
     def check(case, by, params):
         known = {"screenshot": params["_screenshot_asset"]} if "_screenshot_asset" in params else {}
-        problems = payloads.problems(case, step, records=payloads.Records(case, **known))
+        problems = records_check.problems(case, step, records=records_check.Records(case, **known))
         if problems:
-            what = payloads.describe(problems)
+            what = records_check.describe(problems)
             label = outbound.step_label(step)
             raise PreflightFailed(
                 f"Cannot {step.replace('_', ' ')}: {what}. Nothing was sent to Align.",
@@ -174,8 +173,6 @@ def _apply_create_order(case, by, params, outcome):
 
 
 def _send_upload_assets(client, case, params, key):
-    from align_workflow.integration.client import AlignRejected
-
     upload = client.upload_assets(case_id=case.pk, p_id=case.align_pid, mrn=case.patient.mrn, idempotency_key=key)
     if not upload.accepted:
         raise AlignRejected("Align answered that it did not accept the assets.", status=200, code="NOT_ACCEPTED")
@@ -234,22 +231,6 @@ def _apply_request_revision(case, by, params, outcome):
 # --- accept_clincheck --------------------------------------------------------------------
 
 
-def _is_nil(value):
-    try:
-        return uuid.UUID(str(value)).int == 0
-    except ValueError:
-        return not str(value).strip("0-")
-
-
-def newest_screenshot(case_id):
-    """The newest usable CCACCEPTSCREEN asset of the case, or None."""
-    for asset in CaseAsset.objects.filter(case_id=case_id, kind=CaseAsset.Kind.CCACCEPTSCREEN,
-                                          removed=False).order_by("-created", "-id"):
-        if asset.vault_id and asset.external_key and not _is_nil(asset.vault_id) and not _is_nil(asset.external_key):
-            return asset
-    return None
-
-
 def _check_accept_clincheck(case, by, params):
     asset = newest_screenshot(case.pk)
     if asset is None:
@@ -296,13 +277,11 @@ def _call_approve_plan(case, by, params):
     # outside any transaction; the asset row is written in apply, in the transaction that
     # moves the case, so a refused transition leaves no row behind (only an unreferenced
     # blob in the vault). A ScreenshotError here is a refusal (the engine releases the claim).
-    from align_workflow.integration.vault import VaultError, get_vault
-
     shot = params["_screenshot"] = decode_screenshot(params.get("acceptance_screenshot"))
     try:
-        return get_vault().put(shot.jpeg, filename=f"clincheck-acceptance-case-{case.pk}.jpg",
+        return vault.get_vault().put(shot.jpeg, filename=f"clincheck-acceptance-case-{case.pk}.jpg",
                                content_type="image/jpeg")
-    except VaultError as exc:
+    except vault.VaultError as exc:
         CaseNote.objects.create(case_id=case.pk, text=f"Could not store the acceptance screenshot in the vault ({exc}); "
                                 "the plan was not approved.")
         raise EffectFailed(f"Could not store the acceptance screenshot ({exc}); the plan was not approved, "

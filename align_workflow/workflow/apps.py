@@ -7,4 +7,4 @@ class WorkflowConfig(AppConfig):
 
     def ready(self):
         # Register the effects that call Align and the vault (effects.py holds the local ones).
-        from . import align_effects, checks  # noqa: F401
+        from . import align_effects, checks  # noqa: F401  why: registers effects and checks; needs the models loaded

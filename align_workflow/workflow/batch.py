@@ -50,6 +50,8 @@ from . import effects as effect_registry
 from . import outbound
 from .align_effects import BATCH_SENDER
 from .connections import ThreadConnections
+from .effects import EffectFailed
+from .engine import TransitionNotAllowed, check, fire
 from .models import OutboundAttempt
 
 logger = logging.getLogger(__name__)
@@ -397,8 +399,6 @@ def _refuse_if_busy(case):
 
 def _check_engine(case, trigger, by, action):
     """The engine's checks (state, actor, flag, guard), writing nothing; Skip with a short reason."""
-    from .engine import TransitionNotAllowed, check
-
     try:
         check(case, trigger, by=by)
     except TransitionNotAllowed as exc:
@@ -616,9 +616,6 @@ def _plan_for(action, row) -> tuple[Case, Plan]:
 
 def _execute(action, case, plan) -> tuple[str, str]:
     """Send one case as planned: (outcome, detail)."""
-    from .effects import EffectFailed
-    from .engine import TransitionNotAllowed, fire
-
     if plan.retry:
         try:
             result = outbound.retry_case(case, by=None, step=plan.step, here=True, note=plan.note)

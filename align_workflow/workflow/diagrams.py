@@ -21,6 +21,8 @@ from graphviz import ExecutableNotFound
 
 from states.machine import graph
 
+from .history import path_taken
+
 log = logging.getLogger(__name__)
 
 DIAGRAM_DIR = Path(settings.BASE_DIR) / "diagrams"
@@ -83,8 +85,6 @@ def cached_svg(kind, key, build):
 def case_svg(case) -> str | None:
     """One case's diagram: its current state highlighted, the transitions it took
     marked (None without Graphviz)."""
-    from .history import path_taken
-
     path = [list(step) for step in path_taken(case)]
     return cached_svg("case", [case.state, path], lambda: graph(current=case.state, path=path))
 

@@ -30,6 +30,7 @@ from typing import Any, Callable
 
 from django.utils import timezone
 
+from align_workflow.cases.models import CaseAsset, TreatmentPlan
 from states import align_case as wf
 
 
@@ -42,7 +43,7 @@ class EffectInputError(Exception):
 
 class PreflightFailed(EffectInputError):
     """A field Align requires for the call is missing or invalid in our records (the
-    pre-flight of integration.payloads); nothing was sent. The engine refuses it with
+    pre-flight of workflow.preflight); nothing was sent. The engine refuses it with
     code "guard" and adds `note` (what to fix) to the case."""
 
     code = "guard"
@@ -115,8 +116,6 @@ def record_plan(case, plan):
     stages_upper, stages_lower, attachments, ipr, notes, submitted_at and
     preview {url, sha256, size, filename}.
     """
-    from align_workflow.cases.models import CaseAsset, TreatmentPlan
-
     preview = None
     if plan.get("preview"):
         p = plan["preview"]
@@ -151,8 +150,6 @@ def _apply_receive_plan(case, by, params, result):
     # back) together with the state change. Events from Align are applied one at a time
     # per case (the events module locks the case row), so two plans for one case are
     # compared one after the other; (case, version) is unique besides.
-    from align_workflow.cases.models import TreatmentPlan
-
     plan = params["plan"]
     newest = TreatmentPlan.objects.filter(case=case).order_by("-version").first()
     if newest is not None and plan["version"] <= newest.version:

@@ -31,7 +31,7 @@ from django_fsm_log.models import StateLog
 from transitions import MachineError
 from waffle import get_waffle_flag_model
 
-from align_workflow.cases.models import Case, Prescription
+from align_workflow.cases.models import Case, CaseNote, Prescription, Provider
 from states import align_case as wf
 from states.machine import next_state
 
@@ -87,8 +87,6 @@ def roles_of(case, by) -> set[str]:
 
 
 def _is_provider(user) -> bool:
-    from align_workflow.cases.models import Provider
-
     return user is not None and Provider.objects.filter(user_id=user.pk).exists()
 
 
@@ -356,8 +354,6 @@ def fire(case, trigger, *, by, **params):
             effect.check(case, by, params)
         except effect_registry.EffectInputError as exc:
             if exc.note:
-                from align_workflow.cases.models import CaseNote
-
                 CaseNote.objects.create(case_id=case.pk, text=exc.note)
             raise TransitionNotAllowed(str(exc), code=exc.code, trigger=trigger, state=case.state,
                                        criteria=getattr(exc, "problems", None)) from exc

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from align_workflow.cases.models import PhotoAssessment, Prescription
 from states import align_case as wf
 
+from . import preflight
+
 
 @dataclass(frozen=True)
 class Criterion:
@@ -20,10 +22,8 @@ class Criterion:
 
 def can_send_to_align(case) -> list[Criterion]:
     """The checklist before Send to Align: the clinic's criteria (lab, photos, STL files)
-    and every field Align requires for the three calls (integration.payloads.REQUIRED),
+    and every field Align requires for the three calls (preflight.REQUIRED),
     one criterion per group, each with its reason."""
-    from align_workflow.integration import payloads
-
     prescription = Prescription.objects.filter(case=case).first()
     lab_ok = prescription is not None and prescription.lab == Prescription.Lab.ALIGN
     if prescription is None:
@@ -47,7 +47,7 @@ def can_send_to_align(case) -> list[Criterion]:
         Criterion("photos_approved", "Photo assessment approved", photos_ok, photos_reason),
     ]
     # What was just read is handed on, so the pre-flight does not read it again.
-    records = payloads.Records(
+    records = preflight.Records(
         case, lab=prescription.lab if prescription else None,
         treatment_option=assessment.treatment_option if assessment else None,
     )
@@ -55,7 +55,7 @@ def can_send_to_align(case) -> list[Criterion]:
     if assessment is None:
         seen.add("treatment_option")  # "no photo assessment yet" is said once, above
     for step in wf.SEND_TO_ALIGN:
-        for verdict in payloads.preflight(case, step, ahead=True, records=records):
+        for verdict in preflight.preflight(case, step, ahead=True, records=records):
             if verdict.name in seen:
                 continue
             seen.add(verdict.name)

@@ -71,7 +71,7 @@ class OutboundAttempt(AppendOnlyModel):
 
     @property
     def label(self):
-        from .outbound import step_label
+        from .outbound import step_label  # why: outbound imports this module
 
         return step_label(self.step)
 

@@ -30,10 +30,13 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from align_workflow.cases.models import Case, CaseNote
+from align_workflow.align.errors import AlignError
+from align_workflow.cases.models import Case, CaseNote, Prescription
 from states import align_case as wf
 
+from . import purchases
 from .connections import ThreadConnections
+from .engine import TransitionNotAllowed, check, fire, is_staff
 from .models import OutboundAttempt
 
 logger = logging.getLogger(__name__)
@@ -212,8 +215,6 @@ def _is_outbound_attention(reason: str) -> bool:
 def record_failure(attempt: OutboundAttempt, exc: BaseException, duration_ms: int | None) -> OutboundAttempt:
     """Commit a failed attempt: its evidence, a case note, and either the planned retry
     or the case's needs-attention flag. Returns the updated attempt."""
-    from align_workflow.integration.client import AlignError
-
     now = timezone.now()
     case = Case.objects.select_related("patient").get(pk=attempt.case_id)
     if isinstance(exc, AlignError):
@@ -301,8 +302,6 @@ def record_unsaved_success(attempt_id: int, duration_ms: int | None, exc: BaseEx
     re-sent with the same key: the service answers from its memory and the change is
     applied then.
     """
-    from .engine import TransitionNotAllowed
-
     now = timezone.now()
     attempt = OutboundAttempt.objects.filter(pk=attempt_id, status=Status.IN_FLIGHT).first()
     if attempt is None:
@@ -398,8 +397,6 @@ def open_attempt(case_id) -> OutboundAttempt | None:
 
 
 def _refuse_if_busy(case, trigger):
-    from .engine import TransitionNotAllowed
-
     busy = open_attempt(case.pk)
     step = busy.step if busy else (case.busy_with if case.busy_until and case.busy_until > timezone.now() else "")
     if step:
@@ -411,10 +408,6 @@ def _refuse_if_busy(case, trigger):
 
 def _refuse_if_not_align(case, trigger):
     """Only a case prescribed to the Align lab is in the Align workflow."""
-    from align_workflow.cases.models import Prescription
-
-    from .engine import TransitionNotAllowed
-
     lab = Prescription.objects.filter(case_id=case.pk).values_list("lab", flat=True).first()
     if lab != Prescription.Lab.ALIGN:
         where = dict(Prescription.Lab.choices).get(lab, "no lab (no prescription)")
@@ -469,8 +462,7 @@ def run_attempt(attempt_id: int) -> SendResult | None:
     Safe to call twice or concurrently for one attempt: only the process that moves it
     from pending to in flight sends it. Returns None when there was nothing to run.
     """
-    from .align_effects import AlignCallFailed
-    from .engine import TransitionNotAllowed, fire
+    from .align_effects import AlignCallFailed  # why: align_effects imports this module
 
     attempt = OutboundAttempt.objects.filter(pk=attempt_id).first()
     if attempt is None or attempt.status != Status.PENDING:
@@ -515,7 +507,7 @@ def run_attempt(attempt_id: int) -> SendResult | None:
 def dispatch(attempt_id: int) -> SendResult | None:
     """Run a recorded attempt the configured way. Returns its result when it ran here."""
     if settings.ALIGN_EXECUTION == "celery":
-        from .tasks import run_attempt_task
+        from .tasks import run_attempt_task  # why: tasks imports this module (and Celery only when used)
 
         try:
             run_attempt_task.delay(attempt_id)
@@ -553,8 +545,6 @@ def send_to_align(case, *, by) -> SendResult:
     refused (state, actor, flag, guard), when the case has nothing left to send, or
     when a step is already being sent. `case` is refreshed in place.
     """
-    from .engine import TransitionNotAllowed, check
-
     with transaction.atomic():
         locked = Case.objects.select_for_update().get(pk=case.pk)
         _refuse_if_not_align(locked, wf.SEND_TO_ALIGN[0])
@@ -584,8 +574,6 @@ def retry_case(case, *, by, step=None, here=False, note=None) -> SendResult:
     says (the caller must not be inside a transaction); `note` replaces the case note's
     text.
     """
-    from .engine import TransitionNotAllowed, is_staff
-
     with transaction.atomic():
         locked = Case.objects.select_for_update().get(pk=case.pk)
         if by is not None and not is_staff(by):
@@ -701,8 +689,6 @@ def run_due(*, everything=False, workers=1) -> DueRun:
             held.close_all()
     else:
         run.results = [r for r in map(_run_logged, to_run) if r is not None]
-    from . import purchases
-
     # Bought cases whose acceptance waited for the flag: sent now if the flag is on.
     run.acceptances = purchases.send_waiting()
     return run

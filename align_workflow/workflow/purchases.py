@@ -30,6 +30,7 @@ from django.utils import timezone
 from align_workflow.cases.models import Case, CaseNote, Prescription
 from states import align_case as wf
 
+from .engine import TransitionNotAllowed, fire, flag_is_on
 from .models import OutboundAttempt
 
 logger = logging.getLogger(__name__)
@@ -129,8 +130,7 @@ def send_acceptance(case, *, by=None, raise_errors=False) -> tuple[str, str]:
     (`by` a user) fire it as the button always did. `raise_errors`: a refusal
     (TransitionNotAllowed) or a failed call (AlignCallFailed) is raised, not returned.
     """
-    from .align_effects import AlignCallFailed
-    from .engine import TransitionNotAllowed, fire, flag_is_on
+    from .align_effects import AlignCallFailed  # why: align_effects imports outbound, which imports this module
 
     case.refresh_from_db()
     if case.state != wf.PROVIDER_APPROVED or case.aligners_purchased_at is None:
@@ -168,8 +168,6 @@ def waiting_case_ids() -> list[int]:
 def send_waiting() -> list[tuple[int, str, str]]:
     """The sweep's part: send every waiting acceptance the flag now allows. Returns
     (case id, outcome, detail) for each case looked at; nothing while the flag is off."""
-    from .engine import flag_is_on
-
     if not flag_is_on(wf.FLAG_SET_ORDER_STATUS, None):
         return []
     results = []

@@ -13,6 +13,7 @@ token is configured (then nothing is accepted).
 """
 
 import hmac
+import json
 from datetime import timedelta
 
 from django.conf import settings
@@ -21,7 +22,7 @@ from django.http import JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from align_workflow.integration.payloads import DateTime, Obj, PayloadError, Str, _unstorable
+from align_workflow.align.payloads import DateTime, Obj, PayloadError, Str, _unstorable
 
 from . import purchases
 
@@ -51,8 +52,6 @@ def _token_ok(request, expected):
 
 def parse_body(raw: bytes) -> dict:
     """The body's fields, checked; PayloadError with every problem by field otherwise."""
-    import json
-
     try:
         payload = json.loads(raw.decode("utf-8"))
     except (ValueError, RecursionError):

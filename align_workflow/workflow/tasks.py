@@ -9,7 +9,7 @@ import logging
 
 from align_workflow.celery import app
 
-from . import outbound
+from . import outbound, purchases
 
 logger = logging.getLogger(__name__)
 
@@ -28,8 +28,6 @@ def sweep_task():
     run, to_run = outbound.collect_due()
     for attempt_id in to_run:
         run_attempt_task.delay(attempt_id)
-    from . import purchases
-
     sent = purchases.send_waiting()  # bought cases whose acceptance waited for the flag
     if sent:
         logger.info("align sweep: %s waiting acceptance(s) looked at", len(sent))

@@ -1,4 +1,4 @@
-"""`make run`'s adopt step (cases/demo_align.py) against the real simulator process: after
+"""`make run`'s adopt step (demo/demo_align.py) against the real simulator process: after
 seed_demo and adopt_cases, every demo case past eligible is known to Align and its next
 step works, calls from the app and events from Align alike. Without the adopt step the
 same calls fail (the negative control)."""
@@ -10,9 +10,9 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
-from align_workflow.cases.demo_align import adopt_cases, adoption, wait_for_simulator
+from align_workflow.demo.demo_align import adopt_cases, adoption, wait_for_simulator
 from align_workflow.cases.models import Case
-from align_workflow.integration.client import Align
+from align_workflow.align.client import Align
 from align_workflow.portals.services import mark_aligners_purchased
 from align_workflow.workflow import fire, send_to_align
 from align_workflow.workflow.effects import EffectFailed
@@ -140,7 +140,7 @@ def test_the_description_follows_our_records(demo):
 
 
 def test_run_demo_adopts_once_the_simulator_answers_and_says_how_many_in_one_line(demo):
-    from align_workflow.cases.management.commands.run_demo import Command as RunDemo
+    from align_workflow.demo.management.commands.run_demo import Command as RunDemo
 
     out, err = io.StringIO(), io.StringIO()
     RunDemo(stdout=out, stderr=err)._adopt(demo.url, demo.process)

@@ -277,7 +277,7 @@ def test_a_child_that_dies_stops_the_rest_and_run_demo_fails(run_demo):
 
 
 def test_align_service_url_follows_the_simulator_unless_set_explicitly():
-    from align_workflow.cases.management.commands.run_demo import child_environment
+    from align_workflow.demo.management.commands.run_demo import child_environment
 
     env = child_environment({"PATH": "/bin"}, "http://127.0.0.1:28000", "http://127.0.0.1:28765")
     assert (env["ALIGN_SERVICE_URL"], env["APP_BASE_URL"]) == ("http://127.0.0.1:28765", "http://127.0.0.1:28000")
@@ -292,7 +292,7 @@ def test_a_simulator_that_cannot_bind_its_port_is_not_mistaken_for_the_one_answe
     waits for its own simulator to say it listens, so the other process gets nothing."""
     from django.core.management import CommandError
 
-    from align_workflow.cases.management.commands.run_demo import Command
+    from align_workflow.demo.management.commands.run_demo import Command
 
     listener = DummyListener()
     procs = []

@@ -13,7 +13,7 @@ import requests
 import responses
 from django.core.cache.backends.locmem import LocMemCache
 
-from align_workflow.integration.client import (
+from align_workflow.align.client import (
     Align,
     AlignAuthError,
     AlignError,

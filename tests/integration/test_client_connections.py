@@ -1,5 +1,5 @@
 """The Align client and the HTTP vault keep their connection alive between calls (one
-session per thread, integration/http.py), counted by a local HTTP/1.1 server."""
+session per thread, align/http.py), counted by a local HTTP/1.1 server."""
 
 import json
 import threading
@@ -9,9 +9,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from django.core.cache.backends.locmem import LocMemCache
 
-from align_workflow.integration import http
-from align_workflow.integration.client import Align
-from align_workflow.integration.vault import HttpVault
+from align_workflow.align import http
+from align_workflow.align.client import Align
+from align_workflow.align.vault import HttpVault
 
 BLOB_ID = str(uuid.uuid4())
 

@@ -10,10 +10,10 @@ import requests
 import responses
 from django.core.cache.backends.locmem import LocMemCache
 
-from align_workflow.integration.client import Align, AlignError
+from align_workflow.align.client import Align, AlignError
 
 BASE = "http://align.test"
-LOGGER = "align_workflow.integration.client"
+LOGGER = "align_workflow.align.client"
 ACCESS_TOKEN = "at-7f3c9e1d5b"
 
 PATIENT = dict(

@@ -10,7 +10,8 @@ shared lock every one of them asks for its own token.
 import pytest
 from django.core.cache import cache
 
-from align_workflow.integration.client import Align, AlignRejected
+from align_workflow.align.client import Align, AlignRejected
+
 from bench.client_processes import ClientProcesses
 
 PROCESSES = 16

@@ -10,7 +10,7 @@ import time
 import pytest
 import responses
 
-from align_workflow.integration.client import Align
+from align_workflow.align.client import Align
 from tests.support.threads import together
 
 BASE = "http://align.test"

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.core.cache.backends.locmem import LocMemCache
 from PIL import Image
 
-from align_workflow.integration.client import (
+from align_workflow.align.client import (
     Align,
     AlignAuthError,
     AlignRejected,
@@ -20,7 +20,7 @@ from align_workflow.integration.client import (
     CreatedOrder,
     CreatedPatient,
 )
-from align_workflow.integration.vault import HttpVault, VaultError
+from align_workflow.align.vault import HttpVault, VaultError
 
 from tests.support.simulator_api import STL_ASSETS
 

@@ -13,7 +13,7 @@ from django.test import Client
 from svix.webhooks import Webhook as SvixWebhook
 
 from align_workflow.integration.models import InboundEvent
-from align_workflow.integration.signatures import SignatureError, verify_signature
+from align_workflow.align.signatures import SignatureError, verify_signature
 from states import align_case as wf
 from tests.support.deliveries import encode, make_event, post, row_counts, spec_signature, svix_headers
 from tests.support.factories import make_case

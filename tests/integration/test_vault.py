@@ -9,7 +9,7 @@ import requests
 import responses
 from responses import matchers
 
-from align_workflow.integration.vault import HttpVault, LocalVault, StoredBlob, VaultError, get_vault
+from align_workflow.align.vault import HttpVault, LocalVault, StoredBlob, VaultError, get_vault
 
 VAULT_ID = "00000000-0000-4000-8000-00000000a119"
 BASE = "http://vault.test"

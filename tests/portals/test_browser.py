@@ -78,7 +78,7 @@ def test_a_case_from_send_to_shipping(portal, flags, simulator, live_server, set
     from playwright.sync_api import expect
 
     from align_workflow.cases.models import CaseAsset
-    from align_workflow.integration.vault import get_vault
+    from align_workflow.align.vault import get_vault
 
     settings.MEDIA_ROOT = tmp_path
     settings.APP_BASE_URL = live_server.url
@@ -159,7 +159,7 @@ def test_a_ratio_3_screen_approves_a_plan(browser, live_server, flags, settings,
     from playwright.sync_api import expect
 
     from align_workflow.cases.models import CaseAsset, TreatmentPlan
-    from align_workflow.integration.vault import get_vault
+    from align_workflow.align.vault import get_vault
 
     settings.MEDIA_ROOT = tmp_path
     doctor = ProviderFactory()

@@ -13,7 +13,7 @@ from collections import Counter, defaultdict
 
 from django.db import connection
 
-from align_workflow.integration.client import (
+from align_workflow.align.client import (
     AlignAuthError, AlignRejected, AlignUnavailable, AssetUpload, ClinCheckResult, CreatedOrder, CreatedPatient,
 )
 from align_workflow.workflow.models import OutboundAttempt

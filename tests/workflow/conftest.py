@@ -18,7 +18,7 @@ def local_vault(settings, tmp_path):
     """The embedded vault, in a temporary MEDIA_ROOT."""
     settings.ALIGN_VAULT_URL = "local"
     settings.MEDIA_ROOT = tmp_path / "media"
-    from align_workflow.integration.vault import get_vault
+    from align_workflow.align.vault import get_vault
 
     return get_vault()
 

@@ -61,7 +61,7 @@ def test_concurrent_approvals_of_one_case_decode_one_picture(require_postgres, p
     """Twelve approvals of one case at once: the picture is decoded after the case is
     claimed, so eleven are refused before decoding (a 25-megapixel JPEG is 75 MB decoded:
     twelve at once took the web workers from 245 MB to 1.9 GB)."""
-    from align_workflow.integration import vault
+    from align_workflow.align import vault
     from align_workflow.workflow import align_effects
 
     from tests.support.images import data_url, image_bytes

@@ -173,7 +173,7 @@ def test_another_providers_screenshot_is_not_even_decoded(local_vault, other_pro
 
 
 def test_a_vault_failure_leaves_no_asset_and_no_transition(flags_on, monkeypatch):
-    from align_workflow.integration import vault
+    from align_workflow.align import vault
 
     class BrokenVault:
         def put(self, data, *, filename, content_type):
@@ -189,7 +189,7 @@ def test_a_vault_failure_leaves_no_asset_and_no_transition(flags_on, monkeypatch
 
 
 def test_a_transition_refused_after_the_vault_write_leaves_no_asset_row(local_vault, flags_on, monkeypatch):
-    from align_workflow.integration import vault
+    from align_workflow.align import vault
 
     real_put = type(local_vault).put
     case = make_case(state=wf.PLAN_RECEIVED)

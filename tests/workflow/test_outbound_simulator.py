@@ -140,7 +140,7 @@ def test_approve_then_accept_sends_the_stored_screenshot_which_align_can_read(al
     assert case.state == wf.PROVIDER_APPROVED
     asset = CaseAsset.objects.get(case=case, kind=CaseAsset.Kind.CCACCEPTSCREEN)
 
-    from align_workflow.integration.vault import get_vault
+    from align_workflow.align.vault import get_vault
 
     stored = Image.open(io.BytesIO(get_vault().get(asset.vault_id, asset.external_key)))
     assert stored.format == "JPEG" and not stored.getexif()

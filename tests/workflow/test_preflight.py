@@ -1,4 +1,4 @@
-"""The pre-flight of every call to Align (integration.payloads.REQUIRED): each field Align
+"""The pre-flight of every call to Align (workflow.preflight.REQUIRED): each field Align
 requires, blank or invalid on an otherwise ready case, is named by the checklist (or the
 refusal), the engine refuses with code "guard", nothing is recorded and the simulator
 receives no request."""

@@ -6,7 +6,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from align_workflow.integration.client import AssetUpload, ClinCheckResult, CreatedOrder, CreatedPatient
+from align_workflow.align.client import AssetUpload, ClinCheckResult, CreatedOrder, CreatedPatient
 from align_workflow.workflow import batch, send_to_align
 from states import align_case as wf
 from tests.support.factories import make_case
@@ -91,7 +91,8 @@ def test_send_to_align_by_staff(require_postgres, instant_align, flags_on, staff
 def test_applying_an_event_that_moves_the_case(require_postgres):
     """A stored plan event applied through the engine: one transaction with one savepoint
     (the engine's, around the move), not two."""
-    from align_workflow.integration import events, payloads
+    from align_workflow.align import payloads
+    from align_workflow.integration import events
     from tests.support.deliveries import encode, make_event
 
     warm, case = make_case(state=wf.ASSETS_UPLOADED), make_case(state=wf.ASSETS_UPLOADED)

@@ -17,6 +17,7 @@ from align_workflow.workflow import purchases
 from align_workflow.workflow.diagrams import MISSING_GRAPHVIZ, case_svg
 from align_workflow.workflow.engine import available_triggers, fire, flag_is_on
 from align_workflow.workflow.guards import can_send_to_align
+from align_workflow.workflow.outbound import retry_case, send_to_align
 from states import align_case as wf
 
 from .. import selectors, services
@@ -175,8 +176,6 @@ def _now_in(case):
 @require_POST
 @staff_required
 def send(request, pk):
-    from align_workflow.workflow.outbound import send_to_align
-
     case = get_object_or_404(Case, pk=pk)
     perform(request, lambda: send_to_align(case, by=request.user), success=send_outcome)
     return _back(case)
@@ -185,16 +184,12 @@ def send(request, pk):
 @require_POST
 @staff_required
 def retry(request, pk):
-    from align_workflow.workflow.outbound import retry_case
-
     case = get_object_or_404(Case, pk=pk)
     perform(request, lambda: retry_case(case, by=request.user), success=send_outcome)
     return _back(case)
 
 
 def _purchase_message(outcome):
-    from align_workflow.workflow import purchases
-
     state = f"The case is now {Case.objects.get(pk=outcome.case_id).state.replace('_', ' ')}."
     if outcome.acceptance == purchases.SENT:
         return f"Aligner purchase recorded and the ClinCheck accepted. {state}"

@@ -3,7 +3,7 @@
 The service's HTTP contract is described in docs/align-contract.md;
 this module is the only place that speaks it. Use it like this:
 
-    from align_workflow.integration.client import Align, AlignUnavailable, AlignRejected
+    from align_workflow.align.client import Align, AlignUnavailable, AlignRejected
 
     align = Align()                                  # URL, credentials, timeouts from settings
     patient = align.create_patient(case_id=case.pk, mrn=..., first_name=..., ...,
@@ -23,11 +23,11 @@ What it guarantees:
 - **Every request has a (connect, read) timeout**: ALIGN_CONNECT_TIMEOUT and
   ALIGN_READ_TIMEOUT.
 - **Connections are kept alive**: each thread sends its calls through one session of
-  its own (integration/http.py, shared with the HTTP vault), whichever Align() object
+  its own (align/http.py, shared with the HTTP vault), whichever Align() object
   makes them; no cookies are kept. `session=` replaces it (tests).
 - **Errors are typed and keep the evidence** (HTTP status, the envelope's error code and
   message, the request id, the raw body), and are mapped from responses in one place
-  (`_error_from_response`):
+  (`errors.error_from_response`):
     AlignUnavailable  timeouts, connection errors, 5xx, 429: retry later (retry_after
                       carries Retry-After when the service sent one);
     AlignRejected     any other 4xx: retrying will not help, a person has to look;
@@ -41,20 +41,20 @@ What it guarantees:
 
 from __future__ import annotations
 
-import email.utils
 import hashlib
 import json
 import logging
-import threading
 import time
-from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime, timezone
 
 import requests
 from django.conf import settings
+from django.core.cache import cache as default_cache
 
+from .errors import AlignAuthError, AlignError, AlignRejected, AlignUnavailable, error_from_response
+from .errors import _json_or_none, _request_id
 from .http import thread_session
+from .results import AssetUpload, CaseView, ClinCheckResult, CreatedOrder, CreatedPatient, MissingField, field_of
+from .tokens import SharedToken
 
 logger = logging.getLogger(__name__)
 
@@ -71,216 +71,9 @@ __all__ = [
     "CaseView",
 ]
 
-# A token is thrown away this long before the service says it expires, so that a
-# request never sets off with a token that dies on the way.
-TOKEN_EXPIRY_MARGIN_SECONDS = 60
 
-
-# --- Errors -------------------------------------------------------------------------
-
-
-class AlignError(Exception):
-    """A call to the integration service failed; keeps what the service said."""
-
-    retryable = False
-
-    def __init__(self, message, *, status=None, code="", request_id=None, body=None, method=None, path=None):
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.code = code
-        self.request_id = request_id
-        self.body = body  # the raw response text, when there was a response
-        self.method = method
-        self.path = path
-
-    def __str__(self):
-        where = f"HTTP {self.status}" if self.status is not None else "no response"
-        text = f"{self.code or 'ERROR'} ({where}): {self.message}"
-        if self.request_id:
-            text += f" [request {self.request_id}]"
-        return text
-
-    def _state(self):
-        return {
-            "status": self.status,
-            "code": self.code,
-            "request_id": self.request_id,
-            "body": self.body,
-            "method": self.method,
-            "path": self.path,
-        }
-
-    def __reduce__(self):
-        # Keyword-only arguments are lost by Exception's default pickling (Celery
-        # pickles exceptions across processes).
-        return (_rebuild_error, (type(self), self.message, self._state()))
-
-
-class AlignUnavailable(AlignError):
-    """The service could not be reached or could not answer now: try again later."""
-
-    retryable = True
-
-    def __init__(self, message, *, retry_after=None, **kwargs):
-        super().__init__(message, **kwargs)
-        self.retry_after = retry_after
-
-    def _state(self):
-        return {**super()._state(), "retry_after": self.retry_after}
-
-
-class AlignRejected(AlignError):
-    """The service refused the request as it stands: a person has to look at it."""
-
-
-class AlignAuthError(AlignError):
-    """Our credentials were refused, or a freshly fetched token was refused as well."""
-
-
-def _rebuild_error(cls, message, state):
-    return cls(message, **state)
-
-
-# --- Results ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CreatedPatient:
-    p_id: str
-    mrn: str
-    created: bool
-
-
-@dataclass(frozen=True)
-class CreatedOrder:
-    case_id: int
-    p_id: str
-    order_type: str
-    status: str
-
-
-@dataclass(frozen=True)
-class AssetUpload:
-    case_id: int
-    accepted: bool
-    asset_count: int
-
-
-@dataclass(frozen=True)
-class ClinCheckResult:
-    case_id: int
-    status: str
-    sales_order_number: str | None
-
-
-@dataclass(frozen=True)
-class CaseView:
-    case_id: int
-    p_id: str | None
-    status: str | None
-    orders: list
-    sales_orders: list
-    plans: list
-
-
-class _MissingField(Exception):
-    pass
-
-
-def _field(body, *names, default=_MissingField):
-    for name in names:
-        if name in body:
-            return body[name]
-    if default is _MissingField:
-        raise _MissingField(names[0])
-    return default
-
-
-# --- Mapping responses to errors (the one place) -----------------------------------
-
-
-def _retry_after_seconds(value):
-    """Retry-After is either delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
-
-
-def _json_or_none(response):
-    try:
-        return response.json()
-    except ValueError:
-        return None
-
-
-def _request_id(response, body):
-    if isinstance(body, dict) and body.get("request_id"):
-        return str(body["request_id"])
-    return response.headers.get("X-Request-Id") or response.headers.get("Request-Id")
-
-
-def _error_from_response(response, method, path):
-    """Turn a non-200 response into the AlignError subclass its status calls for."""
-    status = response.status_code
-    body = _json_or_none(response)
-    envelope = body.get("error") if isinstance(body, dict) else None
-    if isinstance(envelope, dict):
-        code = str(envelope.get("code") or f"HTTP_{status}")
-        message = str(envelope.get("message") or response.reason or "")
-    else:
-        code = f"HTTP_{status}"
-        message = f"HTTP {status} {response.reason or ''}".strip() + (
-            "" if body is not None else " (the body was not JSON)"
-        )
-    evidence = dict(
-        status=status,
-        code=code,
-        request_id=_request_id(response, body),
-        body=response.text,
-        method=method,
-        path=path,
-    )
-    if status == 401:
-        return AlignAuthError(message, **evidence)
-    if status == 429 or status >= 500:
-        return AlignUnavailable(message, retry_after=_retry_after_seconds(response.headers.get("Retry-After")), **evidence)
-    if 400 <= status < 500:
-        return AlignRejected(message, **evidence)
-    # 1xx/3xx/other 2xx: the contract promises 200 for success and nothing else.
-    return AlignUnavailable(f"unexpected HTTP {status}", **evidence)
-
-
-# --- Token lock ---------------------------------------------------------------------
-
-_process_locks: dict[str, threading.Lock] = {}
-_process_locks_guard = threading.Lock()
-
-
-def _process_lock(name):
-    with _process_locks_guard:
-        return _process_locks.setdefault(name, threading.Lock())
-
-
-# --- The client ---------------------------------------------------------------------
-
-
-class Align:
+class Align(SharedToken):
     """The Align integration service, one method per call of the contract."""
-
-    # Fetch tokens under a lock shared by every process using the cache. Only a test
-    # turns this off, to show what happens without it.
-    share_token_lock = True
 
     def __init__(
         self,
@@ -298,11 +91,9 @@ class Align:
         self.client_secret = client_secret if client_secret is not None else settings.ALIGN_CLIENT_SECRET
         self.connect_timeout = float(connect_timeout if connect_timeout is not None else settings.ALIGN_CONNECT_TIMEOUT)
         self.read_timeout = float(read_timeout if read_timeout is not None else settings.ALIGN_READ_TIMEOUT)
-        if cache is None:
-            from django.core.cache import cache
-        self.cache = cache
+        self.cache = cache if cache is not None else default_cache
         # An injected session (tests) is used as given; otherwise each call uses its
-        # thread's kept-alive session (integration/http.py), looked up when the call is
+        # thread's kept-alive session (align/http.py), looked up when the call is
         # made, so one client object may be shared between threads.
         self._session = session
         # One token per service and client id: a second Align elsewhere shares it.
@@ -359,7 +150,7 @@ class Align:
             body,
             "POST",
             "/patients",
-            lambda b: CreatedPatient(p_id=str(_field(b, "pId")), mrn=str(_field(b, "mrn")), created=bool(_field(b, "created"))),
+            lambda b: CreatedPatient(p_id=str(field_of(b, "pId")), mrn=str(field_of(b, "mrn")), created=bool(field_of(b, "created"))),
         )
 
     def create_order(
@@ -385,10 +176,10 @@ class Align:
             "POST",
             "/orders",
             lambda b: CreatedOrder(
-                case_id=int(_field(b, "caseId")),
-                p_id=str(_field(b, "pId")),
-                order_type=str(_field(b, "orderType")),
-                status=str(_field(b, "status")),
+                case_id=int(field_of(b, "caseId")),
+                p_id=str(field_of(b, "pId")),
+                order_type=str(field_of(b, "orderType")),
+                status=str(field_of(b, "status")),
             ),
         )
 
@@ -406,9 +197,9 @@ class Align:
             "POST",
             "/assets/upload",
             lambda b: AssetUpload(
-                case_id=int(_field(b, "caseId")),
-                accepted=bool(_field(b, "accepted")),
-                asset_count=int(_field(b, "assetCount")),
+                case_id=int(field_of(b, "caseId")),
+                accepted=bool(field_of(b, "accepted")),
+                asset_count=int(field_of(b, "assetCount")),
             ),
         )
 
@@ -443,12 +234,12 @@ class Align:
 
         def parse(b):
             return CaseView(
-                case_id=int(_field(b, "caseId", default=case_id)),
-                p_id=_field(b, "pId", default=None),
-                status=_field(b, "status", default=None),
-                orders=list(_field(b, "orders", default=None) or []),
-                sales_orders=list(_field(b, "salesOrders", "sales_orders", default=None) or []),
-                plans=list(_field(b, "plans", "treatmentPlans", default=None) or []),
+                case_id=int(field_of(b, "caseId", default=case_id)),
+                p_id=field_of(b, "pId", default=None),
+                status=field_of(b, "status", default=None),
+                orders=list(field_of(b, "orders", default=None) or []),
+                sales_orders=list(field_of(b, "salesOrders", "sales_orders", default=None) or []),
+                plans=list(field_of(b, "plans", "treatmentPlans", default=None) or []),
             )
 
         return self._parse(body, "GET", path, parse)
@@ -456,18 +247,18 @@ class Align:
     @staticmethod
     def _clincheck_result(b):
         return ClinCheckResult(
-            case_id=int(_field(b, "caseId")),
-            status=str(_field(b, "status")),
-            sales_order_number=_field(b, "salesOrderNumber", default=None),
+            case_id=int(field_of(b, "caseId")),
+            status=str(field_of(b, "status")),
+            sales_order_number=field_of(b, "salesOrderNumber", default=None),
         )
 
     @staticmethod
     def _parse(body, method, path, build):
         try:
             if not isinstance(body, dict):
-                raise _MissingField("a JSON object")
+                raise MissingField("a JSON object")
             return build(body)
-        except (_MissingField, TypeError, ValueError) as exc:
+        except (MissingField, TypeError, ValueError) as exc:
             raise AlignUnavailable(
                 f"the service's answer could not be read (missing or bad {exc})",
                 status=200,
@@ -538,7 +329,7 @@ class Align:
                     path=path,
                 )
             return body
-        error = _error_from_response(response, method, path)
+        error = error_from_response(response, method, path)
         self._log(logging.WARNING, method, path, response.status_code, started, error.request_id, case_id, error.code)
         raise error
 
@@ -566,81 +357,3 @@ class Align:
                 "align_error_code": error_code,
             },
         )
-
-    # --- the shared token -----------------------------------------------------------
-
-    def _token(self):
-        """The cached token, or a new one fetched by exactly one process."""
-        token = self.cache.get(self.token_cache_key)
-        if token:
-            return token
-        with self._token_lock():
-            token = self.cache.get(self.token_cache_key)  # someone may have fetched it meanwhile
-            if token:
-                return token
-            return self._fetch_token()
-
-    def _replace_refused_token(self, refused):
-        """Drop `refused` from the cache unless it was already replaced; return a usable token."""
-        with self._token_lock():
-            current = self.cache.get(self.token_cache_key)
-            if current and current != refused:
-                return current  # another process already replaced it
-            if current:
-                self.cache.delete(self.token_cache_key)
-            return self._fetch_token()
-
-    @contextmanager
-    def _token_lock(self):
-        if not self.share_token_lock:
-            yield
-            return
-        shared_lock = getattr(self.cache, "lock", None)
-        if shared_lock is None:
-            # A cache without locks (local memory) is private to this process anyway.
-            with _process_lock(self.token_lock_key):
-                yield
-            return
-        # The holder makes one token request; if it dies, the lock expires after that long.
-        hold = self.connect_timeout + self.read_timeout + 5
-        lock = shared_lock(self.token_lock_key, timeout=hold, blocking_timeout=hold)
-        acquired = lock.acquire()
-        if not acquired:
-            # The lock only saves token requests; going on without it is still correct.
-            logger.warning("align token lock not acquired within %.0fs; fetching a token without it", hold)
-        try:
-            yield
-        finally:
-            if acquired:
-                try:
-                    lock.release()
-                except Exception:  # expired meanwhile (redis LockError): nothing to release
-                    logger.warning("align token lock had expired before release")
-
-    def _fetch_token(self):
-        body = self._send(
-            "POST",
-            "/auth/token",
-            json_body={
-                "client_id": self.client_id,
-                "client_secret": self.client_secret,
-                "grant_type": "client_credentials",
-            },
-            headers={"Accept": "application/json"},
-        )
-        try:
-            token = str(body["access_token"])
-            expires_in = int(body.get("expires_in", 3600))
-        except (KeyError, TypeError, ValueError):
-            raise AlignUnavailable(
-                "the token answer could not be read",
-                status=200,
-                code="INVALID_RESPONSE",
-                method="POST",
-                path="/auth/token",
-            ) from None
-        ttl = expires_in - TOKEN_EXPIRY_MARGIN_SECONDS
-        if ttl > 0:
-            self.cache.set(self.token_cache_key, token, timeout=ttl)
-        logger.info("align token fetched expires_in=%s cached_for=%s", expires_in, max(ttl, 0))
-        return token

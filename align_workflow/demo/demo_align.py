@@ -15,7 +15,10 @@ import requests
 from django.conf import settings
 from django_fsm_log.models import StateLog
 
+from align_workflow.align.payloads import patient_fields
 from align_workflow.cases.models import AlignOrder, Case, CaseAsset, PhotoAssessment, TreatmentPlan
+from align_workflow.workflow.models import OutboundAttempt
+from align_workflow.workflow.preflight import newest_screenshot
 from states import align_case as wf
 
 # Our state -> how far the case got at Align (the simulator's adopt stages). A provider's
@@ -57,8 +60,6 @@ def state_before_cancel(case):
 
 def adoption(case):
     """The adopt body for `case`, or (None, why not) when Align has nothing of it."""
-    from align_workflow.workflow.align_effects import newest_screenshot, patient_fields
-
     reached, cancelled = case.state, False
     if case.state == wf.CANCELLED:
         reached, cancelled = state_before_cancel(case), True
@@ -111,8 +112,6 @@ def adoption(case):
 
 def revision_comments(case):
     """The provider's words of the last revision request that Align took, if we sent one."""
-    from align_workflow.workflow.models import OutboundAttempt
-
     attempt = (OutboundAttempt.objects.filter(case=case, step="request_revision",
                                               status=OutboundAttempt.Status.SUCCEEDED).order_by("-id").first())
     return str((attempt.params or {}).get("comments") or "") if attempt else ""

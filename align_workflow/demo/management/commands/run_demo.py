@@ -11,7 +11,7 @@ environment).
 Before anything starts, both ports must be free: a port in use stops the command with
 one line naming it, and nothing is sent anywhere. The simulator starts first; once
 it says it is listening (so the process answering on the port is the one started here),
-every case past `eligible` is adopted into it (cases/demo_align.py), so Align knows the
+every case past `eligible` is adopted into it (demo/demo_align.py), so Align knows the
 demo's cases before anything calls it.
 
 Each child is started only if its command exists, so this works at every stage of the
@@ -32,7 +32,7 @@ from django.conf import settings
 from django.core.management import get_commands
 from django.core.management.base import BaseCommand, CommandError
 
-from align_workflow.cases.demo_align import adopt_cases, wait_for_simulator
+from align_workflow.demo.demo_align import adopt_cases, wait_for_simulator
 
 from .seed_demo import DEMO_LOGINS
 
@@ -187,7 +187,7 @@ class Command(BaseCommand):
         return proc
 
     def _adopt(self, simulator_url, proc):
-        """Tell the fresh simulator about the cases past eligible (see cases/demo_align.py)."""
+        """Tell the fresh simulator about the cases past eligible (see demo/demo_align.py)."""
         if not wait_for_simulator(simulator_url, alive=lambda: proc.poll() is None):
             self.stderr.write(f"The Align simulator did not answer at {simulator_url}; no case was adopted.")
             return

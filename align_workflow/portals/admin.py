@@ -1,3 +1,7 @@
+"""The admin of the cases (support's view of each case's history, notes, files, calls to
+Align and events from Align) and of the users: it lives with the portals, above the
+workflow, so the cases app stays models only."""
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
@@ -9,11 +13,10 @@ from django.utils.html import format_html
 from django_fsm_log.admin import StateLogInline
 from django_fsm_log.models import StateLog
 
+from align_workflow.cases.models import AlignOrder, Case, CaseAsset, CaseNote, Patient, PhotoAssessment, Prescription, Provider, TreatmentPlan
 from align_workflow.integration.models import InboundEvent
 from align_workflow.workflow.engine import TransitionNotAllowed, fire
 from align_workflow.workflow.models import OutboundAttempt
-
-from .models import AlignOrder, Case, CaseAsset, CaseNote, Patient, PhotoAssessment, Prescription, Provider, TreatmentPlan
 
 
 class ReadOnlyInline(admin.TabularInline):

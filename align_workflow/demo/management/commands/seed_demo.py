@@ -203,7 +203,7 @@ class Command(BaseCommand):
         missing = [number for number in wanted if number not in existing]
         if not missing:
             return 0
-        # Everything Align requires (integration.payloads.REQUIRED): these cases go through end to end.
+        # Everything Align requires (workflow.preflight.REQUIRED): these cases go through end to end.
         patients = Patient.objects.bulk_create([
             Patient(mrn="L" + number[5:], first_name=FIRST[i % len(FIRST)], last_name=LAST[i % len(LAST)],
                     date_of_birth=date(1990, 1, 1), gender="F" if i % 2 else "M", email=f"load{i}@example.com",

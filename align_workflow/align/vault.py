@@ -136,7 +136,7 @@ class HttpVault:
             float(connect_timeout if connect_timeout is not None else settings.ALIGN_CONNECT_TIMEOUT),
             float(read_timeout if read_timeout is not None else settings.ALIGN_READ_TIMEOUT),
         )
-        self._session = session  # None: the thread's kept-alive session (integration/http.py)
+        self._session = session  # None: the thread's kept-alive session (align/http.py)
 
     @property
     def session(self):
