@@ -31,11 +31,13 @@ from django_fsm_log.models import StateLog
 from transitions import MachineError
 from waffle import get_waffle_flag_model
 
-from align_workflow.cases.models import Case, Prescription
+from align_workflow.cases.models import Case, CaseNote, Prescription, Provider
 from states import align_case as wf
 from states.machine import next_state
 
+from . import busy
 from . import effects as effect_registry
+from .effects import EffectParams
 from .guards import GUARDS
 
 logger = logging.getLogger(__name__)
@@ -87,8 +89,6 @@ def roles_of(case, by) -> set[str]:
 
 
 def _is_provider(user) -> bool:
-    from align_workflow.cases.models import Provider
-
     return user is not None and Provider.objects.filter(user_id=user.pk).exists()
 
 
@@ -170,15 +170,17 @@ def check(case, trigger, *, by):
     return spec
 
 
+def refuse_if_busy(case, trigger, *, attempts=True):
+    """TransitionNotAllowed (code in_progress) while a call to Align for the case is in
+    flight (see busy.py). `attempts=False`: only the case's claim counts (the engine's own
+    check, made while the runner's attempt for this very call is open)."""
+    step = busy.busy_step(case, attempts=attempts)
+    if step:
+        raise TransitionNotAllowed(busy.busy_message(step), code="in_progress", trigger=trigger, state=case.state)
+
+
 def _check_claim(case, spec):
-    if case.busy_with and case.busy_until and case.busy_until > timezone.now():
-        raise TransitionNotAllowed(
-            f"{_label(case.busy_with).capitalize()} is already being sent to Align for this case; "
-            "wait for it to finish.",
-            code="in_progress",
-            trigger=spec.trigger,
-            state=case.state,
-        )
+    refuse_if_busy(case, spec.trigger, attempts=False)
 
 
 def available_triggers(case, *, by) -> list[str]:
@@ -339,6 +341,42 @@ def _commit(case, spec, by, params, effect, result, claimed_from):
     return log
 
 
+def _input_refused(case, trigger, exc):
+    return TransitionNotAllowed(str(exc), code=exc.code, trigger=trigger, state=case.state,
+                                criteria=getattr(exc, "problems", None))
+
+
+def _public(trigger, params):
+    internal = sorted(name for name in params if name.startswith("_"))
+    if internal:
+        raise TransitionNotAllowed(f"Unknown parameter(s) {', '.join(internal)} for {_label(trigger)}.",
+                                   code="invalid_input", trigger=trigger)
+    return params
+
+
+def preflight(case, trigger, *, by, **params) -> EffectParams:
+    """Every check `fire` makes before anything is sent, writing and sending nothing:
+    the state, the actor, the waffle flag, the guard, the case's claim (no call of
+    another trigger holds it), and the effect's check of its input (for a call to Align, its pre-flight of the
+    fields Align requires). Raises the TransitionNotAllowed `fire` would; returns the
+    parameters as the effect's check prepared them.
+
+    Used by align_batch (its plans and --dry-run) so that a batch decides exactly as the
+    engine would; a caller that also needs "no attempt open" asks busy.busy_step.
+    """
+    _spec(trigger)
+    prepared = EffectParams(_public(trigger, params))
+    check(case, trigger, by=by)
+    refuse_if_busy(case, trigger, attempts=False)
+    effect = effect_registry.get(trigger)
+    if effect.check:
+        try:
+            effect.check(case, by, prepared)
+        except effect_registry.EffectInputError as exc:
+            raise _input_refused(case, trigger, exc) from exc
+    return prepared
+
+
 def fire(case, trigger, *, by, **params):
     """Fire `trigger` on `case` as `by` (a user, or None for Align and automation).
 
@@ -347,6 +385,16 @@ def fire(case, trigger, *, by, **params):
     stays where it was). On success `case` is updated in place; after a refusal or a
     failure it holds what the database holds.
     """
+    return _fire(case, trigger, by, EffectParams(_public(trigger, params)))
+
+
+def fire_attempt(case, trigger, *, by, attempt_id, params):
+    """`fire` for the outbound runner: the effect sends the recorded, pending attempt
+    `attempt_id` (with `params`, what the attempt kept) instead of recording a new one."""
+    return _fire(case, trigger, by, EffectParams(params, attempt_id=attempt_id))
+
+
+def _fire(case, trigger, by, params):
     spec = _spec(trigger)
     effect = effect_registry.get(trigger)
     if effect.check:
@@ -356,11 +404,8 @@ def fire(case, trigger, *, by, **params):
             effect.check(case, by, params)
         except effect_registry.EffectInputError as exc:
             if exc.note:
-                from align_workflow.cases.models import CaseNote
-
                 CaseNote.objects.create(case_id=case.pk, text=exc.note)
-            raise TransitionNotAllowed(str(exc), code=exc.code, trigger=trigger, state=case.state,
-                                       criteria=getattr(exc, "problems", None)) from exc
+            raise _input_refused(case, trigger, exc) from exc
 
     result, claimed_from = None, None
     if effect.call:
