@@ -23,8 +23,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
-from django.db import connection, transaction
-from django.db.models import Q
+from django.db import transaction
 from django.dispatch import Signal
 from django.utils import timezone
 from django_fsm_log.models import StateLog
@@ -37,6 +36,7 @@ from states.machine import next_state
 
 from . import busy
 from . import effects as effect_registry
+from .case_moves import StateMoved, compare_and_set, move_and_log
 from .effects import EffectParams
 from .guards import GUARDS
 
@@ -202,70 +202,12 @@ def _spec(trigger):
     return spec
 
 
-class _StateMoved(Exception):
-    """The compare-and-set found the case no longer as checked; re-read and re-check."""
-
-
 _RETRIES = 3
 _FIELDS = [f.attname for f in Case._meta.concrete_fields if not f.primary_key]
 
 
 def _snapshot(case):
     return {name: getattr(case, name) for name in _FIELDS}
-
-
-def _compare_and_set(case, expected_state, changes, *, not_busy):
-    """UPDATE the case row only if it is still in `expected_state` (and, with `not_busy`,
-    not claimed by a call in flight). The UPDATE takes the row lock, which is held until
-    the transaction ends: a racing transaction waits, then matches no row."""
-    rows = Case.objects.filter(pk=case.pk, state=expected_state)
-    if not_busy:
-        rows = rows.filter(Q(busy_until__isnull=True) | Q(busy_until__lte=timezone.now()))
-    if rows.update(**changes) != 1:
-        raise _StateMoved
-
-
-_LOG_COLUMNS = ("timestamp", "by_id", "source_state", "state", "transition", "content_type_id", "description")
-
-
-def _move_and_log(case, expected_state, changes, log, *, not_busy):
-    """Compare-and-set the case row and insert its StateLog row.
-
-    On PostgreSQL both happen in ONE statement (a data-modifying CTE): the history row
-    is inserted only if the case row matched, and the transaction costs a single round
-    trip. Elsewhere, the same in two statements.
-    """
-    if connection.vendor != "postgresql":
-        _compare_and_set(case, expected_state, changes, not_busy=not_busy)
-        log.save(force_insert=True)
-        return
-    case_meta, log_meta = Case._meta, StateLog._meta
-    assignments, params = [], []
-    for name, value in changes.items():
-        field = case_meta.get_field(name)
-        assignments.append(f'"{field.column}" = %s')
-        params.append(field.get_db_prep_save(value, connection))
-    where = f'"{case_meta.pk.column}" = %s AND "state" = %s'
-    params += [case.pk, expected_state]
-    if not_busy:
-        where += ' AND ("busy_until" IS NULL OR "busy_until" <= %s)'
-        params.append(case_meta.get_field("busy_until").get_db_prep_save(timezone.now(), connection))
-    columns = [log_meta.get_field(name).column for name in _LOG_COLUMNS]
-    params += [log_meta.get_field(name).get_db_prep_save(getattr(log, name), connection) for name in _LOG_COLUMNS]
-    sql = (
-        f'WITH moved AS (UPDATE "{case_meta.db_table}" SET {", ".join(assignments)} WHERE {where} '
-        f'RETURNING "{case_meta.pk.column}") '
-        f'INSERT INTO "{log_meta.db_table}" ({", ".join(columns)}, "object_id") '
-        f'SELECT {", ".join(["%s"] * len(columns))}, moved."{case_meta.pk.column}" FROM moved '
-        f'RETURNING "{log_meta.pk.column}"'
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
-    if row is None:
-        raise _StateMoved
-    log.pk = row[0]
-    log._state.adding = False
 
 
 def _refresh(case):
@@ -288,8 +230,8 @@ def _claim(case, spec, by):
         _checked(case, lambda: (check(case, spec.trigger, by=by), _check_claim(case, spec)))
         until = timezone.now() + timedelta(seconds=settings.ALIGN_CALL_LEASE_SECONDS)
         try:
-            _compare_and_set(case, case.state, {"busy_with": spec.trigger, "busy_until": until}, not_busy=True)
-        except _StateMoved:
+            compare_and_set(case, case.state, {"busy_with": spec.trigger, "busy_until": until}, not_busy=True)
+        except StateMoved:
             _refresh(case)
             continue
         case.busy_with, case.busy_until = spec.trigger, until
@@ -332,7 +274,7 @@ def _commit(case, spec, by, params, effect, result, claimed_from):
             object_id=case.pk,
             description=description or params.get("description") or None,
         )
-        _move_and_log(case, source, changes, log, not_busy=claimed_from is None)
+        move_and_log(case, source, changes, log, not_busy=claimed_from is None)
         case_id, trigger, target = case.pk, spec.trigger, spec.dest
         transaction.on_commit(
             lambda: transition_applied.send(sender=Case, case_id=case_id, trigger=trigger, source=source,
@@ -426,7 +368,7 @@ def _fire(case, trigger, by, params):
             try:
                 log = _commit(case, spec, by, params, effect, result, claimed_from)
                 break
-            except _StateMoved:
+            except StateMoved:
                 _refresh(case)
         else:
             raise TransitionNotAllowed("The case keeps changing; try again.", code="in_progress", trigger=trigger)

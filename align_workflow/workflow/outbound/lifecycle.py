@@ -62,10 +62,11 @@ def create(status: str, **fields) -> OutboundAttempt:
     return OutboundAttempt.objects.create(status=status, **fields)
 
 
-def move(attempt_id: int, name: str, *, where=None, **fields) -> bool:
+def move(attempt_id: int, name: str, *, where=None, instance=None, **fields) -> bool:
     """Make move `name` on the attempt, writing `fields` with it, if the attempt is still
     in one of the move's source states (and matches `where`). False when it is not: another
-    process moved it first."""
+    process moved it first. `instance`, the caller's copy of the row, gets the new values
+    when the move was made."""
     try:
         spec = MOVES[name]
     except KeyError:
@@ -73,4 +74,9 @@ def move(attempt_id: int, name: str, *, where=None, **fields) -> bool:
     if "status" in fields:
         raise LifecycleError("the move sets the status")
     rows = OutboundAttempt.objects.filter(pk=attempt_id, status__in=spec.source, **(where or {}))
-    return rows.update(status=spec.dest, **fields) == 1
+    if rows.update(status=spec.dest, **fields) != 1:
+        return False
+    if instance is not None:
+        for field_name, value in {**fields, "status": spec.dest}.items():
+            setattr(instance, field_name, value)
+    return True

@@ -108,7 +108,7 @@ def record_failure(attempt: OutboundAttempt, exc: BaseException, duration_ms: in
     fields = dict(http_status=status, error_code=code[:80], message=message, request_id=request_id[:120],
                   duration_ms=duration_ms, finished_at=now, claimed_until=None, next_retry_at=next_retry_at)
     with transaction.atomic():
-        if not lifecycle.move(attempt.pk, "fail" if retryable else "give_up", **fields):
+        if not lifecycle.move(attempt.pk, "fail" if retryable else "give_up", instance=attempt, **fields):
             # The lease ran out and another process took the attempt over; it owns the outcome.
             current = OutboundAttempt.objects.get(pk=attempt.pk)
             logger.warning("attempt %s finished after it was taken over (%s)", attempt.pk, current.status)
@@ -116,9 +116,6 @@ def record_failure(attempt: OutboundAttempt, exc: BaseException, duration_ms: in
         CaseNote.objects.create(case_id=attempt.case_id, text=note)
         if attention:
             Case.objects.filter(pk=attempt.case_id).update(needs_attention=True, attention_reason=attention)
-    for name, value in fields.items():
-        setattr(attempt, name, value)
-    attempt.status = lifecycle.MOVES["fail" if retryable else "give_up"].dest
     logger.warning("case %s: %s attempt %s failed: status=%s code=%s", attempt.case_id, attempt.step,
                    attempt.attempt, status, code)
     return Failure(attempt, note)
