@@ -315,17 +315,19 @@ def _recover_approve_plan(case, by, params, blob, exc):
                        case.pk, type(exc).__name__, blob.external_key)
 
 
-register("create_patient", call=_align_step("create_patient", _send_create_patient),
-         apply=_apply_create_patient, recover=_recover)   # its pre-flight is the can_send_to_align guard
-register("create_order", check=preflight("create_order"),
-         call=_align_step("create_order", _send_create_order), apply=_apply_create_order, recover=_recover)
-register("upload_assets", check=preflight("upload_assets"), call=_align_step("upload_assets", _send_upload_assets),
-         apply=_apply_upload_assets, recover=_recover)
-register("request_revision", check=_checks(_check_request_revision, preflight("request_revision")),
-         call=_align_step("request_revision", _send_request_revision), apply=_apply_request_revision,
-         recover=_recover)
-register("accept_clincheck", check=_checks(_check_accept_clincheck, preflight("accept_clincheck")),
-         call=_align_step("accept_clincheck", _send_accept_clincheck), apply=_apply_accept_clincheck,
-         recover=_recover)
-register("approve_plan", check=_check_approve_plan, call=_call_approve_plan, apply=_apply_approve_plan,
-         recover=_recover_approve_plan)
+def register_align_effects():
+    """Register the effects that call Align and the vault (called when the app is ready)."""
+    register("create_patient", call=_align_step("create_patient", _send_create_patient),
+             apply=_apply_create_patient, recover=_recover)   # its pre-flight is the can_send_to_align guard
+    register("create_order", check=preflight("create_order"),
+             call=_align_step("create_order", _send_create_order), apply=_apply_create_order, recover=_recover)
+    register("upload_assets", check=preflight("upload_assets"), call=_align_step("upload_assets", _send_upload_assets),
+             apply=_apply_upload_assets, recover=_recover)
+    register("request_revision", check=_checks(_check_request_revision, preflight("request_revision")),
+             call=_align_step("request_revision", _send_request_revision), apply=_apply_request_revision,
+             recover=_recover)
+    register("accept_clincheck", check=_checks(_check_accept_clincheck, preflight("accept_clincheck")),
+             call=_align_step("accept_clincheck", _send_accept_clincheck), apply=_apply_accept_clincheck,
+             recover=_recover)
+    register("approve_plan", check=_check_approve_plan, call=_call_approve_plan, apply=_apply_approve_plan,
+             recover=_recover_approve_plan)

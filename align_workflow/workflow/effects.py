@@ -21,9 +21,9 @@ An Effect has up to three parts, each optional:
 claimed (the approval's picture is decoded there): the engine releases the claim and
 refuses the transition like a failed `check`.
 
-Effects are registered per trigger with `register` (this module's local ones below,
-the ones that call Align and the vault in align_effects, registered when the app is
-ready). Every row of the table in states/ has one: `get` of a trigger without one is an
+Effects are registered per trigger with `register`, explicitly when the app is ready
+(apps.py: `register_local_effects` below, `align_effects.register_align_effects` for the
+ones that call Align and the vault). Every row of the table in states/ has one: `get` of a trigger without one is an
 error (UnknownEffect), never a silent state change, and the system check
 align_workflow.E010 stops every command at start-up when a row has none, or when a row
 whose effect calls Align has an effect without a `call`.
@@ -224,6 +224,8 @@ def _apply_receive_plan(case, by, params, result):
     return f"Plan {plan['plan_id']} version {plan['version']} received"
 
 
-register("cancel", check=_check_cancel, apply=_apply_cancel)
-register("ship", apply=_apply_ship)
-register("receive_plan", check=_check_receive_plan, apply=_apply_receive_plan)
+def register_local_effects():
+    """Register the effects that only touch our own database (called when the app is ready)."""
+    register("cancel", check=_check_cancel, apply=_apply_cancel)
+    register("ship", apply=_apply_ship)
+    register("receive_plan", check=_check_receive_plan, apply=_apply_receive_plan)

@@ -56,7 +56,7 @@ def run_each(fn: Callable, items: Iterable, *, workers: int, name: str,
     except KeyboardInterrupt:
         pool.shutdown(wait=True, cancel_futures=True)
         for future, index in futures.items():
-            if index not in results and future.done() and not future.cancelled():
+            if index not in results and future.done() and not future.cancelled() and future.exception() is None:
                 results[index] = future.result()
                 report(index, results[index])
         raise Interrupted(results) from None
