@@ -111,6 +111,19 @@ TRANSITIONS = (
 TRIGGERS = tuple(t.trigger for t in TRANSITIONS)
 BY_TRIGGER = {t.trigger: t for t in TRANSITIONS}
 
+# How each trigger is named to people (case notes, messages, the staff portal).
+LABELS = {
+    "create_patient": "Create Patient",
+    "create_order": "Create Order",
+    "upload_assets": "Upload Assets",
+    "receive_plan": "Receive Plan",
+    "request_revision": "Request Revision",
+    "approve_plan": "Approve Plan",
+    "accept_clincheck": "Accept ClinCheck",
+    "ship": "Ship",
+    "cancel": "Cancel",
+}
+
 # "Send to Align" in the staff portal runs these in order, resuming from the current state.
 SEND_TO_ALIGN = ("create_patient", "create_order", "upload_assets")
 

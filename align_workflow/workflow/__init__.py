@@ -7,7 +7,8 @@
 
 def __getattr__(name):
     # Imported lazily so that `align_workflow.workflow` can be listed in INSTALLED_APPS.
-    if name in ("fire", "TransitionNotAllowed", "check", "available_triggers", "transition_applied", "roles_of"):
+    if name in ("fire", "TransitionNotAllowed", "check", "available_triggers", "transition_applied", "roles_of",
+                "preflight"):
         from . import engine  # why: loads models; this package is listed in INSTALLED_APPS
 
         return getattr(engine, name)

@@ -29,7 +29,7 @@ from align_workflow.align.payloads import patient_fields  # noqa: F401 - the bui
 
 from . import outbound
 from . import preflight as records_check
-from .effects import EffectFailed, EffectInputError, PreflightFailed, register
+from .effects import AlignCallFailed, EffectFailed, EffectInputError, PreflightFailed, register
 from .preflight import newest_screenshot  # noqa: F401 - read by others from here too
 from .screenshots import check_data_url, decode_screenshot
 
@@ -42,19 +42,6 @@ BATCH_SENDER = "align_batch"
 BATCH_REVISION_PREFIX = "Revision requested by align_batch with its default comment"
 # Only a negative-control test turns this off, to show the duplicates keys prevent.
 SEND_IDEMPOTENCY_KEYS = True
-
-
-class AlignCallFailed(EffectFailed):
-    """A call to Align failed; the attempt, its case note and any retry are recorded.
-
-    `attempt` is the OutboundAttempt (status, next_retry_at, ...); `error` the exception
-    (usually an AlignError with status, code, message and request_id).
-    """
-
-    def __init__(self, message, *, attempt, error):
-        super().__init__(message)
-        self.attempt = attempt
-        self.error = error
 
 
 @dataclass(frozen=True)
@@ -74,7 +61,7 @@ def _align_step(step, send):
     """The `call` of an Align step: record the attempt, send, record a failure."""
 
     def call(case, by, params):
-        attempt = outbound.begin_attempt(case, step, by, params)
+        attempt = outbound.begin_attempt(case, step, by, params, attempt_id=params.attempt_id)
         started = time.monotonic()
         try:
             key = attempt.idempotency_key if SEND_IDEMPOTENCY_KEYS else None
@@ -83,9 +70,9 @@ def _align_step(step, send):
             duration = round((time.monotonic() - started) * 1000)
             if not _is_align_error(exc):
                 logger.exception("case %s: %s failed inside this app", case.pk, step)
-            failed = outbound.record_failure(attempt, exc, duration)
-            note = getattr(failed, "note_text", "") or f"{outbound.step_label(step)} failed: {exc}"
-            raise AlignCallFailed(note, attempt=failed, error=exc) from exc
+            failure = outbound.record_failure(attempt, exc, duration)
+            note = failure.note or f"{outbound.step_label(step)} failed: {exc}"
+            raise AlignCallFailed(note, attempt=failure.attempt, error=exc) from exc
         return CallOutcome(attempt.pk, result, round((time.monotonic() - started) * 1000), attempt)
 
     return call
@@ -112,7 +99,8 @@ def preflight(step):
     with a case note saying what to fix."""
 
     def check(case, by, params):
-        known = {"screenshot": params["_screenshot_asset"]} if "_screenshot_asset" in params else {}
+        prepared = getattr(params, "prepared", {})
+        known = {"screenshot": prepared["screenshot_asset"]} if "screenshot_asset" in prepared else {}
         problems = records_check.problems(case, step, records=records_check.Records(case, **known))
         if problems:
             what = records_check.describe(problems)
@@ -189,7 +177,8 @@ def _apply_upload_assets(case, by, params, outcome):
 # --- request_revision -------------------------------------------------------------------
 
 
-def _pending_plan_version(case_id):
+def pending_plan_version(case_id):
+    """The version of the case's newest plan (the one waiting for review), or None."""
     return TreatmentPlan.objects.filter(case_id=case_id).order_by("-version").values_list("version", flat=True).first()
 
 
@@ -202,7 +191,7 @@ def _check_request_revision(case, by, params):
     if len(comments) > MAX_COMMENT_LENGTH:
         raise EffectInputError(f"The comments are too long ({len(comments)} characters; at most {MAX_COMMENT_LENGTH}).")
     params["comments"] = comments
-    current = _pending_plan_version(case.pk) or 0
+    current = pending_plan_version(case.pk) or 0
     asked_for = params.get("plan_version")
     if asked_for is None:
         params["plan_version"] = current
@@ -244,11 +233,11 @@ def _check_accept_clincheck(case, by, params):
     elif int(asked_for) != asset.pk:
         raise EffectInputError("A newer acceptance screenshot was stored since this acceptance was first sent; "
                                "send the acceptance again. Nothing was sent.")
-    params["_screenshot_asset"] = asset  # the row just read, for the call (only PERSISTED_PARAMS are kept)
+    params.prepared["screenshot_asset"] = asset  # the row just read, for the pre-flight and the call
 
 
 def _send_accept_clincheck(client, case, params, key):
-    asset = params.get("_screenshot_asset")
+    asset = params.prepared.get("screenshot_asset")
     if asset is None or asset.pk != int(params["screenshot_asset_id"]):
         asset = CaseAsset.objects.get(pk=params["screenshot_asset_id"], case_id=case.pk)
     return client.accept_clincheck(case_id=case.pk, mrn=case.patient.mrn, vault_id=asset.vault_id,
@@ -277,7 +266,7 @@ def _call_approve_plan(case, by, params):
     # outside any transaction; the asset row is written in apply, in the transaction that
     # moves the case, so a refused transition leaves no row behind (only an unreferenced
     # blob in the vault). A ScreenshotError here is a refusal (the engine releases the claim).
-    shot = params["_screenshot"] = decode_screenshot(params.get("acceptance_screenshot"))
+    shot = params.prepared["screenshot"] = decode_screenshot(params.get("acceptance_screenshot"))
     try:
         return vault.get_vault().put(shot.jpeg, filename=f"clincheck-acceptance-case-{case.pk}.jpg",
                                content_type="image/jpeg")
@@ -289,12 +278,12 @@ def _call_approve_plan(case, by, params):
 
 
 def _apply_approve_plan(case, by, params, blob):
-    shot = params["_screenshot"]
+    shot = params.prepared["screenshot"]
     CaseAsset.objects.create(
         case=case, kind=CaseAsset.Kind.CCACCEPTSCREEN, filename=f"clincheck-acceptance-case-{case.pk}.jpg",
         sha256=hashlib.sha256(shot.jpeg).hexdigest(), vault_id=blob.vault_id, external_key=blob.external_key,
     )
-    version = _pending_plan_version(case.pk)
+    version = pending_plan_version(case.pk)
     plan = f"plan version {version}" if version else "the plan"
     return f"Approved {plan}; acceptance screenshot stored ({shot.width}×{shot.height}, from {shot.source_format})"
 
@@ -305,17 +294,19 @@ def _recover_approve_plan(case, by, params, blob, exc):
                        case.pk, type(exc).__name__, blob.external_key)
 
 
-register("create_patient", call=_align_step("create_patient", _send_create_patient),
-         apply=_apply_create_patient, recover=_recover)   # its pre-flight is the can_send_to_align guard
-register("create_order", check=preflight("create_order"),
-         call=_align_step("create_order", _send_create_order), apply=_apply_create_order, recover=_recover)
-register("upload_assets", check=preflight("upload_assets"), call=_align_step("upload_assets", _send_upload_assets),
-         apply=_apply_upload_assets, recover=_recover)
-register("request_revision", check=_checks(_check_request_revision, preflight("request_revision")),
-         call=_align_step("request_revision", _send_request_revision), apply=_apply_request_revision,
-         recover=_recover)
-register("accept_clincheck", check=_checks(_check_accept_clincheck, preflight("accept_clincheck")),
-         call=_align_step("accept_clincheck", _send_accept_clincheck), apply=_apply_accept_clincheck,
-         recover=_recover)
-register("approve_plan", check=_check_approve_plan, call=_call_approve_plan, apply=_apply_approve_plan,
-         recover=_recover_approve_plan)
+def register_align_effects():
+    """Register the effects that call Align and the vault (called when the app is ready)."""
+    register("create_patient", call=_align_step("create_patient", _send_create_patient),
+             apply=_apply_create_patient, recover=_recover)   # its pre-flight is the can_send_to_align guard
+    register("create_order", check=preflight("create_order"),
+             call=_align_step("create_order", _send_create_order), apply=_apply_create_order, recover=_recover)
+    register("upload_assets", check=preflight("upload_assets"), call=_align_step("upload_assets", _send_upload_assets),
+             apply=_apply_upload_assets, recover=_recover)
+    register("request_revision", check=_checks(_check_request_revision, preflight("request_revision")),
+             call=_align_step("request_revision", _send_request_revision), apply=_apply_request_revision,
+             recover=_recover)
+    register("accept_clincheck", check=_checks(_check_accept_clincheck, preflight("accept_clincheck")),
+             call=_align_step("accept_clincheck", _send_accept_clincheck), apply=_apply_accept_clincheck,
+             recover=_recover)
+    register("approve_plan", check=_check_approve_plan, call=_call_approve_plan, apply=_apply_approve_plan,
+             recover=_recover_approve_plan)

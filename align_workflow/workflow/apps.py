@@ -6,5 +6,10 @@ class WorkflowConfig(AppConfig):
     label = "workflow"
 
     def ready(self):
-        # Register the effects that call Align and the vault (effects.py holds the local ones).
-        from . import align_effects, checks  # noqa: F401  why: registers effects and checks; needs the models loaded
+        # The effects of the table's rows, registered explicitly (a missing one stops
+        # start-up: checks.check_effects, align_workflow.E010); importing checks
+        # registers the system checks.
+        from . import align_effects, checks, effects  # noqa: F401  why: needs the models loaded
+
+        effects.register_local_effects()
+        align_effects.register_align_effects()

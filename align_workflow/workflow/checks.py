@@ -4,6 +4,8 @@ for settings that would otherwise fail quietly in production."""
 from django.conf import settings
 from django.core import checks
 
+from . import effects
+
 EXECUTION_MODES = ("inline", "celery")
 
 
@@ -53,3 +55,13 @@ def demo_secret_errors():
 @checks.register(checks.Tags.security)
 def check_secrets(app_configs=None, **kwargs):
     return demo_secret_errors()
+
+
+@checks.register(checks.Tags.compatibility)
+def check_effects(app_configs=None, **kwargs):
+    """Every row of the table in states/ has its effect registered."""
+    return [checks.Error(
+        f"Workflow effect missing: {problem}.",
+        hint="Register it with workflow.effects.register (align_effects.py for calls to Align).",
+        id="align_workflow.E010",
+    ) for problem in effects.registry_problems()]

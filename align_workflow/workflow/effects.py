@@ -21,8 +21,18 @@ An Effect has up to three parts, each optional:
 claimed (the approval's picture is decoded there): the engine releases the claim and
 refuses the transition like a failed `check`.
 
-Effects are registered per trigger with `register`; a trigger without an effect just
-changes state.
+Effects are registered per trigger with `register`, explicitly when the app is ready
+(apps.py: `register_local_effects` below, `align_effects.register_align_effects` for the
+ones that call Align and the vault). Every row of the table in states/ has one: `get` of a trigger without one is an
+error (UnknownEffect), never a silent state change, and the system check
+align_workflow.E010 stops every command at start-up when a row has none, or when a row
+whose effect calls Align has an effect without a `call`.
+
+`params` is an EffectParams: the caller's parameters (a dict, kept as given) and, apart
+from them, what the engine and the effects hand each other: `attempt_id` (the pending
+attempt a runner is sending) and `prepared` (values a `check` read for the `call` or
+`apply`, e.g. the screenshot asset row). Nothing internal rides among the caller's
+parameters.
 """
 
 from dataclasses import dataclass
@@ -58,6 +68,33 @@ class EffectFailed(Exception):
     """The effect was attempted and failed; the case stays where it was."""
 
 
+class AlignCallFailed(EffectFailed):
+    """A call to Align failed; the attempt, its case note and any retry are recorded.
+
+    `attempt` is the OutboundAttempt (status, next_retry_at, ...); `error` the exception
+    (usually an AlignError with status, code, message and request_id).
+    """
+
+    def __init__(self, message, *, attempt, error):
+        super().__init__(message)
+        self.attempt = attempt
+        self.error = error
+
+
+class UnknownEffect(LookupError):
+    """A trigger has no registered effect (see the system check align_workflow.E010)."""
+
+
+class EffectParams(dict):
+    """The caller's parameters of a transition, plus the engine's and effects' own values
+    kept apart from them (`attempt_id`, `prepared`)."""
+
+    def __init__(self, params=(), *, attempt_id=None):
+        super().__init__(params)
+        self.attempt_id = attempt_id
+        self.prepared = {}
+
+
 class StalePlan(EffectFailed):
     """A treatment plan that is not newer than the newest one already stored."""
 
@@ -86,7 +123,30 @@ def register(trigger: str, *, check=None, call=None, apply=None, recover=None) -
 
 
 def get(trigger: str) -> Effect:
-    return EFFECTS.get(trigger) or Effect()
+    try:
+        return EFFECTS[trigger]
+    except KeyError:
+        raise UnknownEffect(f"no effect is registered for {trigger!r}; every row of states/ needs one") from None
+
+
+# A row's effect calls Align when its `effect` column names an HTTP request.
+_HTTP_METHODS = ("GET ", "POST ", "PUT ", "PATCH ", "DELETE ")
+
+
+def calls_align(transition) -> bool:
+    return transition.effect.startswith(_HTTP_METHODS)
+
+
+def registry_problems() -> list[str]:
+    """Rows of the table whose effect is missing (or does not call Align although the row says it does)."""
+    problems = []
+    for t in wf.TRANSITIONS:
+        effect = EFFECTS.get(t.trigger)
+        if effect is None:
+            problems.append(f"{t.trigger}: no effect is registered (the table says: {t.effect})")
+        elif calls_align(t) and effect.call is None:
+            problems.append(f"{t.trigger}: its effect has no call, but the table says it calls Align ({t.effect})")
+    return problems
 
 
 # --- Effects that only touch our own database ------------------------------------
@@ -161,6 +221,8 @@ def _apply_receive_plan(case, by, params, result):
     return f"Plan {plan['plan_id']} version {plan['version']} received"
 
 
-register("cancel", check=_check_cancel, apply=_apply_cancel)
-register("ship", apply=_apply_ship)
-register("receive_plan", check=_check_receive_plan, apply=_apply_receive_plan)
+def register_local_effects():
+    """Register the effects that only touch our own database (called when the app is ready)."""
+    register("cancel", check=_check_cancel, apply=_apply_cancel)
+    register("ship", apply=_apply_ship)
+    register("receive_plan", check=_check_receive_plan, apply=_apply_receive_plan)

@@ -23,8 +23,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
-from django.db import connection, transaction
-from django.db.models import Q
+from django.db import transaction
 from django.dispatch import Signal
 from django.utils import timezone
 from django_fsm_log.models import StateLog
@@ -35,7 +34,10 @@ from align_workflow.cases.models import Case, CaseNote, Prescription, Provider
 from states import align_case as wf
 from states.machine import next_state
 
+from . import busy
 from . import effects as effect_registry
+from .case_moves import StateMoved, compare_and_set, move_and_log
+from .effects import EffectParams
 from .guards import GUARDS
 
 logger = logging.getLogger(__name__)
@@ -168,15 +170,17 @@ def check(case, trigger, *, by):
     return spec
 
 
+def refuse_if_busy(case, trigger, *, attempts=True):
+    """TransitionNotAllowed (code in_progress) while a call to Align for the case is in
+    flight (see busy.py). `attempts=False`: only the case's claim counts (the engine's own
+    check, made while the runner's attempt for this very call is open)."""
+    step = busy.busy_step(case, attempts=attempts)
+    if step:
+        raise TransitionNotAllowed(busy.busy_message(step), code="in_progress", trigger=trigger, state=case.state)
+
+
 def _check_claim(case, spec):
-    if case.busy_with and case.busy_until and case.busy_until > timezone.now():
-        raise TransitionNotAllowed(
-            f"{_label(case.busy_with).capitalize()} is already being sent to Align for this case; "
-            "wait for it to finish.",
-            code="in_progress",
-            trigger=spec.trigger,
-            state=case.state,
-        )
+    refuse_if_busy(case, spec.trigger, attempts=False)
 
 
 def available_triggers(case, *, by) -> list[str]:
@@ -198,70 +202,12 @@ def _spec(trigger):
     return spec
 
 
-class _StateMoved(Exception):
-    """The compare-and-set found the case no longer as checked; re-read and re-check."""
-
-
 _RETRIES = 3
 _FIELDS = [f.attname for f in Case._meta.concrete_fields if not f.primary_key]
 
 
 def _snapshot(case):
     return {name: getattr(case, name) for name in _FIELDS}
-
-
-def _compare_and_set(case, expected_state, changes, *, not_busy):
-    """UPDATE the case row only if it is still in `expected_state` (and, with `not_busy`,
-    not claimed by a call in flight). The UPDATE takes the row lock, which is held until
-    the transaction ends: a racing transaction waits, then matches no row."""
-    rows = Case.objects.filter(pk=case.pk, state=expected_state)
-    if not_busy:
-        rows = rows.filter(Q(busy_until__isnull=True) | Q(busy_until__lte=timezone.now()))
-    if rows.update(**changes) != 1:
-        raise _StateMoved
-
-
-_LOG_COLUMNS = ("timestamp", "by_id", "source_state", "state", "transition", "content_type_id", "description")
-
-
-def _move_and_log(case, expected_state, changes, log, *, not_busy):
-    """Compare-and-set the case row and insert its StateLog row.
-
-    On PostgreSQL both happen in ONE statement (a data-modifying CTE): the history row
-    is inserted only if the case row matched, and the transaction costs a single round
-    trip. Elsewhere, the same in two statements.
-    """
-    if connection.vendor != "postgresql":
-        _compare_and_set(case, expected_state, changes, not_busy=not_busy)
-        log.save(force_insert=True)
-        return
-    case_meta, log_meta = Case._meta, StateLog._meta
-    assignments, params = [], []
-    for name, value in changes.items():
-        field = case_meta.get_field(name)
-        assignments.append(f'"{field.column}" = %s')
-        params.append(field.get_db_prep_save(value, connection))
-    where = f'"{case_meta.pk.column}" = %s AND "state" = %s'
-    params += [case.pk, expected_state]
-    if not_busy:
-        where += ' AND ("busy_until" IS NULL OR "busy_until" <= %s)'
-        params.append(case_meta.get_field("busy_until").get_db_prep_save(timezone.now(), connection))
-    columns = [log_meta.get_field(name).column for name in _LOG_COLUMNS]
-    params += [log_meta.get_field(name).get_db_prep_save(getattr(log, name), connection) for name in _LOG_COLUMNS]
-    sql = (
-        f'WITH moved AS (UPDATE "{case_meta.db_table}" SET {", ".join(assignments)} WHERE {where} '
-        f'RETURNING "{case_meta.pk.column}") '
-        f'INSERT INTO "{log_meta.db_table}" ({", ".join(columns)}, "object_id") '
-        f'SELECT {", ".join(["%s"] * len(columns))}, moved."{case_meta.pk.column}" FROM moved '
-        f'RETURNING "{log_meta.pk.column}"'
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
-    if row is None:
-        raise _StateMoved
-    log.pk = row[0]
-    log._state.adding = False
 
 
 def _refresh(case):
@@ -284,8 +230,8 @@ def _claim(case, spec, by):
         _checked(case, lambda: (check(case, spec.trigger, by=by), _check_claim(case, spec)))
         until = timezone.now() + timedelta(seconds=settings.ALIGN_CALL_LEASE_SECONDS)
         try:
-            _compare_and_set(case, case.state, {"busy_with": spec.trigger, "busy_until": until}, not_busy=True)
-        except _StateMoved:
+            compare_and_set(case, case.state, {"busy_with": spec.trigger, "busy_until": until}, not_busy=True)
+        except StateMoved:
             _refresh(case)
             continue
         case.busy_with, case.busy_until = spec.trigger, until
@@ -328,13 +274,49 @@ def _commit(case, spec, by, params, effect, result, claimed_from):
             object_id=case.pk,
             description=description or params.get("description") or None,
         )
-        _move_and_log(case, source, changes, log, not_busy=claimed_from is None)
+        move_and_log(case, source, changes, log, not_busy=claimed_from is None)
         case_id, trigger, target = case.pk, spec.trigger, spec.dest
         transaction.on_commit(
             lambda: transition_applied.send(sender=Case, case_id=case_id, trigger=trigger, source=source,
                                             target=target)
         )
     return log
+
+
+def _input_refused(case, trigger, exc):
+    return TransitionNotAllowed(str(exc), code=exc.code, trigger=trigger, state=case.state,
+                                criteria=getattr(exc, "problems", None))
+
+
+def _public(trigger, params):
+    internal = sorted(name for name in params if name.startswith("_"))
+    if internal:
+        raise TransitionNotAllowed(f"Unknown parameter(s) {', '.join(internal)} for {_label(trigger)}.",
+                                   code="invalid_input", trigger=trigger)
+    return params
+
+
+def preflight(case, trigger, *, by, **params) -> EffectParams:
+    """Every check `fire` makes before anything is sent, writing and sending nothing:
+    the state, the actor, the waffle flag, the guard, the case's claim (no call of
+    another trigger holds it), and the effect's check of its input (for a call to Align, its pre-flight of the
+    fields Align requires). Raises the TransitionNotAllowed `fire` would; returns the
+    parameters as the effect's check prepared them.
+
+    Used by align_batch (its plans and --dry-run) so that a batch decides exactly as the
+    engine would; a caller that also needs "no attempt open" asks busy.busy_step.
+    """
+    _spec(trigger)
+    prepared = EffectParams(_public(trigger, params))
+    check(case, trigger, by=by)
+    refuse_if_busy(case, trigger, attempts=False)
+    effect = effect_registry.get(trigger)
+    if effect.check:
+        try:
+            effect.check(case, by, prepared)
+        except effect_registry.EffectInputError as exc:
+            raise _input_refused(case, trigger, exc) from exc
+    return prepared
 
 
 def fire(case, trigger, *, by, **params):
@@ -345,6 +327,16 @@ def fire(case, trigger, *, by, **params):
     stays where it was). On success `case` is updated in place; after a refusal or a
     failure it holds what the database holds.
     """
+    return _fire(case, trigger, by, EffectParams(_public(trigger, params)))
+
+
+def fire_attempt(case, trigger, *, by, attempt_id, params):
+    """`fire` for the outbound runner: the effect sends the recorded, pending attempt
+    `attempt_id` (with `params`, what the attempt kept) instead of recording a new one."""
+    return _fire(case, trigger, by, EffectParams(params, attempt_id=attempt_id))
+
+
+def _fire(case, trigger, by, params):
     spec = _spec(trigger)
     effect = effect_registry.get(trigger)
     if effect.check:
@@ -355,8 +347,7 @@ def fire(case, trigger, *, by, **params):
         except effect_registry.EffectInputError as exc:
             if exc.note:
                 CaseNote.objects.create(case_id=case.pk, text=exc.note)
-            raise TransitionNotAllowed(str(exc), code=exc.code, trigger=trigger, state=case.state,
-                                       criteria=getattr(exc, "problems", None)) from exc
+            raise _input_refused(case, trigger, exc) from exc
 
     result, claimed_from = None, None
     if effect.call:
@@ -377,7 +368,7 @@ def fire(case, trigger, *, by, **params):
             try:
                 log = _commit(case, spec, by, params, effect, result, claimed_from)
                 break
-            except _StateMoved:
+            except StateMoved:
                 _refresh(case)
         else:
             raise TransitionNotAllowed("The case keeps changing; try again.", code="in_progress", trigger=trigger)

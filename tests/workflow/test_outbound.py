@@ -386,7 +386,7 @@ def test_a_live_lease_is_left_alone(fake_align, staff, flags_on):
 def test_a_recorded_attempt_nobody_started_is_started_by_the_sweep(fake_align, staff, flags_on):
     case = make_case()
     with transaction.atomic():
-        attempt = outbound._enqueue(case, "create_patient", by=staff, params={}, chain=True)
+        attempt = outbound.enqueue(case, "create_patient", by=staff, params={}, chain=True)
     OutboundAttempt.objects.filter(pk=attempt.pk).update(claimed_until=timezone.now() - timedelta(seconds=1))
     run = outbound.run_due()
     assert run.restarted == 1
