@@ -1,5 +1,6 @@
 # make run   - install, migrate, load demo data, start the simulator and the server
-# make test  - install what the tests need and run the whole suite
+# make test  - install what the tests need, lint, and run the whole suite
+# make lint  - ruff check (configured in pyproject.toml)
 # make run PORT=28000 SIM_PORT=28765  - the web server and the Align simulator elsewhere
 PYTHON ?= python3
 VENV := .venv
@@ -11,7 +12,7 @@ SIM_PORT ?= 8765
 # The development paths run with DEBUG on (demo secrets allowed); production leaves it off.
 run diagrams: export DJANGO_DEBUG ?= 1
 
-.PHONY: run test install install-dev migrate seed diagrams bench clean static-deps system-deps
+.PHONY: lint run test install install-dev migrate seed diagrams bench clean static-deps system-deps
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,7 +52,10 @@ seed: migrate
 run: system-deps seed static-deps
 	$(PY) manage.py run_demo --host $(HOST) --port $(PORT) --simulator-port $(SIM_PORT)
 
-test: system-deps install-dev static-deps
+lint: install-dev
+	$(VENV)/bin/ruff check .
+
+test: lint system-deps install-dev static-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 diagrams: install

@@ -13,7 +13,17 @@ from align_workflow.integration.models import InboundEvent
 from align_workflow.workflow.engine import TransitionNotAllowed, fire
 from align_workflow.workflow.models import OutboundAttempt
 
-from .models import AlignOrder, Case, CaseAsset, CaseNote, Patient, PhotoAssessment, Prescription, Provider, TreatmentPlan
+from .models import (
+    AlignOrder,
+    Case,
+    CaseAsset,
+    CaseNote,
+    Patient,
+    PhotoAssessment,
+    Prescription,
+    Provider,
+    TreatmentPlan,
+)
 
 
 class ReadOnlyInline(admin.TabularInline):

@@ -160,6 +160,12 @@ class Prescription(models.Model):
     LAB_FROZEN_MESSAGE = ("The lab cannot be changed: this case has been sent to Align (it is {state}). "
                           "Cancel the case instead if it should leave the Align workflow.")
 
+    def save(self, *args, **kwargs):
+        error = self.lab_change_error()
+        if error:
+            raise ValidationError({"lab": error})
+        super().save(*args, **kwargs)
+
     def lab_change_error(self):
         """Why this (changed) lab may not be saved, or None.
 
@@ -183,12 +189,6 @@ class Prescription(models.Model):
         error = self.lab_change_error()
         if error:
             raise ValidationError({"lab": error})
-
-    def save(self, *args, **kwargs):
-        error = self.lab_change_error()
-        if error:
-            raise ValidationError({"lab": error})
-        super().save(*args, **kwargs)
 
 
 class PhotoAssessment(models.Model):

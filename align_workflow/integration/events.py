@@ -21,7 +21,7 @@ Nothing here logs patient details: only event ids, types and case ids.
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
-from functools import lru_cache
+from functools import cache
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -381,7 +381,7 @@ HANDLERS = {
 # --- Early and late events ------------------------------------------------------------
 
 
-@lru_cache(maxsize=None)
+@cache
 def reachable_from(state) -> frozenset:
     """Every state the case can still reach from `state` (itself included)."""
     seen, todo = {state}, [state]

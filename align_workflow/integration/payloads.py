@@ -13,9 +13,10 @@ import json
 import math
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
@@ -257,9 +258,7 @@ def _unstorable(payload):
                 todo.append((sub, item))
         elif isinstance(value, list):
             todo.extend((f"{path}[{i}]", item) for i, item in enumerate(value))
-        elif isinstance(value, str) and not _storable_text(value):
-            return path or "body"
-        elif isinstance(value, float) and not math.isfinite(value):
+        elif isinstance(value, str) and not _storable_text(value) or isinstance(value, float) and not math.isfinite(value):
             return path or "body"
     return None
 
@@ -292,9 +291,9 @@ def parse(body: bytes) -> Event:
     data = None
     if envelope.get("type") in DATA and isinstance(payload.get("data"), dict):
         data = DATA[envelope["type"]].clean(payload["data"], "data", errors)
-        if envelope["type"] == CASE_STATUS_CHANGED and data is not None:
-            if data.get("status") == "SHIPPED" and not payload["data"].get("shipment"):
-                _err(errors, "data.shipment", "is required when the status is SHIPPED")
+        if (envelope["type"] == CASE_STATUS_CHANGED and data is not None
+                and data.get("status") == "SHIPPED" and not payload["data"].get("shipment")):
+            _err(errors, "data.shipment", "is required when the status is SHIPPED")
     if errors:
         raise PayloadError(errors)
     return Event(type=envelope["type"], event_id=envelope["event_id"], occurred_at=envelope["occurred_at"],

@@ -2,9 +2,8 @@ import re
 
 from django import forms
 
-from align_workflow.integration.payloads import PHONE_CHARS
-
 from align_workflow.cases.models import Patient
+from align_workflow.integration.payloads import PHONE_CHARS
 from states import align_case as wf
 
 STATE_CHOICES = [("", "All states")] + [(s, s.replace("_", " ")) for s in wf.STATES]

@@ -5,8 +5,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Count, IntegerField, Max, Q, Value, When
 from django.db.models import Case as CaseWhen
+from django.db.models import Count, IntegerField, Max, Q, Value, When
 from django.utils import timezone
 
 from align_workflow.cases.models import Case, CaseNote, Prescription

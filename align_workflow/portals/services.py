@@ -6,7 +6,6 @@ UPDATE) or as one conditional UPDATE, so that two clicks at once, or a click rac
 transition, write once: one note per real change, nothing recorded on a case that moved."""
 
 from django.db import transaction
-from django.utils import timezone
 
 from align_workflow.cases.models import Case, CaseNote, Patient
 from align_workflow.workflow import purchases

@@ -25,8 +25,9 @@ Effects are registered per trigger with `register`; a trigger without an effect 
 changes state.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from django.utils import timezone
 

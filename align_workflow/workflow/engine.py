@@ -377,7 +377,7 @@ def fire(case, trigger, *, by, **params):
             raise
 
     try:
-        for attempt in range(_RETRIES):
+        for _attempt in range(_RETRIES):
             try:
                 log = _commit(case, spec, by, params, effect, result, claimed_from)
                 break

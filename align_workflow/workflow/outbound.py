@@ -533,10 +533,7 @@ def _start(attempt_id) -> list:
 
 
 def _finish(case, ran) -> SendResult:
-    if ran and ran[0] is not None:
-        result = ran[0]
-    else:
-        result = SendResult(case_id=case.pk, queued=True)
+    result = ran[0] if ran and ran[0] is not None else SendResult(case_id=case.pk, queued=True)
     fresh = Case.objects.get(pk=case.pk)
     for f in Case._meta.concrete_fields:
         setattr(case, f.attname, getattr(fresh, f.attname))

@@ -2,8 +2,9 @@
 
 import threading
 
-from .conftest import CASE_IDS, error_code, patient_body
 from tests.threads import race
+
+from .conftest import CASE_IDS, error_code, patient_body
 
 THREADS = 20
 

@@ -12,7 +12,6 @@ from align_workflow.portals import selectors
 from align_workflow.workflow import TransitionNotAllowed, send_to_align
 from states import align_case as wf
 from tests.factories import make_case
-
 from tests.workflow.fakes import FakeAlign
 
 from .conftest import messages_of

@@ -10,7 +10,7 @@ from django.utils import timezone
 from django_fsm_log.models import StateLog
 from waffle import get_waffle_flag_model
 
-from align_workflow.cases.models import Case, CaseNote, PhotoAssessment, Prescription
+from align_workflow.cases.models import Case, CaseNote, PhotoAssessment
 from align_workflow.workflow import fire
 from states import align_case as wf
 from tests.factories import PatientFactory, make_case
@@ -198,7 +198,7 @@ def test_failed_criterion_hides_send_and_says_which(staff_client, flags_on, fail
     assert 'id="send-button"' not in html
     failed = [c for c in response.context["criteria"] if not c.ok]
     assert len(failed) == 1 and failed[0].reason == reason
-    assert re.search(r'<li class="fail" data-criterion="%s">' % failed[0].name, html)
+    assert re.search(rf'<li class="fail" data-criterion="{failed[0].name}">', html)
     assert reason in html
     assert "until every item above is ticked" in html
 

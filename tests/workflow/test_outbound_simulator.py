@@ -14,7 +14,7 @@ from align_workflow.workflow.models import OutboundAttempt
 from states import align_case as wf
 from tests.factories import make_case
 
-from .images import jpeg_with_exif, data_url
+from .images import data_url, jpeg_with_exif
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

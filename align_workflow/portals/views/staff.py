@@ -111,7 +111,7 @@ def _case_or_404(pk):
     try:
         return selectors.staff_case(pk)
     except Case.DoesNotExist:
-        raise Http404("No such case.")
+        raise Http404("No such case.") from None
 
 
 @require_GET
