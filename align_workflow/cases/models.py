@@ -75,7 +75,7 @@ class Case(models.Model):
     state = models.CharField(
         "Align workflow state",
         max_length=40,
-        choices=[(s, s.replace("_", " ")) for s in wf.STATES],
+        choices=list(wf.STATE_LABELS.items()),
         default=wf.INITIAL,
         db_index=True,
         editable=False,
@@ -145,6 +145,11 @@ class Case(models.Model):
     def meaning(self):
         return wf.MEANINGS[self.state]
 
+    @property
+    def busy_label(self):
+        """The call to Align being sent for this case right now ("Create Patient"), or ""."""
+        return wf.trigger_label(self.busy_with) if self.busy_with else ""
+
 
 class Prescription(models.Model):
     class Lab(models.TextChoices):
@@ -181,7 +186,7 @@ class Prescription(models.Model):
             return None
         lab, state = stored
         if lab != self.lab and state != wf.ELIGIBLE:
-            return self.LAB_FROZEN_MESSAGE.format(state=state.replace("_", " "))
+            return self.LAB_FROZEN_MESSAGE.format(state=wf.state_label(state))
         return None
 
     def clean(self):

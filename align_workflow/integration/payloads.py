@@ -27,12 +27,20 @@ TREATMENT_PLAN_SUBMITTED = "treatment_plan.submitted"
 CASE_STATUS_CHANGED = "case.status_changed"
 EVENT_TYPES = (SALES_ORDER_CREATED, TREATMENT_PLAN_SUBMITTED, CASE_STATUS_CHANGED)
 
-# Align's own statuses, in the order a case goes through them (the setup steps may
-# repeat after a modification request). CANCELLED and ON_HOLD can come at any time.
-ALIGN_STATUSES = (
-    "RECEIVED", "SETUP_IN_PROGRESS", "CLINCHECK_READY", "MODIFICATION_REQUESTED", "APPROVED",
-    "IN_MANUFACTURING", "SHIPPED", "CANCELLED", "ON_HOLD",
+# Align's own statuses, in the order a case goes through them. The statuses on one line
+# share a rank: the setup steps repeat after a modification request (they are ordered by
+# when they happened). CANCELLED and ON_HOLD can come at any time.
+STATUS_ORDER = (
+    ("RECEIVED",),
+    ("SETUP_IN_PROGRESS", "CLINCHECK_READY", "MODIFICATION_REQUESTED"),
+    ("APPROVED",),
+    ("IN_MANUFACTURING",),
+    ("SHIPPED",),
 )
+ANYTIME_STATUSES = ("CANCELLED", "ON_HOLD")
+ALIGN_STATUSES = (*(status for same in STATUS_ORDER for status in same), *ANYTIME_STATUSES)
+# A status ranked behind the furthest one seen for a case is stale (events.py).
+STATUS_RANK = {status: rank for rank, same in enumerate(STATUS_ORDER) for status in same}
 
 MAX_STAGES = 20
 

@@ -6,7 +6,7 @@ from align_workflow.cases.models import Patient
 from align_workflow.integration.payloads import PHONE_CHARS
 from states import align_case as wf
 
-STATE_CHOICES = [("", "All states")] + [(s, s.replace("_", " ")) for s in wf.STATES]
+STATE_CHOICES = [("", "All states"), *wf.STATE_LABELS.items()]
 
 
 class CaseFilterForm(forms.Form):

@@ -174,7 +174,7 @@ def timeline(case) -> list[TimelineEntry]:
         TimelineEntry(
             when=log.timestamp,
             kind="state",
-            title=f"{log.transition.replace('_', ' ')}: {log.source_state} → {log.state}",
+            title=f"{wf.trigger_words(log.transition)}: {log.source_state} → {log.state}",
             detail=log.description or "",
             who=_who(log.by),
         )

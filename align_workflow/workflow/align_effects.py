@@ -25,6 +25,7 @@ from django.conf import settings
 from align_workflow.cases.models import Case, CaseAsset, CaseNote, PhotoAssessment, TreatmentPlan
 from align_workflow.integration import payloads
 from align_workflow.integration.payloads import patient_fields  # noqa: F401 - the builder, used by others too
+from states import align_case as wf
 
 from . import outbound
 from .effects import EffectFailed, EffectInputError, PreflightFailed, register
@@ -83,7 +84,7 @@ def _align_step(step, send):
             if not _is_align_error(exc):
                 logger.exception("case %s: %s failed inside this app", case.pk, step)
             failed = outbound.record_failure(attempt, exc, duration)
-            note = getattr(failed, "note_text", "") or f"{outbound.step_label(step)} failed: {exc}"
+            note = getattr(failed, "note_text", "") or f"{wf.trigger_label(step)} failed: {exc}"
             raise AlignCallFailed(note, attempt=failed, error=exc) from exc
         return CallOutcome(attempt.pk, result, round((time.monotonic() - started) * 1000), attempt)
 
@@ -117,9 +118,9 @@ def preflight(step):
         problems = payloads.problems(case, step, records=payloads.Records(case, **known))
         if problems:
             what = payloads.describe(problems)
-            label = outbound.step_label(step)
+            label = wf.trigger_label(step)
             raise PreflightFailed(
-                f"Cannot {step.replace('_', ' ')}: {what}. Nothing was sent to Align.",
+                f"Cannot {wf.trigger_words(step)}: {what}. Nothing was sent to Align.",
                 note=f"{label} was not sent to Align: {what}. Fix this on the case, then send it again.",
                 problems=problems,
             )

@@ -54,7 +54,7 @@ from .models import OutboundAttempt
 
 logger = logging.getLogger(__name__)
 
-Status = OutboundAttempt.Status
+AttemptStatus = OutboundAttempt.Status
 
 ID_COLUMNS = ("case_id", "case_number", "mrn")
 COMMENTS_COLUMN = "comments"
@@ -70,7 +70,7 @@ BUSY = "in_progress"  # another process holds the case (e.g. a run killed mid-ca
 OUTCOMES = (DONE, SKIPPED, FAILED, WOULD_DO, BUSY)
 BUSY_WORDS = "in progress elsewhere"
 REPORT_COLUMNS = ("line", "case_id", "case_number", "mrn", "action", "outcome", "detail")
-_FAILED_STATUSES = (Status.FAILED_RETRYABLE, Status.FAILED_PERMANENT, Status.SKIPPED)
+_FAILED_STATUSES = (AttemptStatus.FAILED_RETRYABLE, AttemptStatus.FAILED_PERMANENT, AttemptStatus.SKIPPED)
 
 
 class BatchInputError(Exception):
@@ -112,7 +112,7 @@ class Row:
 
 
 @dataclass
-class Outcome:
+class RowOutcome:
     row: Row
     action: str
     outcome: str
@@ -371,7 +371,7 @@ class Plan:
 
 
 def _words(state):
-    return state.replace("_", " ")
+    return wf.state_label(state)
 
 
 def _who(by):
@@ -391,7 +391,7 @@ def _refuse_if_busy(case):
     if not step and case.busy_with and case.busy_until and case.busy_until > timezone.now():
         step = case.busy_with
     if step:
-        raise Busy(f"{outbound.step_label(step)} is being sent to Align for this case right now by another "
+        raise Busy(f"{wf.trigger_label(step)} is being sent to Align for this case right now by another "
                    "process (or one that stopped mid-call, until its lease ends); run again later")
 
 
@@ -495,7 +495,7 @@ def _last_revision(case):
     """The case's last revision request, if its call did not go through."""
     last = (OutboundAttempt.objects.filter(case_id=case.pk, step="request_revision").select_related("by")
             .order_by("-id").first())
-    return None if last is None or last.status == Status.SUCCEEDED else last
+    return None if last is None or last.status == AttemptStatus.SUCCEEDED else last
 
 
 class Revise(Action):
@@ -582,9 +582,9 @@ class RetryFailed(Action):
         last = OutboundAttempt.objects.filter(case_id=case.pk).select_related("by").order_by("-id").first()
         if last is None:
             raise Skip("no call to Align has been made for this case, so there is nothing to retry")
-        if last.status == Status.SUCCEEDED:
-            raise Skip(f"nothing to retry: its last call ({outbound.step_label(last.step)}) succeeded")
-        label = outbound.step_label(last.step)
+        if last.status == AttemptStatus.SUCCEEDED:
+            raise Skip(f"nothing to retry: its last call ({wf.trigger_label(last.step)}) succeeded")
+        label = wf.trigger_label(last.step)
         if case.state not in wf.BY_TRIGGER[last.step].source:
             raise Skip(f"its last failed call ({label}) no longer applies: the case is {_words(case.state)}")
         _check_engine(case, last.step, last.by, None)
@@ -643,26 +643,26 @@ def _execute(action, case, plan) -> tuple[str, str]:
     return DONE, log.description or action.done_word
 
 
-def process(action, row, *, dry_run=False) -> Outcome:
+def process(action, row, *, dry_run=False) -> RowOutcome:
     """Check one row's case and, unless `dry_run`, send it. Never raises for one case's trouble."""
     if row.problem:
-        return Outcome(row, action.name, SKIPPED, row.problem)
+        return RowOutcome(row, action.name, SKIPPED, row.problem)
     case = row.case
     try:
         case, plan = _plan_for(action, row)
         if dry_run:
-            return Outcome(row, action.name, WOULD_DO, plan.description)
+            return RowOutcome(row, action.name, WOULD_DO, plan.description)
         outcome, detail = _execute(action, case, plan)
     except Busy as exc:
-        return Outcome(row, action.name, BUSY, str(exc))
+        return RowOutcome(row, action.name, BUSY, str(exc))
     except Skip as exc:
-        return Outcome(row, action.name, SKIPPED, str(exc))
+        return RowOutcome(row, action.name, SKIPPED, str(exc))
     except Exception as exc:  # one case's unexpected error must not stop the others
         logger.exception("align_batch %s: case %s failed", action.name, getattr(case, "pk", None))
-        return Outcome(row, action.name, FAILED, _scrubbed(exc, case))
+        return RowOutcome(row, action.name, FAILED, _scrubbed(exc, case))
     if plan.remark and outcome not in (SKIPPED, BUSY):
-        return Outcome(row, action.name, outcome, f"{detail} ({plan.remark})", remark=plan.remark)
-    return Outcome(row, action.name, outcome, detail)
+        return RowOutcome(row, action.name, outcome, f"{detail} ({plan.remark})", remark=plan.remark)
+    return RowOutcome(row, action.name, outcome, detail)
 
 
 def _process_in_thread(action, row, dry_run, held):
@@ -682,11 +682,11 @@ def effective_concurrency(requested: int) -> tuple[int, str]:
 
 
 def run(action, rows: list[Row], *, dry_run=False, concurrency=1,
-        on_outcome: Callable[[Outcome], None] | None = None) -> tuple[list[Outcome], bool]:
+        on_outcome: Callable[[RowOutcome], None] | None = None) -> tuple[list[RowOutcome], bool]:
     """Process every row, up to `concurrency` at once. Returns the outcomes in the rows'
     order and whether the run was interrupted (Ctrl-C: cases not started are reported
     as skipped; the ones in flight finish)."""
-    outcomes: dict[int, Outcome] = {}
+    outcomes: dict[int, RowOutcome] = {}
     report = on_outcome or (lambda outcome: None)
     interrupted = False
     try:
@@ -724,7 +724,7 @@ def run(action, rows: list[Row], *, dry_run=False, concurrency=1,
         interrupted = True
         for index, row in enumerate(rows):
             if index not in outcomes:
-                outcomes[index] = Outcome(row, action.name, SKIPPED, "not run: the batch was interrupted")
+                outcomes[index] = RowOutcome(row, action.name, SKIPPED, "not run: the batch was interrupted")
     return [outcomes[i] for i in range(len(rows))], interrupted
 
 
@@ -737,7 +737,7 @@ def _cell(value):
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
-def write_report(handle, outcomes: list[Outcome]) -> None:
+def write_report(handle, outcomes: list[RowOutcome]) -> None:
     writer = csv.writer(handle)
     writer.writerow(REPORT_COLUMNS)
     for o in outcomes:
@@ -745,5 +745,5 @@ def write_report(handle, outcomes: list[Outcome]) -> None:
                                             o.detail)])
 
 
-def counts(outcomes: list[Outcome]) -> dict[str, int]:
+def counts(outcomes: list[RowOutcome]) -> dict[str, int]:
     return {name: sum(1 for o in outcomes if o.outcome == name) for name in OUTCOMES}

@@ -38,16 +38,11 @@ from .models import OutboundAttempt
 
 logger = logging.getLogger(__name__)
 
-Status = OutboundAttempt.Status
+AttemptStatus = OutboundAttempt.Status
 
-STEP_LABELS = {
-    "create_patient": "Create Patient",
-    "create_order": "Create Order",
-    "upload_assets": "Upload Assets",
-    "request_revision": "Request Revision",
-    "accept_clincheck": "Accept ClinCheck",
-    "approve_plan": "Approve Plan",
-}
+# The calls whose failure puts a case in "needs attention" with their label as the reason's prefix.
+ATTENTION_TRIGGERS = ("create_patient", "create_order", "upload_assets", "request_revision", "accept_clincheck",
+                      "approve_plan")
 # What each step needs to be sent again, kept on the attempt. Never patient details.
 PERSISTED_PARAMS = {
     "request_revision": ("comments", "plan_version", "sent_by"),
@@ -57,10 +52,6 @@ PERSISTED_PARAMS = {
 SEND_STEP_FROM = {wf.BY_TRIGGER[step].source[0]: step for step in wf.SEND_TO_ALIGN}
 # Codes of 4xx answers that do not mean "refused, nothing done".
 _NOT_A_REFUSAL = {"IDEMPOTENCY.MISMATCH"}
-
-
-def step_label(step: str) -> str:
-    return STEP_LABELS.get(step, step.replace("_", " ").title())
 
 
 class AttemptTaken(Exception):
@@ -111,7 +102,7 @@ def next_key(case_id: int, step: str, params: dict) -> tuple[str, int]:
     )
     if last is None:
         return f"{scope}:1", 1
-    if last.status == Status.FAILED_PERMANENT and _refused_by_align(last):
+    if last.status == AttemptStatus.FAILED_PERMANENT and _refused_by_align(last):
         generation = int(last.idempotency_key.rsplit(":", 1)[1]) + 1
         return f"{scope}:{generation}", 1
     return last.idempotency_key, last.attempt + 1
@@ -143,8 +134,8 @@ def begin_attempt(case, step: str, by, params: dict) -> OutboundAttempt:
     lease = case.busy_until or _lease_end()
     attempt_id = params.get("_attempt_id")
     if attempt_id:
-        taken = OutboundAttempt.objects.filter(pk=attempt_id, status=Status.PENDING).update(
-            status=Status.IN_FLIGHT, started_at=now, claimed_until=lease
+        taken = OutboundAttempt.objects.filter(pk=attempt_id, status=AttemptStatus.PENDING).update(
+            status=AttemptStatus.IN_FLIGHT, started_at=now, claimed_until=lease
         )
         if not taken:
             raise AttemptTaken(f"attempt {attempt_id} was already started")
@@ -153,7 +144,7 @@ def begin_attempt(case, step: str, by, params: dict) -> OutboundAttempt:
         key, number = next_key(case.pk, step, params)
         _supersede_planned_retries(case.pk)
         return OutboundAttempt.objects.create(
-            case_id=case.pk, step=step, idempotency_key=key, attempt=number, status=Status.IN_FLIGHT,
+            case_id=case.pk, step=step, idempotency_key=key, attempt=number, status=AttemptStatus.IN_FLIGHT,
             by=by, params=persisted_params(step, params), started_at=now, claimed_until=lease,
         )
 
@@ -202,11 +193,11 @@ def _outcome_sentence(label, status, code, message):
 
 
 def _attention_prefix(step):
-    return f"{step_label(step)}: "
+    return f"{wf.trigger_label(step)}: "
 
 
 def _is_outbound_attention(reason: str) -> bool:
-    return any(reason.startswith(_attention_prefix(step)) for step in STEP_LABELS)
+    return any(reason.startswith(_attention_prefix(step)) for step in ATTENTION_TRIGGERS)
 
 
 def record_failure(attempt: OutboundAttempt, exc: BaseException, duration_ms: int | None) -> OutboundAttempt:
@@ -224,14 +215,14 @@ def record_failure(attempt: OutboundAttempt, exc: BaseException, duration_ms: in
         status, code, message, request_id = None, type(exc).__name__, str(exc), ""
         retryable, retry_after = False, None
     message = scrub(message, case.patient)
-    label = step_label(attempt.step)
+    label = wf.trigger_label(attempt.step)
     with transaction.atomic():
         current = OutboundAttempt.objects.select_for_update().get(pk=attempt.pk)
-        if current.status != Status.IN_FLIGHT:
+        if current.status != AttemptStatus.IN_FLIGHT:
             # The lease ran out and another process took the attempt over; it owns the outcome.
             logger.warning("attempt %s finished after it was taken over (%s)", attempt.pk, current.status)
             return current
-        current.status = Status.FAILED_RETRYABLE if retryable else Status.FAILED_PERMANENT
+        current.status = AttemptStatus.FAILED_RETRYABLE if retryable else AttemptStatus.FAILED_PERMANENT
         current.http_status, current.error_code, current.message = status, code[:80], message
         current.request_id, current.duration_ms = request_id[:120], duration_ms
         current.finished_at, current.claimed_until = now, None
@@ -275,10 +266,10 @@ def record_success(case, attempt_id: int, duration_ms: int | None, summary: str,
     if attempt is None:
         attempt = OutboundAttempt.objects.select_for_update().get(pk=attempt_id)
     OutboundAttempt.objects.filter(pk=attempt_id).update(
-        status=Status.SUCCEEDED, http_status=200, error_code="", message=summary,
+        status=AttemptStatus.SUCCEEDED, http_status=200, error_code="", message=summary,
         duration_ms=duration_ms, finished_at=now, claimed_until=None, next_retry_at=None,
     )
-    label = step_label(attempt.step)
+    label = wf.trigger_label(attempt.step)
     CaseNote.objects.create(case_id=case.pk, text=f"Align accepted {label}." + (f" {summary}" if summary else ""))
     for text in extra_notes:
         CaseNote.objects.create(case_id=case.pk, text=text)
@@ -304,20 +295,20 @@ def record_unsaved_success(attempt_id: int, duration_ms: int | None, exc: BaseEx
     from .engine import TransitionNotAllowed
 
     now = timezone.now()
-    attempt = OutboundAttempt.objects.filter(pk=attempt_id, status=Status.IN_FLIGHT).first()
+    attempt = OutboundAttempt.objects.filter(pk=attempt_id, status=AttemptStatus.IN_FLIGHT).first()
     if attempt is None:
         return
-    label = step_label(attempt.step)
+    label = wf.trigger_label(attempt.step)
     with transaction.atomic():
         attempt.http_status, attempt.duration_ms, attempt.finished_at = 200, duration_ms, now
         attempt.claimed_until = None
         if isinstance(exc, TransitionNotAllowed):
-            attempt.status = Status.SUCCEEDED
+            attempt.status = AttemptStatus.SUCCEEDED
             attempt.error_code = "NOT_APPLIED"
             attempt.message = f"Align accepted it, but the case had meanwhile become {state_now}: {exc}"
             note = f"Align accepted {label}, but the case had meanwhile moved on ({state_now}); nothing changed here."
         else:
-            attempt.status = Status.FAILED_RETRYABLE
+            attempt.status = AttemptStatus.FAILED_RETRYABLE
             attempt.error_code = "NOT_SAVED"
             attempt.message = f"Align accepted it, but saving the result failed ({type(exc).__name__})."
             attempt.next_retry_at = now + timedelta(seconds=retry_delay(1))
@@ -330,11 +321,11 @@ def record_unsaved_success(attempt_id: int, duration_ms: int | None, exc: BaseEx
 def _skip(attempt: OutboundAttempt, reason: str) -> None:
     """A pending attempt was refused before anything was sent."""
     with transaction.atomic():
-        skipped = OutboundAttempt.objects.filter(pk=attempt.pk, status=Status.PENDING).update(
-            status=Status.SKIPPED, message=reason[:1000], finished_at=timezone.now(), claimed_until=None
+        skipped = OutboundAttempt.objects.filter(pk=attempt.pk, status=AttemptStatus.PENDING).update(
+            status=AttemptStatus.SKIPPED, message=reason[:1000], finished_at=timezone.now(), claimed_until=None
         )
         if skipped:
-            CaseNote.objects.create(case_id=attempt.case_id, text=f"{step_label(attempt.step)} was not sent: {reason}")
+            CaseNote.objects.create(case_id=attempt.case_id, text=f"{wf.trigger_label(attempt.step)} was not sent: {reason}")
 
 
 def _expire(attempt: OutboundAttempt) -> bool:
@@ -344,15 +335,15 @@ def _expire(attempt: OutboundAttempt) -> bool:
     now = timezone.now()
     with transaction.atomic():
         expired = OutboundAttempt.objects.filter(
-            pk=attempt.pk, status=Status.IN_FLIGHT, claimed_until__lt=now
+            pk=attempt.pk, status=AttemptStatus.IN_FLIGHT, claimed_until__lt=now
         ).update(
-            status=Status.FAILED_RETRYABLE, error_code="LEASE_EXPIRED", finished_at=now, claimed_until=None,
+            status=AttemptStatus.FAILED_RETRYABLE, error_code="LEASE_EXPIRED", finished_at=now, claimed_until=None,
             message="The process sending this stopped before it recorded Align's answer.",
             next_retry_at=now if attempt.attempt < settings.ALIGN_RETRY_MAX_ATTEMPTS else None,
         )
         if not expired:
             return False
-        label = step_label(attempt.step)
+        label = wf.trigger_label(attempt.step)
         if attempt.attempt < settings.ALIGN_RETRY_MAX_ATTEMPTS:
             CaseNote.objects.create(case_id=attempt.case_id, text=(
                 f"No answer recorded for {label}: the process sending it stopped. "
@@ -382,7 +373,7 @@ def _enqueue(case, step, *, by=None, by_id=None, params, chain) -> OutboundAttem
     _supersede_planned_retries(case.pk)
     actor = {"by_id": by_id} if by_id is not None else {"by": by}
     return OutboundAttempt.objects.create(
-        case_id=case.pk, step=step, idempotency_key=key, attempt=number, status=Status.PENDING, chain=chain,
+        case_id=case.pk, step=step, idempotency_key=key, attempt=number, status=AttemptStatus.PENDING, chain=chain,
         params=persisted_params(step, params), claimed_until=_lease_end(), **actor,
     )
 
@@ -404,7 +395,7 @@ def _refuse_if_busy(case, trigger):
     step = busy.step if busy else (case.busy_with if case.busy_until and case.busy_until > timezone.now() else "")
     if step:
         raise TransitionNotAllowed(
-            f"{step_label(step)} is already being sent to Align for this case; wait for it to finish.",
+            f"{wf.trigger_label(step)} is already being sent to Align for this case; wait for it to finish.",
             code="in_progress", trigger=trigger, state=case.state,
         )
 
@@ -454,10 +445,10 @@ class SendResult:
         """One sentence for the person who clicked."""
         if self.queued:
             return "Queued: the calls to Align will be sent in the background; the timeline shows their outcome."
-        done = ", ".join(step_label(s) for s in self.done)
+        done = ", ".join(wf.trigger_label(s) for s in self.done)
         text = f"Align accepted: {done}." if done else ""
         if self.failed_step:
-            text += f" {step_label(self.failed_step)} did not go through: {self.error}"
+            text += f" {wf.trigger_label(self.failed_step)} did not go through: {self.error}"
             if self.needs_attention:
                 text += " The case needs attention."
         return text.strip()
@@ -473,7 +464,7 @@ def run_attempt(attempt_id: int) -> SendResult | None:
     from .engine import TransitionNotAllowed, fire
 
     attempt = OutboundAttempt.objects.filter(pk=attempt_id).first()
-    if attempt is None or attempt.status != Status.PENDING:
+    if attempt is None or attempt.status != AttemptStatus.PENDING:
         return None
     result = SendResult(case_id=attempt.case_id)
     by = None
@@ -501,7 +492,7 @@ def run_attempt(attempt_id: int) -> SendResult | None:
         following = _following_step(attempt.step)
         if following and attempt.chain:
             attempt = (
-                OutboundAttempt.objects.filter(case_id=case.pk, step=following, status=Status.PENDING, chain=True)
+                OutboundAttempt.objects.filter(case_id=case.pk, step=following, status=AttemptStatus.PENDING, chain=True)
                 .order_by("-id")
                 .first()
             )
@@ -558,7 +549,7 @@ def send_to_align(case, *, by) -> SendResult:
         step = SEND_STEP_FROM.get(locked.state)
         if step is None:
             raise TransitionNotAllowed(
-                f"Nothing to send: the case is {locked.state.replace('_', ' ')} ({wf.MEANINGS[locked.state]}).",
+                f"Nothing to send: the case is {wf.state_label(locked.state)} ({wf.MEANINGS[locked.state]}).",
                 code="wrong_state", trigger=wf.SEND_TO_ALIGN[0], state=locked.state,
             )
         check(locked, step, by=by)
@@ -591,26 +582,26 @@ def retry_case(case, *, by, step=None, here=False, note=None) -> SendResult:
         if step:
             calls = calls.filter(step=step)
         last = calls.order_by("-id").first()
-        if last is None or last.status == Status.SUCCEEDED:
-            none_made = f"no {step_label(step)} call" if step else "no call to Align"
+        if last is None or last.status == AttemptStatus.SUCCEEDED:
+            none_made = f"no {wf.trigger_label(step)} call" if step else "no call to Align"
             raise TransitionNotAllowed(
                 "Nothing to retry: " + (f"{none_made} has been made for this case." if last is None
-                                        else f"{step_label(last.step)} succeeded."),
+                                        else f"{wf.trigger_label(last.step)} succeeded."),
                 code="wrong_state", state=locked.state,
             )
         _refuse_if_busy(locked, last.step)
-        if last.status == Status.PENDING:
+        if last.status == AttemptStatus.PENDING:
             # Recorded but never started (its process died): start it now.
             OutboundAttempt.objects.filter(pk=last.pk).update(claimed_until=_lease_end())
             attempt = last
         else:
-            if last.status == Status.IN_FLIGHT:
+            if last.status == AttemptStatus.IN_FLIGHT:
                 _expire(last)
             OutboundAttempt.objects.filter(pk=last.pk).update(next_retry_at=None)
             attempt = _enqueue(locked, last.step, by=last.by, params=last.params, chain=last.chain)
         who = f" by {by.get_username()}" if by is not None else ""
         CaseNote.objects.create(case_id=locked.pk, author=by,
-                                text=note or f"Retry of {step_label(attempt.step)} requested{who}.")
+                                text=note or f"Retry of {wf.trigger_label(attempt.step)} requested{who}.")
         ran = [] if here else _start(attempt.pk)
     if here:
         ran.append(run_attempt(attempt.pk))
@@ -640,25 +631,25 @@ def collect_due(*, everything=False) -> tuple[DueRun, list[int]]:
     """
     now = timezone.now()
     run = DueRun()
-    for attempt in OutboundAttempt.objects.filter(status=Status.IN_FLIGHT, claimed_until__lt=now):
+    for attempt in OutboundAttempt.objects.filter(status=AttemptStatus.IN_FLIGHT, claimed_until__lt=now):
         run.expired += _expire(attempt)
 
     to_run = []
-    for attempt in OutboundAttempt.objects.filter(status=Status.PENDING, claimed_until__lt=now):
-        if OutboundAttempt.objects.filter(pk=attempt.pk, status=Status.PENDING, claimed_until__lt=now).update(
+    for attempt in OutboundAttempt.objects.filter(status=AttemptStatus.PENDING, claimed_until__lt=now):
+        if OutboundAttempt.objects.filter(pk=attempt.pk, status=AttemptStatus.PENDING, claimed_until__lt=now).update(
             claimed_until=_lease_end()
         ):
             run.restarted += 1
             to_run.append(attempt.pk)
 
-    due = OutboundAttempt.objects.filter(status=Status.FAILED_RETRYABLE, next_retry_at__isnull=False)
+    due = OutboundAttempt.objects.filter(status=AttemptStatus.FAILED_RETRYABLE, next_retry_at__isnull=False)
     if not everything:
         due = due.filter(next_retry_at__lte=timezone.now())
     for failed_id, case_id in due.order_by("next_retry_at").values_list("pk", "case_id"):
         with transaction.atomic():
             locked = Case.objects.select_for_update().get(pk=case_id)
             failed = OutboundAttempt.objects.select_for_update().get(pk=failed_id)
-            if failed.next_retry_at is None or failed.status != Status.FAILED_RETRYABLE or open_attempt(case_id):
+            if failed.next_retry_at is None or failed.status != AttemptStatus.FAILED_RETRYABLE or open_attempt(case_id):
                 continue
             failed.next_retry_at = None
             failed.save(update_fields=["next_retry_at"])

@@ -89,7 +89,7 @@ def report_purchase(case_id, *, source, by=None, purchased_at=None, order_refere
             raise PurchaseRefused(f"No case {case_id}.", code="not_found")
         if case.state not in PURCHASABLE:
             raise PurchaseRefused(
-                f"The case is {case.state.replace('_', ' ')} ({wf.MEANINGS[case.state]}): aligners can be bought "
+                f"The case is {wf.state_label(case.state)} ({wf.MEANINGS[case.state]}): aligners can be bought "
                 "only once the provider approved the plan; nothing was recorded.", code="not_purchasable")
         recorded = case.aligners_purchased_at is None
         if recorded:

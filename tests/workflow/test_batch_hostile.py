@@ -42,7 +42,7 @@ def test_a_superscript_digit_in_a_csv_id_column_is_a_skipped_row(simulator, flag
 def test_report_cells_a_spreadsheet_would_run_are_neutralised(value):
     row = batch.Row(label="line 2", line=2)
     handle = io.StringIO()
-    batch.write_report(handle, [batch.Outcome(row, "accept", batch.SKIPPED, value)])
+    batch.write_report(handle, [batch.RowOutcome(row, "accept", batch.SKIPPED, value)])
     detail = list(csv.DictReader(io.StringIO(handle.getvalue())))[0]["detail"]
     assert detail == "'" + value
 
