@@ -352,3 +352,10 @@ def test_timeline_shows_events_from_align_and_failed_ones_stand_out(staff_client
     html = staff_client.get(f"/staff/cases/{case.pk}/").content.decode()
     assert "Event from Align: treatment_plan.submitted (applied)" in html
     assert 'class="tl-event tl-failed"' in html and "plan TP-1 v2 — the plan has no stages" in html
+
+
+def test_the_case_page_names_the_call_in_progress_by_its_label(staff_client):
+    case = make_case(state=wf.PATIENT_CREATED)
+    Case.objects.filter(pk=case.pk).update(busy_with="create_order", busy_until=timezone.now() + timedelta(minutes=1))
+    html = staff_client.get(f"/staff/cases/{case.pk}/").content.decode()
+    assert "Sending <b>Create Order</b> to Align" in html
