@@ -115,7 +115,8 @@ class SimulatorHandle:
 
 def start_simulator():
     """Start `manage.py run_align_simulator` on a free port; return its SimulatorHandle."""
-    log = tempfile.NamedTemporaryFile(prefix="align-sim-", suffix=".log", delete=False)
+    # Not a `with`: the child process writes to it after this returns; SimulatorHandle removes it.
+    log = tempfile.NamedTemporaryFile(prefix="align-sim-", suffix=".log", delete=False)  # noqa: SIM115
     argv = [sys.executable, str(ROOT / "manage.py"), "run_align_simulator", "--port", "0",
             "--app-url", "", "--no-auto-advance", "--exit-with-parent"]
     env = dict(os.environ, PYTHONUNBUFFERED="1")

@@ -13,7 +13,7 @@ arrive out of order. Every attempt is recorded on the event (`/_sim/state` "even
 import json
 import logging
 import random
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import requests
 from standardwebhooks.webhooks import Webhook
@@ -28,7 +28,7 @@ DUPLICATE_GAP_S = 0.05
 
 
 def signature_headers(event_id, raw_body, secrets):
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     signatures = [Webhook(secret).sign(event_id, now, raw_body) for secret in secrets]
     return {
         "Content-Type": "application/json",

@@ -19,7 +19,7 @@ MODIFICATION_REQUESTED) are in the call's answer and are not sent again as event
 import random
 import string
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from .previews import describe_preview
 from .scheduler import Scheduler
@@ -229,6 +229,6 @@ class AlignProgress:
         return {
             "carrier": "UPS",
             "trackingNumber": tracking,
-            "shippedAt": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+            "shippedAt": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
             "alignerCount": max(int(stages.get("upper") or 0), int(stages.get("lower") or 0)),
         }

@@ -103,7 +103,7 @@ def find_route(method, path):
 
 
 @dataclass
-class Outcome:
+class Reply:
     response: Response | None
     fault: object = None
     replayed: bool = False
@@ -175,10 +175,10 @@ class AlignSimulator:
             req.route = route.name
             if route.auth == "control":
                 controls.require_loopback(req)
-                return Outcome(self._call(route, req))
+                return Reply(self._call(route, req))
             return self._serve_contract(route, req)
         except ApiError as error:
-            return Outcome(render_error(route, error, req.request_id))
+            return Reply(render_error(route, error, req.request_id))
 
     def _serve_contract(self, route, req):
         fault = self.faults.pick(route.name, f"{req.method} {req.path}")
@@ -188,22 +188,22 @@ class AlignSimulator:
         if fault and fault.mode == "status":
             retry = {"Retry-After": str(fault.retry_after)} if fault.status in (429, 503) else {}
             error = ApiError(fault.status, fault.code, fault.message, {"fault": fault.id}, headers=retry)
-            return Outcome(render_error(route, error, req.request_id), fault)
+            return Reply(render_error(route, error, req.request_id), fault)
         if fault and fault.mode == "reset":
-            return Outcome(None, fault)
+            return Reply(None, fault)
         if route.auth == "bearer":
             routes.check_bearer(self, req)
         key = req.headers.get("idempotency-key", "").strip() if route.idempotent else ""
         if not key:
-            return Outcome(self._work(route, req), fault)
+            return Reply(self._work(route, req), fault)
         params_print = fingerprint(req.method, req.path, req.params)
         with self.idempotency.exclusive(key, enabled=self.config.idempotency_lock):
             replay = self.idempotency.replay(key, params_print, self.config.idempotency_ttl_s)
             if replay is not None:
-                return Outcome(replay, fault, replayed=True)
+                return Reply(replay, fault, replayed=True)
             response = self._work(route, req)
             self.idempotency.keep(key, params_print, route.name, response)
-            return Outcome(response, fault)
+            return Reply(response, fault)
 
     def _work(self, route, req):
         if route.idempotent and self.config.work_ms:

@@ -11,14 +11,14 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 EFFECT_NAMES = ("patients", "orders", "uploads", "accepts", "modifies", "tokens", "blobs")
 REQUEST_LOG_LIMIT = 10_000
 
 
 def utc_now_iso():
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass

@@ -8,6 +8,7 @@ Every answer is JSON, errors in the envelope
 
 import base64
 import binascii
+import contextlib
 import json
 import re
 import uuid
@@ -122,10 +123,8 @@ def parse_form(raw):
             params[key] = value
     for key, value in params.items():
         if isinstance(value, str) and value.startswith("{"):
-            try:
+            with contextlib.suppress(ValueError):
                 params[key] = json.loads(value)
-            except ValueError:
-                pass
     return params
 
 

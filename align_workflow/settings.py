@@ -2,30 +2,28 @@
 
 Unset DATABASE_URL -> SQLite; unset REDIS_URL -> local-memory cache. Everything that
 talks to Align reads ALIGN_* variables; the defaults match the bundled simulator.
+Every variable is read through align_workflow.config's typed readers: a bad value stops
+start-up with ImproperlyConfigured naming the variable (docs/operations.md lists them all).
 """
 
-import os
 from datetime import timedelta
 from pathlib import Path
 
-import dj_database_url
+from align_workflow.config import (
+    BROKER,
+    LOG_LEVELS,
+    REDIS,
+    env_bool,
+    env_choice,
+    env_database,
+    env_float,
+    env_int,
+    env_list,
+    env_str,
+    env_url,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-
-
-def env_bool(name, default=False):
-    value = os.environ.get(name)
-    if value is None:
-        return default
-    return value.strip().lower() in ("1", "true", "yes", "on")
-
-
-def env_float(name, default):
-    return float(os.environ.get(name, default))
-
-
-def env_int(name, default):
-    return int(os.environ.get(name, default))
 
 
 # Off unless DJANGO_DEBUG=1 (`make run` and the tests set it). With DEBUG off, a secret
@@ -43,9 +41,9 @@ DEMO_SECRETS = {
     # Optional: unset turns the shop's purchase API off; only the demo value is refused.
     "SHOP_API_TOKEN": "demo-shop-token",
 }
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", DEMO_SECRETS["SECRET_KEY"])
-ALLOWED_HOSTS = [h for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",") if h]
-CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o]
+SECRET_KEY = env_str("DJANGO_SECRET_KEY", DEMO_SECRETS["SECRET_KEY"])
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", "")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -96,8 +94,8 @@ TEMPLATES = [
 ]
 
 DATABASES = {
-    "default": dj_database_url.config(
-        default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}", conn_max_age=env_int("DB_CONN_MAX_AGE", 0)
+    "default": env_database(
+        "DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}", conn_max_age=env_int("DB_CONN_MAX_AGE", 0, minimum=0)
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -107,7 +105,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 DEFAULT_AUTO_FIELD = "django.db.models.AutoField"  # StateLog.object_id is an integer
 
-REDIS_URL = os.environ.get("REDIS_URL", "")
+REDIS_URL = env_url("REDIS_URL", "", schemes=REDIS, allow=("",))
 if REDIS_URL:
     CACHES = {
         "default": {
@@ -130,8 +128,8 @@ AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
-AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 10)
-AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 30))
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 10, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 30, minimum=1))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "portals/locked_out.html"
@@ -145,7 +143,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "/static/"
-STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", BASE_DIR / "var" / "static"))  # collectstatic writes here
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "var" / "static")))  # collectstatic writes here
 # Front-end packages from package.json: only the files the pages use, not all of node_modules/.
 STATICFILES_DIRS = [
     (prefix, BASE_DIR / "node_modules" / prefix)
@@ -153,7 +151,7 @@ STATICFILES_DIRS = [
     if (BASE_DIR / "node_modules" / prefix).is_dir()
 ]
 MEDIA_URL = "/media/"
-MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", BASE_DIR / "var" / "media"))
+MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(BASE_DIR / "var" / "media")))
 
 if not DEBUG:
     # Serves collectstatic's output (STATIC_ROOT), e.g. under gunicorn; runserver does it with DEBUG on.
@@ -162,7 +160,7 @@ if not DEBUG:
     SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
-    SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 31536000)
+    SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 31536000, minimum=0)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
@@ -172,51 +170,49 @@ WAFFLE_FLAG_DEFAULT = False
 WAFFLE_CREATE_MISSING_FLAGS = False
 
 # --- The Align integration service ---------------------------------------------------
-ALIGN_SERVICE_URL = os.environ.get("ALIGN_SERVICE_URL", "http://127.0.0.1:8765")
-ALIGN_CLIENT_ID = os.environ.get("ALIGN_CLIENT_ID", "demo")
-ALIGN_CLIENT_SECRET = os.environ.get("ALIGN_CLIENT_SECRET", DEMO_SECRETS["ALIGN_CLIENT_SECRET"])
-ALIGN_EVENTS_SECRET = os.environ.get("ALIGN_EVENTS_SECRET", DEMO_SECRETS["ALIGN_EVENTS_SECRET"])
-ALIGN_INBOUND_TOKEN = os.environ.get("ALIGN_INBOUND_TOKEN", DEMO_SECRETS["ALIGN_INBOUND_TOKEN"])
+ALIGN_SERVICE_URL = env_url("ALIGN_SERVICE_URL", "http://127.0.0.1:8765")
+ALIGN_CLIENT_ID = env_str("ALIGN_CLIENT_ID", "demo")
+ALIGN_CLIENT_SECRET = env_str("ALIGN_CLIENT_SECRET", DEMO_SECRETS["ALIGN_CLIENT_SECRET"])
+ALIGN_EVENTS_SECRET = env_str("ALIGN_EVENTS_SECRET", DEMO_SECRETS["ALIGN_EVENTS_SECRET"])
+ALIGN_INBOUND_TOKEN = env_str("ALIGN_INBOUND_TOKEN", DEMO_SECRETS["ALIGN_INBOUND_TOKEN"])
 # Bearer token the shop presents to report an aligner purchase (POST /api/cases/<id>/aligners-purchased).
 # The demo value only with DEBUG on; otherwise unset unless given, and the API then refuses every report.
-SHOP_API_TOKEN = os.environ.get("SHOP_API_TOKEN", DEMO_SECRETS["SHOP_API_TOKEN"] if DEBUG else "")
-ALIGN_CONNECT_TIMEOUT = env_float("ALIGN_CONNECT_TIMEOUT", 3.05)
-ALIGN_READ_TIMEOUT = env_float("ALIGN_READ_TIMEOUT", 10)
-ALIGN_CHIEF_CONCERN = os.environ.get(
-    "ALIGN_CHIEF_CONCERN", "Patient would like to straighten their teeth with clear aligners."
-)
-APP_BASE_URL = os.environ.get("APP_BASE_URL", "http://127.0.0.1:8000")
+SHOP_API_TOKEN = env_str("SHOP_API_TOKEN", DEMO_SECRETS["SHOP_API_TOKEN"] if DEBUG else "")
+ALIGN_CONNECT_TIMEOUT = env_float("ALIGN_CONNECT_TIMEOUT", 3.05, above=0)
+ALIGN_READ_TIMEOUT = env_float("ALIGN_READ_TIMEOUT", 10, above=0)
+ALIGN_CHIEF_CONCERN = env_str("ALIGN_CHIEF_CONCERN", "Patient would like to straighten their teeth with clear aligners.")
+APP_BASE_URL = env_url("APP_BASE_URL", "http://127.0.0.1:8000")
 # inline: calls run in this process right after commit; celery: on Celery workers.
-ALIGN_EXECUTION = os.environ.get("ALIGN_EXECUTION", "inline")
-ALIGN_RETRY_MAX_ATTEMPTS = env_int("ALIGN_RETRY_MAX_ATTEMPTS", 5)
-ALIGN_RETRY_BASE_SECONDS = env_float("ALIGN_RETRY_BASE_SECONDS", 30)
+ALIGN_EXECUTION = env_choice("ALIGN_EXECUTION", "inline", ("inline", "celery"))
+ALIGN_RETRY_MAX_ATTEMPTS = env_int("ALIGN_RETRY_MAX_ATTEMPTS", 5, minimum=1)
+ALIGN_RETRY_BASE_SECONDS = env_float("ALIGN_RETRY_BASE_SECONDS", 30, above=0)
 # How long a claimed outbound call may run before another process may take it over.
-ALIGN_CALL_LEASE_SECONDS = env_float("ALIGN_CALL_LEASE_SECONDS", 120)
+ALIGN_CALL_LEASE_SECONDS = env_float("ALIGN_CALL_LEASE_SECONDS", 120, above=0)
 # The longest wait between two automatic attempts (the backoff doubles up to this).
-ALIGN_RETRY_MAX_DELAY_SECONDS = env_float("ALIGN_RETRY_MAX_DELAY_SECONDS", 3600)
+ALIGN_RETRY_MAX_DELAY_SECONDS = env_float("ALIGN_RETRY_MAX_DELAY_SECONDS", 3600, above=0)
 # How often the Celery beat sweep (and `align_retry_due --loop`) looks for due retries and expired leases.
-ALIGN_SWEEP_SECONDS = env_float("ALIGN_SWEEP_SECONDS", 15)
+ALIGN_SWEEP_SECONDS = env_float("ALIGN_SWEEP_SECONDS", 15, above=0)
 # The provider's acceptance screenshot (a data URL): limits on the encoded text and on the pixel count.
-ALIGN_SCREENSHOT_MAX_BYTES = env_int("ALIGN_SCREENSHOT_MAX_BYTES", 10 * 1024 * 1024)
-ALIGN_SCREENSHOT_MAX_PIXELS = env_int("ALIGN_SCREENSHOT_MAX_PIXELS", 25_000_000)
+ALIGN_SCREENSHOT_MAX_BYTES = env_int("ALIGN_SCREENSHOT_MAX_BYTES", 10 * 1024 * 1024, minimum=1)
+ALIGN_SCREENSHOT_MAX_PIXELS = env_int("ALIGN_SCREENSHOT_MAX_PIXELS", 25_000_000, minimum=1)
 # The vault for acceptance screenshots: "local" (embedded) or the URL of a TrueVault-style API.
-ALIGN_VAULT_URL = os.environ.get("ALIGN_VAULT_URL", "local")
-ALIGN_VAULT_ID = os.environ.get("ALIGN_VAULT_ID", "00000000-0000-4000-8000-00000000a119")
-ALIGN_VAULT_API_KEY = os.environ.get("ALIGN_VAULT_API_KEY", DEMO_SECRETS["ALIGN_VAULT_API_KEY"])
+ALIGN_VAULT_URL = env_url("ALIGN_VAULT_URL", "local", allow=("local",))
+ALIGN_VAULT_ID = env_str("ALIGN_VAULT_ID", "00000000-0000-4000-8000-00000000a119")
+ALIGN_VAULT_API_KEY = env_str("ALIGN_VAULT_API_KEY", DEMO_SECRETS["ALIGN_VAULT_API_KEY"])
 # A pending inbound event older than this needs attention; a case unchanged this long is stuck.
-ALIGN_EVENT_PENDING_ATTENTION_SECONDS = env_int("ALIGN_EVENT_PENDING_ATTENTION_SECONDS", 6 * 3600)
+ALIGN_EVENT_PENDING_ATTENTION_SECONDS = env_int("ALIGN_EVENT_PENDING_ATTENTION_SECONDS", 6 * 3600, minimum=1)
 # An event whose occurred_at is further in the future than this is refused (400): one bad
 # clock must not make every later status look older than it.
-ALIGN_EVENT_FUTURE_SKEW_SECONDS = env_int("ALIGN_EVENT_FUTURE_SKEW_SECONDS", 300)
-ALIGN_STUCK_AFTER_SECONDS = env_int("ALIGN_STUCK_AFTER_SECONDS", 7 * 24 * 3600)
+ALIGN_EVENT_FUTURE_SKEW_SECONDS = env_int("ALIGN_EVENT_FUTURE_SKEW_SECONDS", 300, minimum=0)
+ALIGN_STUCK_AFTER_SECONDS = env_int("ALIGN_STUCK_AFTER_SECONDS", 7 * 24 * 3600, minimum=1)
 
 # --- Celery (used when ALIGN_EXECUTION=celery) --------------------------------------
-CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", REDIS_URL or "redis://127.0.0.1:6379/0")
+CELERY_BROKER_URL = env_url("CELERY_BROKER_URL", REDIS_URL or "redis://127.0.0.1:6379/0", schemes=BROKER)
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
-CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_TASK_DEFAULT_QUEUE", "align")
+CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "align")
 # `celery -A align_workflow beat`: queue due retries and take over expired leases.
 CELERY_BEAT_SCHEDULE = {"align-sweep": {"task": "align.sweep", "schedule": ALIGN_SWEEP_SECONDS}}
 
@@ -226,7 +222,7 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "loggers": {
-        "align_workflow": {"handlers": ["console"], "level": os.environ.get("ALIGN_LOG_LEVEL", "INFO")},
-        "align_simulator": {"handlers": ["console"], "level": os.environ.get("ALIGN_LOG_LEVEL", "INFO")},
+        "align_workflow": {"handlers": ["console"], "level": env_choice("ALIGN_LOG_LEVEL", "INFO", LOG_LEVELS, upper=True)},
+        "align_simulator": {"handlers": ["console"], "level": env_choice("ALIGN_LOG_LEVEL", "INFO", LOG_LEVELS, upper=True)},
     },
 }

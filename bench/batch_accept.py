@@ -29,10 +29,10 @@ from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
 
-from align_workflow.cases.models import Case, CaseAsset, TreatmentPlan
-from align_workflow.align.client import Align
 from align_simulator.launch import SimulatorHandle
+from align_workflow.align.client import Align
 from align_workflow.align.vault import get_vault
+from align_workflow.cases.models import Case, CaseAsset, TreatmentPlan
 from align_workflow.workflow.align_effects import patient_fields
 from states import align_case as wf
 

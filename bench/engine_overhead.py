@@ -158,7 +158,7 @@ def run(scale=1.0):
     t_floor, t_engine, t_fsm, t_faq = (sum(times[k]) for k in ("floor", "engine", "fsm", "faq"))
 
     def ratio(other):
-        return statistics.median(e / o for e, o in zip(times["engine"], times[other]))
+        return statistics.median(e / o for e, o in zip(times["engine"], times[other], strict=True))
 
     assert Case.objects.filter(case_number__startswith="E1-", state=wf.SHIPPING).count() == n
     assert FsmCase.objects.filter(state=wf.SHIPPING).count() == n

@@ -31,8 +31,8 @@ from django.db import connection
 from PIL import Image
 from waffle import get_waffle_flag_model
 
-from align_workflow.cases.models import Case, CaseAsset, Patient, PhotoAssessment, Prescription, Provider
 from align_simulator.launch import start_simulator
+from align_workflow.cases.models import Case, CaseAsset, Patient, PhotoAssessment, Prescription, Provider
 from align_workflow.workflow import fire, send_to_align
 from states import align_case as wf
 

@@ -88,6 +88,6 @@ def run(scale=1.0):
         Row("2 flow", "CPU of this process per case (the app and its HTTP server / bare)",
             f"{sum(app_cpu) / n * 1000:.1f} ms", f"{sum(bare_cpu) / n * 1000:.1f} ms bare", None, "report"),
         Row("2 flow", "the machine's CPU busy (both cores, every process)",
-            flow.percent(sum(b * t for b, t in zip(app_busy, app_times)) / t_app),
-            flow.percent(sum(b * t for b, t in zip(bare_busy, bare_times)) / t_bare) + " bare", None, "report"),
+            flow.percent(sum(b * t for b, t in zip(app_busy, app_times, strict=True)) / t_app),
+            flow.percent(sum(b * t for b, t in zip(bare_busy, bare_times, strict=True)) / t_bare) + " bare", None, "report"),
     ]

@@ -75,7 +75,7 @@ def _add_cases(start, stop, providers, rng):
             for i in range(lo, hi)
         ])
         cases = []
-        for i, patient in zip(range(lo, hi), patients):
+        for i, patient in zip(range(lo, hi), patients, strict=True):
             # Every state from the first cases on, so that every page has rows at any size.
             state = wf.STATES[i] if i < len(wf.STATES) else rng.choices(states, weights)[0]
             changed = now - timedelta(seconds=rng.randrange(365 * 86400))

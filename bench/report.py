@@ -30,7 +30,7 @@ def print_table(rows, out):
         for r in rows
     ]
     widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(headers)]
-    line = " | ".join(h.ljust(w) for h, w in zip(headers, widths))
+    line = " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
     out.write(line + "\n" + "-+-".join("-" * w for w in widths) + "\n")
     for c in cells:
-        out.write(" | ".join(v.ljust(w) for v, w in zip(c, widths)) + "\n")
+        out.write(" | ".join(v.ljust(w) for v, w in zip(c, widths, strict=True)) + "\n")

@@ -158,7 +158,7 @@ def run(scale=1.0):
         ("the same until every upload is accepted (the 3 calls the worker makes)", "report"),
     )
     rows = []
-    for (measure, target), t_inline, t_celery in zip(measures, inline, celery):
+    for (measure, target), t_inline, t_celery in zip(measures, inline, celery, strict=True):
         speedup = t_inline / t_celery
         rows.append(Row("3 scale-out", measure, f"{t_celery:.1f} s", f"{t_inline:.1f} s inline", speedup, target,
                         speedup >= 6 if target != "report" else None))

@@ -64,6 +64,7 @@ def run(scale=1.0):
     import redis as redis_py
 
     from align_simulator.launch import start_simulator
+
     from .client_processes import ClientProcesses
 
     n = max(4, int(PROCESSES * scale))

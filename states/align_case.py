@@ -54,6 +54,20 @@ MEANINGS = {
     CANCELLED: "The case left the Align workflow.",
 }
 
+# How a state reads on a page or inside a sentence ("the case is plan received").
+STATE_LABELS = {
+    ELIGIBLE: "eligible",
+    PATIENT_CREATED: "patient created",
+    ORDER_CREATED: "order created",
+    ASSETS_UPLOADED: "assets uploaded",
+    PLAN_RECEIVED: "plan received",
+    REVISION_REQUESTED: "revision requested",
+    PROVIDER_APPROVED: "provider approved",
+    ACCEPTED: "accepted",
+    SHIPPING: "shipping",
+    CANCELLED: "cancelled",
+}
+
 # --- Actors: who may fire a trigger ---------------------------------------------
 
 STAFF = "staff"        # a clinic staff user
@@ -111,8 +125,9 @@ TRANSITIONS = (
 TRIGGERS = tuple(t.trigger for t in TRANSITIONS)
 BY_TRIGGER = {t.trigger: t for t in TRANSITIONS}
 
-# How each trigger is named to people (case notes, messages, the staff portal).
-LABELS = {
+# How a trigger is named on its own (case notes, the list of calls to Align, batch output).
+# Inside a sentence it reads in lower case: "Cannot request revision: ...".
+TRIGGER_LABELS = {
     "create_patient": "Create Patient",
     "create_order": "Create Order",
     "upload_assets": "Upload Assets",
@@ -123,6 +138,22 @@ LABELS = {
     "ship": "Ship",
     "cancel": "Cancel",
 }
+
+
+def state_label(state: str) -> str:
+    """The label of a state; a name no longer in the table (an old history row) reads as words."""
+    return STATE_LABELS.get(state) or state.replace("_", " ")
+
+
+def trigger_label(trigger: str) -> str:
+    """The name of a trigger on its own: "Accept ClinCheck"."""
+    return TRIGGER_LABELS.get(trigger) or trigger.replace("_", " ").title()
+
+
+def trigger_words(trigger: str) -> str:
+    """The trigger inside a sentence: "accept clincheck"."""
+    return trigger_label(trigger).lower()
+
 
 # "Send to Align" in the staff portal runs these in order, resuming from the current state.
 SEND_TO_ALIGN = ("create_patient", "create_order", "upload_assets")

@@ -61,7 +61,7 @@ def graph(current: str | None = None, path=()):
 
     `path` is a sequence of (source, dest) pairs already taken.
     """
-    from transitions.extensions import GraphMachine  # why: the diagrams extension is only for drawings; the engine needs the plain Machine
+    from transitions.extensions import GraphMachine  # why: for drawings only; the engine uses Machine
 
     gm = GraphMachine(
         states=list(wf.STATES),

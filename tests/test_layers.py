@@ -11,7 +11,6 @@ import grimp
 import pytest
 from importlinter import cli
 
-
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -50,8 +50,15 @@ import requests
 from django.conf import settings
 from django.core.cache import cache as default_cache
 
-from .errors import AlignAuthError, AlignError, AlignRejected, AlignUnavailable, error_from_response
-from .errors import _json_or_none, _request_id
+from .errors import (
+    AlignAuthError,
+    AlignError,
+    AlignRejected,
+    AlignUnavailable,
+    _json_or_none,
+    _request_id,
+    error_from_response,
+)
 from .http import thread_session
 from .results import AssetUpload, CaseView, ClinCheckResult, CreatedOrder, CreatedPatient, MissingField, field_of
 from .tokens import SharedToken

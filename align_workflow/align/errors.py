@@ -9,7 +9,8 @@
 from __future__ import annotations
 
 import email.utils
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+
 
 class AlignError(Exception):
     """A call to the integration service failed; keeps what the service said."""
@@ -90,8 +91,8 @@ def _retry_after_seconds(value):
     except (TypeError, ValueError):
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def _json_or_none(response):

@@ -23,12 +23,20 @@ TREATMENT_PLAN_SUBMITTED = "treatment_plan.submitted"
 CASE_STATUS_CHANGED = "case.status_changed"
 EVENT_TYPES = (SALES_ORDER_CREATED, TREATMENT_PLAN_SUBMITTED, CASE_STATUS_CHANGED)
 
-# Align's own statuses, in the order a case goes through them (the setup steps may
-# repeat after a modification request). CANCELLED and ON_HOLD can come at any time.
-ALIGN_STATUSES = (
-    "RECEIVED", "SETUP_IN_PROGRESS", "CLINCHECK_READY", "MODIFICATION_REQUESTED", "APPROVED",
-    "IN_MANUFACTURING", "SHIPPED", "CANCELLED", "ON_HOLD",
+# Align's own statuses, in the order a case goes through them. The statuses on one line
+# share a rank: the setup steps repeat after a modification request (they are ordered by
+# when they happened). CANCELLED and ON_HOLD can come at any time.
+STATUS_ORDER = (
+    ("RECEIVED",),
+    ("SETUP_IN_PROGRESS", "CLINCHECK_READY", "MODIFICATION_REQUESTED"),
+    ("APPROVED",),
+    ("IN_MANUFACTURING",),
+    ("SHIPPED",),
 )
+ANYTIME_STATUSES = ("CANCELLED", "ON_HOLD")
+ALIGN_STATUSES = (*(status for same in STATUS_ORDER for status in same), *ANYTIME_STATUSES)
+# A status ranked behind the furthest one seen for a case is stale (events.py).
+STATUS_RANK = {status: rank for rank, same in enumerate(STATUS_ORDER) for status in same}
 
 MAX_STAGES = 20
 
@@ -254,9 +262,7 @@ def _unstorable(payload):
                 todo.append((sub, item))
         elif isinstance(value, list):
             todo.extend((f"{path}[{i}]", item) for i, item in enumerate(value))
-        elif isinstance(value, str) and not _storable_text(value):
-            return path or "body"
-        elif isinstance(value, float) and not math.isfinite(value):
+        elif isinstance(value, str) and not _storable_text(value) or isinstance(value, float) and not math.isfinite(value):
             return path or "body"
     return None
 
@@ -289,9 +295,9 @@ def parse(body: bytes) -> Event:
     data = None
     if envelope.get("type") in DATA and isinstance(payload.get("data"), dict):
         data = DATA[envelope["type"]].clean(payload["data"], "data", errors)
-        if envelope["type"] == CASE_STATUS_CHANGED and data is not None:
-            if data.get("status") == "SHIPPED" and not payload["data"].get("shipment"):
-                _err(errors, "data.shipment", "is required when the status is SHIPPED")
+        if (envelope["type"] == CASE_STATUS_CHANGED and data is not None
+                and data.get("status") == "SHIPPED" and not payload["data"].get("shipment")):
+            _err(errors, "data.shipment", "is required when the status is SHIPPED")
     if errors:
         raise PayloadError(errors)
     return Event(type=envelope["type"], event_id=envelope["event_id"], occurred_at=envelope["occurred_at"],

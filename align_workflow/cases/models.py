@@ -74,7 +74,7 @@ class Case(models.Model):
     state = models.CharField(
         "Align workflow state",
         max_length=40,
-        choices=[(s, s.replace("_", " ")) for s in wf.STATES],
+        choices=list(wf.STATE_LABELS.items()),
         default=wf.INITIAL,
         db_index=True,
         editable=False,
@@ -144,6 +144,11 @@ class Case(models.Model):
     def meaning(self):
         return wf.MEANINGS[self.state]
 
+    @property
+    def busy_label(self):
+        """The call to Align being sent for this case right now ("Create Patient"), or ""."""
+        return wf.trigger_label(self.busy_with) if self.busy_with else ""
+
 
 class Prescription(models.Model):
     class Lab(models.TextChoices):
@@ -158,6 +163,12 @@ class Prescription(models.Model):
 
     LAB_FROZEN_MESSAGE = ("The lab cannot be changed: this case has been sent to Align (it is {state}). "
                           "Cancel the case instead if it should leave the Align workflow.")
+
+    def save(self, *args, **kwargs):
+        error = self.lab_change_error()
+        if error:
+            raise ValidationError({"lab": error})
+        super().save(*args, **kwargs)
 
     def lab_change_error(self):
         """Why this (changed) lab may not be saved, or None.
@@ -174,7 +185,7 @@ class Prescription(models.Model):
             return None
         lab, state = stored
         if lab != self.lab and state != wf.ELIGIBLE:
-            return self.LAB_FROZEN_MESSAGE.format(state=state.replace("_", " "))
+            return self.LAB_FROZEN_MESSAGE.format(state=wf.state_label(state))
         return None
 
     def clean(self):
@@ -182,12 +193,6 @@ class Prescription(models.Model):
         error = self.lab_change_error()
         if error:
             raise ValidationError({"lab": error})
-
-    def save(self, *args, **kwargs):
-        error = self.lab_change_error()
-        if error:
-            raise ValidationError({"lab": error})
-        super().save(*args, **kwargs)
 
 
 class PhotoAssessment(models.Model):

@@ -72,23 +72,6 @@ class AppendOnlyModel(models.Model):
     class Meta:
         abstract = True
 
-    @classmethod
-    def from_db(cls, db, field_names, values):
-        instance = super().from_db(db, field_names, values)
-        instance._remember_record()
-        return instance
-
-    def refresh_from_db(self, *args, **kwargs):
-        super().refresh_from_db(*args, **kwargs)
-        self._remember_record()
-
-    def _record_values(self):
-        return {f.attname: getattr(self, f.attname) for f in _record_fields(type(self))
-                if f.attname in self.__dict__}
-
-    def _remember_record(self):
-        self._record_snapshot = self._record_values()
-
     def save(self, *args, update_fields=None, force_insert=False, **kwargs):
         if self._state.adding or force_insert:
             super().save(*args, update_fields=update_fields, force_insert=force_insert, **kwargs)
@@ -114,6 +97,23 @@ class AppendOnlyModel(models.Model):
                 raise RecordIsImmutable(f"A {self._meta.verbose_name} is part of the audit trail: it is written "
                                         "once and never changed.")
         super().save(*args, update_fields=update_fields, **kwargs)
+
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        instance = super().from_db(db, field_names, values)
+        instance._remember_record()
+        return instance
+
+    def refresh_from_db(self, *args, **kwargs):
+        super().refresh_from_db(*args, **kwargs)
+        self._remember_record()
+
+    def _record_values(self):
+        return {f.attname: getattr(self, f.attname) for f in _record_fields(type(self))
+                if f.attname in self.__dict__}
+
+    def _remember_record(self):
+        self._record_snapshot = self._record_values()
 
     def delete(self, *args, **kwargs):
         raise RecordIsImmutable(f"A {self._meta.verbose_name} is part of the audit trail and is never deleted.")

@@ -21,24 +21,24 @@ Nothing here logs patient details: only event ids, types and case ids.
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
-from functools import lru_cache
+from functools import cache
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from align_workflow.align import payloads
+from align_workflow.align.signatures import SignatureError, verify_signature
 from align_workflow.cases.models import AlignOrder, Case, TreatmentPlan
 from align_workflow.workflow import effects
 from align_workflow.workflow.engine import TransitionNotAllowed, fire
 from states import align_case as wf
 
-from align_workflow.align import payloads
 from .models import AlignCaseStatus, InboundEvent
-from align_workflow.align.signatures import SignatureError, verify_signature
 
 logger = logging.getLogger(__name__)
 
-Status = InboundEvent.Status
+EventStatus = InboundEvent.Status
 
 
 # --- Receiving ------------------------------------------------------------------------
@@ -117,7 +117,7 @@ def store(event: payloads.Event, body: bytes, case) -> tuple[InboundEvent, bool]
             stored = InboundEvent.objects.create(
                 event_id=event.event_id, type=event.type, case=case, summary=summarize(event),
                 payload=event.payload, raw_body=body.decode("utf-8"), occurred_at=event.occurred_at,
-                status=Status.PENDING, status_detail="received, not applied yet",
+                status=EventStatus.PENDING, status_detail="received, not applied yet",
             )
         return stored, True
     except IntegrityError:
@@ -131,7 +131,7 @@ def store(event: payloads.Event, body: bytes, case) -> tuple[InboundEvent, bool]
 def _redelivered(event):
     """A repeat delivery changes nothing, except that a stored event nobody has applied
     yet (the process died after storing it) gets applied now."""
-    if event.status == Status.PENDING and event.attempts == 0:
+    if event.status == EventStatus.PENDING and event.attempts == 0:
         return apply_event(event.pk, first_time=True)
     return event
 
@@ -149,21 +149,21 @@ def summarize(event: payloads.Event) -> str:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class EventOutcome:
     status: str
     detail: str
 
 
 def applied(detail):
-    return Outcome(Status.APPLIED, detail)
+    return EventOutcome(EventStatus.APPLIED, detail)
 
 
 def ignored(detail):
-    return Outcome(Status.IGNORED, detail)
+    return EventOutcome(EventStatus.IGNORED, detail)
 
 
 def pending(detail):
-    return Outcome(Status.PENDING, detail)
+    return EventOutcome(EventStatus.PENDING, detail)
 
 
 class _ApplyFailed(Exception):
@@ -184,7 +184,7 @@ def apply_event(event_pk, *, again=False, first_time=False) -> InboundEvent:
     try:
         with transaction.atomic():
             event = InboundEvent.objects.select_for_update().get(pk=event_pk)
-            if event.status == Status.APPLIED or (event.status != Status.PENDING and not again):
+            if event.status == EventStatus.APPLIED or (event.status != EventStatus.PENDING and not again):
                 return event
             if first_time and event.attempts:
                 return event
@@ -208,7 +208,7 @@ def apply_event(event_pk, *, again=False, first_time=False) -> InboundEvent:
                 return event  # another process took it up between the two transactions: its outcome stands
             event.attempts += 1
             event.last_attempt_at = timezone.now()
-            _record(event, Outcome(Status.FAILED, f"{type(exc).__name__}: {exc}"[:2000]))
+            _record(event, EventOutcome(EventStatus.FAILED, f"{type(exc).__name__}: {exc}"[:2000]))
     logger.info("align event %s (%s, case %s): %s", event.event_id, event.type, event.case_id, event.status)
     return event
 
@@ -216,12 +216,12 @@ def apply_event(event_pk, *, again=False, first_time=False) -> InboundEvent:
 def _record(event, outcome):
     event.status = outcome.status
     event.status_detail = outcome.detail
-    if outcome.status == Status.APPLIED:
+    if outcome.status == EventStatus.APPLIED:
         event.applied_at = timezone.now()
     event.save(update_fields=["status", "status_detail", "applied_at", "attempts", "last_attempt_at"])
 
 
-def _apply(event) -> Outcome:
+def _apply(event) -> EventOutcome:
     if event.case_id is None:
         return ignored("The case no longer exists.")
     # One event of a case at a time: the case row is locked until this event is done.
@@ -230,7 +230,7 @@ def _apply(event) -> Outcome:
     return HANDLERS[event.type](case, event, parsed.data)
 
 
-def _apply_sales_order(case, event, data) -> Outcome:
+def _apply_sales_order(case, event, data) -> EventOutcome:
     # Never updated in place: a number we already have is a no-op.
     order, created = AlignOrder.objects.get_or_create(
         sales_order_number=data["salesOrderNumber"],
@@ -257,7 +257,7 @@ def _plan_from(data):
     }
 
 
-def _apply_plan(case, event, data) -> Outcome:
+def _apply_plan(case, event, data) -> EventOutcome:
     plan = _plan_from(data)
     try:
         fire(case, wf.EVENT_TRIGGERS[payloads.TREATMENT_PLAN_SUBMITTED], by=None, plan=plan)
@@ -266,7 +266,7 @@ def _apply_plan(case, event, data) -> Outcome:
         return ignored(_record_older_plan(case, plan, exc))
     except TransitionNotAllowed as exc:
         outcome = _not_now(case, exc)
-        if outcome.status == Status.IGNORED:
+        if outcome.status == EventStatus.IGNORED:
             # The case can never take it (cancelled, or past the review): kept as a record,
             # as it is when it arrives before the cancel.
             return ignored(f"{outcome.detail} {_record_plan_once(case, plan)}")
@@ -285,13 +285,8 @@ def _record_plan_once(case, plan):
     return "Stored for the record; the case is unchanged."
 
 
-# Align's status order: a status behind the furthest one seen is stale. The setup
-# steps repeat after a modification request, so they share a rank (and are ordered
-# by when they happened). CANCELLED and ON_HOLD can come at any point.
-STATUS_RANK = {
-    "RECEIVED": 0, "SETUP_IN_PROGRESS": 1, "CLINCHECK_READY": 1, "MODIFICATION_REQUESTED": 1,
-    "APPROVED": 2, "IN_MANUFACTURING": 3, "SHIPPED": 4,
-}
+# Align's status order (payloads.STATUS_ORDER): a status behind the furthest one seen is stale.
+STATUS_RANK = payloads.STATUS_RANK
 
 
 def _rank(status):
@@ -331,7 +326,7 @@ def _stale_reason(status, current, furthest):
     return f"Align status {status} happened before {current[3]}, which is already known."
 
 
-def _apply_status(case, event, data) -> Outcome:
+def _apply_status(case, event, data) -> EventOutcome:
     status = data["status"]
     current, furthest, _ = _status_record(case)
     known = AlignCaseStatus.objects.filter(case=case).first() or AlignCaseStatus(case=case)
@@ -366,7 +361,7 @@ def _apply_status(case, event, data) -> Outcome:
         fire(case, trigger, by=None, **params)
     except TransitionNotAllowed as exc:
         return _not_now(case, exc)
-    return applied(f"Align status {status} recorded; the case is {case.state.replace('_', ' ')}.")
+    return applied(f"Align status {status} recorded; the case is {wf.state_label(case.state)}.")
 
 
 HANDLERS = {
@@ -379,7 +374,7 @@ HANDLERS = {
 # --- Early and late events ------------------------------------------------------------
 
 
-@lru_cache(maxsize=None)
+@cache
 def reachable_from(state) -> frozenset:
     """Every state the case can still reach from `state` (itself included)."""
     seen, todo = {state}, [state]
@@ -392,7 +387,7 @@ def reachable_from(state) -> frozenset:
     return frozenset(seen)
 
 
-def _not_now(case, exc: TransitionNotAllowed) -> Outcome:
+def _not_now(case, exc: TransitionNotAllowed) -> EventOutcome:
     """A refused trigger: wait if the case may still get there, else record why not."""
     if exc.code == "in_progress":
         return pending(f"Waiting: {exc}")
@@ -400,9 +395,9 @@ def _not_now(case, exc: TransitionNotAllowed) -> Outcome:
         sources = set(wf.BY_TRIGGER[exc.trigger].source)
         if sources & reachable_from(case.state):
             return pending(f"Waiting for the case to reach {' or '.join(sorted(sources))} "
-                           f"(it is {case.state.replace('_', ' ')}).")
-        return ignored(f"Can never apply: the case is {case.state.replace('_', ' ')} and cannot "
-                       f"{exc.trigger.replace('_', ' ')} any more.")
+                           f"(it is {wf.state_label(case.state)}).")
+        return ignored(f"Can never apply: the case is {wf.state_label(case.state)} and cannot "
+                       f"{wf.trigger_words(exc.trigger)} any more.")
     return ignored(f"Refused by the workflow ({exc.code}): {exc}")
 
 
@@ -417,7 +412,7 @@ def pending_event_ids(case_id) -> list[int]:
         cursor.execute(
             f"SELECT {qn('id')} FROM {table} WHERE {qn('case_id')} = %s AND {qn('status')} = %s "
             f"ORDER BY {qn('occurred_at')}, {qn('received_at')}, {qn('id')}",
-            [case_id, Status.PENDING],
+            [case_id, EventStatus.PENDING],
         )
         return [row[0] for row in cursor.fetchall()]
 

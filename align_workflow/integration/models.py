@@ -12,6 +12,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from align_workflow.align import payloads
 from align_workflow.cases.models import Case
 from align_workflow.cases.records import AppendOnlyModel, AppendOnlyQuerySet
 
@@ -33,10 +34,10 @@ class InboundEvent(AppendOnlyModel):
 
     LIFECYCLE_FIELDS = ("status", "status_detail", "applied_at", "attempts", "last_attempt_at")
 
-    class Type(models.TextChoices):
-        SALES_ORDER_CREATED = "sales_order.created", "Sales order created"
-        TREATMENT_PLAN_SUBMITTED = "treatment_plan.submitted", "Treatment plan submitted"
-        CASE_STATUS_CHANGED = "case.status_changed", "Case status changed"
+    class Type(models.TextChoices):  # the event types are defined in payloads.py
+        SALES_ORDER_CREATED = payloads.SALES_ORDER_CREATED, "Sales order created"
+        TREATMENT_PLAN_SUBMITTED = payloads.TREATMENT_PLAN_SUBMITTED, "Treatment plan submitted"
+        CASE_STATUS_CHANGED = payloads.CASE_STATUS_CHANGED, "Case status changed"
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending (stored, not applied yet)"

@@ -13,7 +13,17 @@ from django.utils.html import format_html
 from django_fsm_log.admin import StateLogInline
 from django_fsm_log.models import StateLog
 
-from align_workflow.cases.models import AlignOrder, Case, CaseAsset, CaseNote, Patient, PhotoAssessment, Prescription, Provider, TreatmentPlan
+from align_workflow.cases.models import (
+    AlignOrder,
+    Case,
+    CaseAsset,
+    CaseNote,
+    Patient,
+    PhotoAssessment,
+    Prescription,
+    Provider,
+    TreatmentPlan,
+)
 from align_workflow.integration.models import InboundEvent
 from align_workflow.workflow.engine import TransitionNotAllowed, fire
 from align_workflow.workflow.models import OutboundAttempt

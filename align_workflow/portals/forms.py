@@ -3,12 +3,11 @@ import re
 from django import forms
 
 from align_workflow.align.payloads import PHONE_CHARS
-
 from align_workflow.cases.models import Patient
 from align_workflow.workflow.screenshots import ScreenshotError, check_data_url
 from states import align_case as wf
 
-STATE_CHOICES = [("", "All states")] + [(s, s.replace("_", " ")) for s in wf.STATES]
+STATE_CHOICES = [("", "All states"), *wf.STATE_LABELS.items()]
 
 
 class CaseFilterForm(forms.Form):

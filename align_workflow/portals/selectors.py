@@ -5,8 +5,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Count, IntegerField, Max, Q, Value, When
 from django.db.models import Case as CaseWhen
+from django.db.models import Count, IntegerField, Max, Q, Value, When
 from django.utils import timezone
 
 from align_workflow.cases.models import Case, CaseNote, Prescription
@@ -168,7 +168,7 @@ def timeline(case) -> list[TimelineEntry]:
         TimelineEntry(
             when=log.timestamp,
             kind="state",
-            title=f"{log.transition.replace('_', ' ')}: {log.source_state} → {log.state}",
+            title=f"{wf.trigger_words(log.transition)}: {log.source_state} → {log.state}",
             detail=log.description or "",
             who=_who(log.by),
         )

@@ -6,7 +6,6 @@ UPDATE) or as one conditional UPDATE, so that two clicks at once, or a click rac
 transition, write once: one note per real change, nothing recorded on a case that moved."""
 
 from django.db import transaction
-from django.utils import timezone
 
 from align_workflow.cases.models import Case, CaseNote, Patient
 from align_workflow.workflow import purchases
@@ -73,7 +72,7 @@ def set_patient_contact(case, form, *, by):
         locked = Case.objects.select_for_update().only("pk", "state", "patient_id").get(pk=case.pk)
         if locked.state in CONTACT_LOCKED_STATES:
             raise ContactRefused(f"The patient's contact details cannot be changed from a case that is "
-                                 f"{locked.state.replace('_', ' ')}.")
+                                 f"{wf.state_label(locked.state)}.")
         patient = Patient.objects.select_for_update().get(pk=locked.patient_id)
         changed = [name for name in form.Meta.fields if getattr(patient, name) != form.cleaned_data[name]]
         if not changed:

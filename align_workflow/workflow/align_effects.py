@@ -21,11 +21,12 @@ from typing import Any
 
 from django.conf import settings
 
-from align_workflow.cases.models import Case, CaseAsset, CaseNote, PhotoAssessment, TreatmentPlan
 from align_workflow.align import client as align_api
 from align_workflow.align import vault
 from align_workflow.align.errors import AlignError, AlignRejected
 from align_workflow.align.payloads import patient_fields  # noqa: F401 - the builder, used by others too
+from align_workflow.cases.models import Case, CaseAsset, CaseNote, PhotoAssessment, TreatmentPlan
+from states import align_case as wf
 
 from . import outbound
 from . import preflight as records_check
@@ -71,7 +72,7 @@ def _align_step(step, send):
             if not _is_align_error(exc):
                 logger.exception("case %s: %s failed inside this app", case.pk, step)
             failure = outbound.record_failure(attempt, exc, duration)
-            note = failure.note or f"{outbound.step_label(step)} failed: {exc}"
+            note = failure.note or f"{wf.trigger_label(step)} failed: {exc}"
             raise AlignCallFailed(note, attempt=failure.attempt, error=exc) from exc
         return CallOutcome(attempt.pk, result, round((time.monotonic() - started) * 1000), attempt)
 
@@ -104,9 +105,9 @@ def preflight(step):
         problems = records_check.problems(case, step, records=records_check.Records(case, **known))
         if problems:
             what = records_check.describe(problems)
-            label = outbound.step_label(step)
+            label = wf.trigger_label(step)
             raise PreflightFailed(
-                f"Cannot {step.replace('_', ' ')}: {what}. Nothing was sent to Align.",
+                f"Cannot {wf.trigger_words(step)}: {what}. Nothing was sent to Align.",
                 note=f"{label} was not sent to Align: {what}. Fix this on the case, then send it again.",
                 problems=problems,
             )

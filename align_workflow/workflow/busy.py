@@ -42,7 +42,7 @@ def busy_step(case, *, attempts=True) -> str:
 
 
 def busy_message(step) -> str:
-    label = wf.LABELS.get(step) or step.replace("_", " ").title()
+    label = wf.trigger_label(step)
     return f"{label} is already being sent to Align for this case; wait for it to finish."
 
 

@@ -19,7 +19,7 @@ def check_execution(app_configs=None, **kwargs):
             hint="Unset it to send calls to Align from the web process, or set it to 'celery'.",
             id="align_workflow.E001",
         ))
-    elif mode == "celery" and settings.CELERY_BROKER_URL == getattr(settings, "REDIS_URL", ""):
+    elif mode == "celery" and getattr(settings, "REDIS_URL", "") == settings.CELERY_BROKER_URL:
         problems.append(checks.Warning(
             "The Celery broker is the Redis database the cache uses (CELERY_BROKER_URL is REDIS_URL): "
             "clearing the cache would drop queued calls to Align.",

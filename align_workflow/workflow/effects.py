@@ -35,8 +35,9 @@ attempt a runner is sending) and `prepared` (values a `check` read for the `call
 parameters.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from django.utils import timezone
 

@@ -64,10 +64,6 @@ class TransitionNotAllowed(Exception):
         self.criteria = criteria or []
 
 
-def _label(trigger):
-    return trigger.replace("_", " ")
-
-
 def is_staff(by) -> bool:
     """Whether `by` holds the staff role (on every case): a user with is_staff."""
     return by is not None and bool(getattr(by, "is_staff", False))
@@ -114,7 +110,7 @@ def _check_actor(case, spec, by):
         )
     who = "Align or automation" if by is None else (", ".join(sorted(roles)) or "neither staff nor this case's provider")
     raise TransitionNotAllowed(
-        f"Only {' or '.join(spec.actor)} may {_label(spec.trigger)}; this request comes from {who}.",
+        f"Only {' or '.join(spec.actor)} may {wf.trigger_words(spec.trigger)}; this request comes from {who}.",
         code="actor",
         trigger=spec.trigger,
         state=case.state,
@@ -127,7 +123,7 @@ def _check_state(case, spec):
     except MachineError:
         allowed = ", ".join(spec.source)
         raise TransitionNotAllowed(
-            f"Cannot {_label(spec.trigger)}: the case is {case.state.replace('_', ' ')} "
+            f"Cannot {wf.trigger_words(spec.trigger)}: the case is {wf.state_label(case.state)} "
             f"({wf.MEANINGS[case.state]}); this is allowed only from: {allowed}.",
             code="wrong_state",
             trigger=spec.trigger,
@@ -138,7 +134,7 @@ def _check_state(case, spec):
 def _check_flag(case, spec, by):
     if spec.flag and not flag_is_on(spec.flag, by):
         raise TransitionNotAllowed(
-            f"The '{spec.flag}' flag is off, so {_label(spec.trigger)} is disabled; nothing was sent.",
+            f"The '{spec.flag}' flag is off, so {wf.trigger_words(spec.trigger)} is disabled; nothing was sent.",
             code="flag_off",
             trigger=spec.trigger,
             state=case.state,
@@ -152,7 +148,7 @@ def _check_guard(case, spec):
     failed = [c for c in criteria if not c.ok]
     if failed:
         raise TransitionNotAllowed(
-            f"Cannot {_label(spec.trigger)}: " + "; ".join(f"{c.label}: {c.reason}" for c in failed) + ".",
+            f"Cannot {wf.trigger_words(spec.trigger)}: " + "; ".join(f"{c.label}: {c.reason}" for c in failed) + ".",
             code="guard",
             trigger=spec.trigger,
             state=case.state,
@@ -291,7 +287,7 @@ def _input_refused(case, trigger, exc):
 def _public(trigger, params):
     internal = sorted(name for name in params if name.startswith("_"))
     if internal:
-        raise TransitionNotAllowed(f"Unknown parameter(s) {', '.join(internal)} for {_label(trigger)}.",
+        raise TransitionNotAllowed(f"Unknown parameter(s) {', '.join(internal)} for {wf.trigger_words(trigger)}.",
                                    code="invalid_input", trigger=trigger)
     return params
 
@@ -364,7 +360,7 @@ def _fire(case, trigger, by, params):
             raise
 
     try:
-        for attempt in range(_RETRIES):
+        for _attempt in range(_RETRIES):
             try:
                 log = _commit(case, spec, by, params, effect, result, claimed_from)
                 break

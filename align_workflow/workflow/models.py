@@ -12,6 +12,7 @@ from django.db import models
 from django.utils import timezone
 
 from align_workflow.cases.records import AppendOnlyModel
+from states import align_case as wf
 
 
 class OutboundAttempt(AppendOnlyModel):
@@ -71,9 +72,7 @@ class OutboundAttempt(AppendOnlyModel):
 
     @property
     def label(self):
-        from .outbound import step_label  # why: outbound imports this module
-
-        return step_label(self.step)
+        return wf.trigger_label(self.step)
 
     @property
     def failed(self):

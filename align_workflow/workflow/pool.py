@@ -4,8 +4,8 @@ case to the next, and they are all closed when the run ends (see connections.py)
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from typing import Callable, Iterable
 
 from .connections import ThreadConnections
 

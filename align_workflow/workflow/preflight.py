@@ -4,9 +4,10 @@ holds them now, before anything is sent (see REQUIRED).
 """
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -14,6 +15,7 @@ from django.core.validators import validate_email
 
 from align_workflow.align.payloads import COUNTRY_CODE, LAB_ALIGN, MIN_STL_FILES, PHONE_CHARS, TREATMENT_OPTIONS
 from align_workflow.cases.models import CaseAsset, Patient, PhotoAssessment, Prescription
+
 
 class Required(NamedTuple):
     name: str          # stable id of the group (the checklist's data-criterion)

@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime
 
 from django.db import transaction
 from django.utils import timezone
@@ -91,7 +90,7 @@ def report_purchase(case_id, *, source, by=None, purchased_at=None, order_refere
             raise PurchaseRefused(f"No case {case_id}.", code="not_found")
         if case.state not in PURCHASABLE:
             raise PurchaseRefused(
-                f"The case is {case.state.replace('_', ' ')} ({wf.MEANINGS[case.state]}): aligners can be bought "
+                f"The case is {wf.state_label(case.state)} ({wf.MEANINGS[case.state]}): aligners can be bought "
                 "only once the provider approved the plan; nothing was recorded.", code="not_purchasable")
         recorded = case.aligners_purchased_at is None
         if recorded:
@@ -107,7 +106,7 @@ def report_purchase(case_id, *, source, by=None, purchased_at=None, order_refere
                 f"Aligner purchase recorded: bought {timezone.localtime(case.aligners_purchased_at):%Y-%m-%d %H:%M}, "
                 f"reported by {who}{ref}."))
     # The same answer for every report: the time as stored, in UTC.
-    outcome = PurchaseOutcome(case.pk, case.aligners_purchased_at.astimezone(dt_timezone.utc), recorded, "")
+    outcome = PurchaseOutcome(case.pk, case.aligners_purchased_at.astimezone(UTC), recorded, "")
     if case.state != wf.PROVIDER_APPROVED:
         outcome.detail = "The ClinCheck was already accepted."
         return outcome

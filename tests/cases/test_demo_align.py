@@ -10,9 +10,9 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
-from align_workflow.demo.demo_align import adopt_cases, adoption, wait_for_simulator
-from align_workflow.cases.models import Case
 from align_workflow.align.client import Align
+from align_workflow.cases.models import Case
+from align_workflow.demo.demo_align import adopt_cases, adoption, wait_for_simulator
 from align_workflow.portals.services import mark_aligners_purchased
 from align_workflow.workflow import fire, send_to_align
 from align_workflow.workflow.effects import EffectFailed

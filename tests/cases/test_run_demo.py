@@ -2,6 +2,7 @@
 custom ports reach every child, a taken port stops it before anything is sent, and
 SIGTERM / SIGHUP / a dead child leave no process behind."""
 
+import contextlib
 import os
 import re
 import shutil
@@ -175,10 +176,8 @@ class DummyListener:
             self.connections += 1
             with conn:
                 conn.settimeout(1)
-                try:
+                with contextlib.suppress(OSError):
                     self.received.append(conn.recv(65536))
-                except OSError:
-                    pass
 
     def close(self):
         self._stop.set()
@@ -190,10 +189,7 @@ class DummyListener:
 def test_a_taken_port_stops_run_demo_before_anything_is_sent(run_demo, taken):
     listener = DummyListener()
     try:
-        if taken == "web":
-            demo = run_demo(port=listener.port)
-        else:
-            demo = run_demo(simulator_port=listener.port)
+        demo = run_demo(port=listener.port) if taken == "web" else run_demo(simulator_port=listener.port)
         code = demo.wait(timeout=60)
     finally:
         listener.close()

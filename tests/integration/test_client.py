@@ -5,8 +5,8 @@ import pickle
 import threading
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from datetime import datetime, timedelta, timezone
 
 import pytest
 import requests
@@ -193,7 +193,7 @@ def test_create_patient_sends_the_contract_fields_as_json(align, fake):
 
 def test_the_other_calls_send_the_contract_fields(align, fake):
     add_token(fake)
-    for _, kwargs, method, url, body, _ in CALLS[1:]:
+    for _, _kwargs, method, url, body, _ in CALLS[1:]:
         fake.add(method, url, json=body)
     for name, kwargs, *_ in CALLS[1:]:
         invoke(align, name, kwargs)
@@ -329,7 +329,7 @@ def test_5xx_and_429_are_unavailable_with_retry_after(align, fake, status, heade
 
 def test_retry_after_as_an_http_date(align, fake):
     add_token(fake)
-    when = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=120), usegmt=True)
+    when = format_datetime(datetime.now(UTC) + timedelta(seconds=120), usegmt=True)
     fake.get(f"{BASE}/orders/7", status=503, headers={"Retry-After": when}, json=envelope("X", "y"))
     with pytest.raises(AlignUnavailable) as caught:
         align.get_case(7)

@@ -11,7 +11,6 @@ import pytest
 from django.core.cache import cache
 
 from align_workflow.align.client import Align, AlignRejected
-
 from bench.client_processes import ClientProcesses
 
 PROCESSES = 16

@@ -21,7 +21,6 @@ from align_workflow.align.client import (
     CreatedPatient,
 )
 from align_workflow.align.vault import HttpVault, VaultError
-
 from tests.support.simulator_api import STL_ASSETS
 
 CASE_IDS = itertools.count(98_001)

@@ -1,7 +1,7 @@
 """POST /api/align/events end to end: one fixture per event type, delivered through the
 Django test client with real signatures, and what each does to the case."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db.models import QuerySet
@@ -17,7 +17,7 @@ from tests.support.factories import make_case
 
 pytestmark = pytest.mark.django_db
 
-T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 def at(minutes):
@@ -60,7 +60,7 @@ def test_sales_order_created(client):
     order = AlignOrder.objects.get()
     assert (order.case, order.sales_order_number, order.order_kind, order.order_type, order.p_id) == (
         case, "SO-100001", "PRIMARY", "IAS", "P0001234")
-    assert order.align_created_at == datetime(2026, 3, 2, 9, 14, 58, tzinfo=timezone.utc)
+    assert order.align_created_at == datetime(2026, 3, 2, 9, 14, 58, tzinfo=UTC)
     assert (case.align_sales_order_number, case.align_patient_id) == ("SO-100001", "P0001234")
     event = stored(payload)
     assert (event.type, event.case, event.status, event.attempts) == ("sales_order.created", case, "applied", 1)
@@ -100,7 +100,7 @@ def test_case_status_changed_shipped(client):
     case.refresh_from_db()
     assert case.state == wf.SHIPPING
     assert (case.carrier, case.tracking_number) == ("UPS", "1Z999AA10123456784")
-    assert case.shipped_at == datetime(2026, 3, 20, 15, 58, tzinfo=timezone.utc)
+    assert case.shipped_at == datetime(2026, 3, 20, 15, 58, tzinfo=UTC)
     known = AlignCaseStatus.objects.get(case=case)
     assert (known.status, known.previous_status, known.furthest_status, known.event) == (
         "SHIPPED", "IN_MANUFACTURING", "SHIPPED", stored(payload))
@@ -396,7 +396,7 @@ def test_a_pending_event_that_can_no_longer_apply_becomes_ignored(client, staff,
 def test_a_pending_event_waits_while_an_outbound_call_holds_the_case(client):
     case = make_case(state=wf.ASSETS_UPLOADED)
     Case.objects.filter(pk=case.pk).update(busy_with="upload_assets",
-                                           busy_until=datetime.now(tz=timezone.utc) + timedelta(minutes=1))
+                                           busy_until=datetime.now(tz=UTC) + timedelta(minutes=1))
     body = ok(deliver(client, plan_event(case)))
     assert body["status"] == "pending"
     assert "already being sent" in body["detail"]
@@ -439,7 +439,7 @@ def test_pending_too_long_or_failed_needs_attention(client, settings):
     # Test setup: age the rows. The app never rewrites received_at (cases/records.py),
     # so the base QuerySet.update is called past the model's guard.
     QuerySet.update(InboundEvent.objects.filter(event_id__in=[old["event_id"], applied["event_id"]]),
-        received_at=datetime.now(tz=timezone.utc) - timedelta(seconds=3601))
+        received_at=datetime.now(tz=UTC) - timedelta(seconds=3601))
     failed = make_case(state=wf.ORDER_CREATED)
     broken = InboundEvent.objects.create(event_id="evt_failed", type="sales_order.created", case=failed,
                                          payload={}, raw_body="{}", occurred_at=T0, status="failed")
@@ -593,7 +593,7 @@ def test_the_sweep_applies_what_can_apply_and_leaves_the_rest(client):
 
     case = make_case(state=wf.ASSETS_UPLOADED)
     Case.objects.filter(pk=case.pk).update(busy_with="upload_assets",
-                                           busy_until=datetime.now(tz=timezone.utc) + timedelta(minutes=1))
+                                           busy_until=datetime.now(tz=UTC) + timedelta(minutes=1))
     waiting_for_call = plan_event(case)
     waiting_for_state = shipped_event(make_case(state=wf.PLAN_RECEIVED))
     for payload in (waiting_for_call, waiting_for_state):
@@ -634,11 +634,10 @@ def test_an_event_dated_in_the_future_is_refused_with_a_field_error(client, sett
 
 def test_within_the_skew_is_accepted_and_beyond_it_is_not(client, settings):
     from datetime import datetime
-    from datetime import timezone as tz
 
     settings.ALIGN_EVENT_FUTURE_SKEW_SECONDS = 120
     case = make_case(state=wf.ACCEPTED)
-    now = datetime.now(tz.utc)
+    now = datetime.now(UTC)
     near = status_event(case, "IN_MANUFACTURING")
     near["occurred_at"] = (now + timedelta(seconds=60)).isoformat().replace("+00:00", "Z")
     assert ok(deliver(client, near))["status"] == "applied"

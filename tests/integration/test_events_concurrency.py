@@ -107,7 +107,7 @@ def test_an_early_event_racing_the_transition_it_waits_for_is_never_left_behind(
             time.sleep(delay)
             return fire(Case.objects.get(pk=case.pk), "upload_assets", by=staff)
 
-        outcomes = in_threads([lambda: post(Client(), body, headers), upload])
+        outcomes = in_threads([lambda body=body, headers=headers: post(Client(), body, headers), upload])
         assert outcomes[0].status_code == 200, outcomes
         assert isinstance(outcomes[1], StateLog), outcomes
         event = InboundEvent.objects.get(event_id=payload["event_id"])

@@ -5,10 +5,9 @@ import base64
 import json
 import random
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.conf import settings
 
 from states import align_case as wf
 from tests.support.deliveries import encode, make_event, post, row_counts, svix_headers
@@ -124,7 +123,7 @@ class Generator:
     def stale_or_future(self, p):
         body = encode(p)
         seconds = self.rng.choice([-1, 1]) * self.rng.randint(301, 10 * 24 * 3600)
-        when = datetime.now(tz=timezone.utc) + timedelta(seconds=seconds)
+        when = datetime.now(tz=UTC) + timedelta(seconds=seconds)
         return body, self.signed(body, p["event_id"], timestamp=when)
 
     def header_timestamp_not_signed_one(self, p):

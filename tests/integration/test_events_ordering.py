@@ -5,7 +5,7 @@ and their previews, the sales orders. Compared as full fingerprints of the rows.
 
 import json
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -16,7 +16,7 @@ from states import align_case as wf
 from tests.support.deliveries import deliver, iso, make_event
 from tests.support.factories import make_case
 
-T0 = datetime(2026, 3, 1, 8, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 
 
 def so(n, kind, minute, number=None):
@@ -154,7 +154,7 @@ def run(client, staff, tag, deliveries, *, full=False):
     for payload in deliveries(everything):
         response = deliver(client, payload)
         assert response.status_code == 200, response.content
-    for kind, n, case, _, follow_up in world:
+    for _kind, _n, case, _, follow_up in world:
         if follow_up:
             fire(Case.objects.get(pk=case.pk), follow_up, by=staff)
     events = InboundEvent.objects.filter(event_id__startswith=f"evt-{tag}-")
@@ -224,7 +224,7 @@ def test_pending_event_ids_are_the_case_pending_events_oldest_first(staff, flags
     from align_workflow.integration.events import pending_event_ids
 
     case, other = make_case(), make_case()
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
 
     def event(n, case, status, occurred):
         return InboundEvent.objects.create(

@@ -6,8 +6,8 @@ import uuid
 import pytest
 import requests
 
-from align_workflow.cases.models import CaseAsset
 from align_workflow.align.client import Align
+from align_workflow.cases.models import CaseAsset
 from align_workflow.workflow import fire
 from align_workflow.workflow.effects import EffectFailed
 from states import align_case as wf

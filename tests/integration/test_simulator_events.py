@@ -42,7 +42,7 @@ def check_contract_shape(event):
 def verified(fake_app, secret=SECRET):
     """Every received event body, each checked against its signature headers."""
     bodies = []
-    for raw, headers, status in fake_app.events:
+    for raw, headers, _status in fake_app.events:
         SvixWebhook(secret).verify(raw, headers)   # raises when the signature does not match
         body = json.loads(raw)
         assert headers["webhook-id"] == body["event_id"]

@@ -12,7 +12,6 @@ from django.conf import settings
 from waffle import get_waffle_flag_model
 
 from states import align_case as wf
-
 from tests.support.factories import ProviderFactory, StaffFactory
 
 IN_CI = os.environ.get("CI") == "true"

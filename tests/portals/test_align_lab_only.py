@@ -12,9 +12,7 @@ from align_workflow.portals import selectors
 from align_workflow.workflow import TransitionNotAllowed, send_to_align
 from states import align_case as wf
 from tests.support.factories import make_case
-
 from tests.support.fakes import FakeAlign
-
 from tests.support.pages import messages_of
 
 pytestmark = pytest.mark.django_db

@@ -77,8 +77,8 @@ def test_a_case_from_send_to_shipping(portal, flags, simulator, live_server, set
     from PIL import Image, ImageStat
     from playwright.sync_api import expect
 
-    from align_workflow.cases.models import CaseAsset
     from align_workflow.align.vault import get_vault
+    from align_workflow.cases.models import CaseAsset
 
     settings.MEDIA_ROOT = tmp_path
     settings.APP_BASE_URL = live_server.url
@@ -158,8 +158,8 @@ def test_a_ratio_3_screen_approves_a_plan(browser, live_server, flags, settings,
     from PIL import Image
     from playwright.sync_api import expect
 
-    from align_workflow.cases.models import CaseAsset, TreatmentPlan
     from align_workflow.align.vault import get_vault
+    from align_workflow.cases.models import CaseAsset, TreatmentPlan
 
     settings.MEDIA_ROOT = tmp_path
     doctor = ProviderFactory()

@@ -7,7 +7,6 @@ from align_workflow.cases.models import CaseNote, Patient
 from align_workflow.workflow.guards import can_send_to_align
 from states import align_case as wf
 from tests.support.factories import make_case
-
 from tests.support.pages import messages_of
 
 pytestmark = pytest.mark.django_db

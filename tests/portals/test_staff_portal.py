@@ -10,7 +10,7 @@ from django.utils import timezone
 from django_fsm_log.models import StateLog
 from waffle import get_waffle_flag_model
 
-from align_workflow.cases.models import Case, CaseNote, PhotoAssessment, Prescription
+from align_workflow.cases.models import Case, CaseNote, PhotoAssessment
 from align_workflow.workflow import fire
 from states import align_case as wf
 from tests.support.factories import PatientFactory, make_case
@@ -197,7 +197,7 @@ def test_failed_criterion_hides_send_and_says_which(staff_client, flags_on, fail
     assert 'id="send-button"' not in html
     failed = [c for c in response.context["criteria"] if not c.ok]
     assert len(failed) == 1 and failed[0].reason == reason
-    assert re.search(r'<li class="fail" data-criterion="%s">' % failed[0].name, html)
+    assert re.search(rf'<li class="fail" data-criterion="{failed[0].name}">', html)
     assert reason in html
     assert "until every item above is ticked" in html
 
@@ -351,3 +351,10 @@ def test_timeline_shows_events_from_align_and_failed_ones_stand_out(staff_client
     html = staff_client.get(f"/staff/cases/{case.pk}/").content.decode()
     assert "Event from Align: treatment_plan.submitted (applied)" in html
     assert 'class="tl-event tl-failed"' in html and "plan TP-1 v2 — the plan has no stages" in html
+
+
+def test_the_case_page_names_the_call_in_progress_by_its_label(staff_client):
+    case = make_case(state=wf.PATIENT_CREATED)
+    Case.objects.filter(pk=case.pk).update(busy_with="create_order", busy_until=timezone.now() + timedelta(minutes=1))
+    html = staff_client.get(f"/staff/cases/{case.pk}/").content.decode()
+    assert "Sending <b>Create Order</b> to Align" in html

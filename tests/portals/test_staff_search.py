@@ -10,7 +10,6 @@ import requests
 from django.test import Client
 
 from tests.support.factories import PatientFactory, make_case
-
 from tests.support.pages import messages_of
 
 

@@ -8,8 +8,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
 
-from align_workflow.cases.models import Case, CaseAsset, CaseNote, TreatmentPlan
 from align_workflow.align.client import Align
+from align_workflow.cases.models import Case, CaseAsset, CaseNote, TreatmentPlan
 from align_workflow.workflow.align_effects import patient_fields
 from states import align_case as wf
 from tests.support.factories import make_case

@@ -10,7 +10,7 @@ import hashlib
 import hmac
 import json
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from django.apps import apps
@@ -26,7 +26,7 @@ def fixture(event_type) -> dict:
 
 
 def iso(when: datetime) -> str:
-    return when.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return when.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def make_event(event_type, case, *, event_id=None, occurred_at=None, **data) -> dict:
@@ -45,7 +45,7 @@ def encode(payload) -> bytes:
 
 
 def svix_headers(body: bytes, msg_id: str, *, timestamp: datetime | None = None, secret=None) -> dict:
-    timestamp = timestamp or datetime.now(tz=timezone.utc)
+    timestamp = timestamp or datetime.now(tz=UTC)
     signature = SvixWebhook(secret or settings.ALIGN_EVENTS_SECRET).sign(msg_id, timestamp, body.decode())
     return {"webhook-id": msg_id, "webhook-timestamp": str(int(timestamp.timestamp())),
             "webhook-signature": signature}

@@ -14,7 +14,13 @@ from collections import Counter, defaultdict
 from django.db import connection
 
 from align_workflow.align.client import (
-    AlignAuthError, AlignRejected, AlignUnavailable, AssetUpload, ClinCheckResult, CreatedOrder, CreatedPatient,
+    AlignAuthError,
+    AlignRejected,
+    AlignUnavailable,
+    AssetUpload,
+    ClinCheckResult,
+    CreatedOrder,
+    CreatedPatient,
 )
 from align_workflow.workflow.models import OutboundAttempt
 

@@ -14,12 +14,22 @@ import pytest
 from django.db.backends.signals import connection_created
 from django_fsm_log.models import StateLog
 
+from align_workflow.align.client import AlignRejected, AlignUnavailable
 from align_workflow.cases.models import Case, TreatmentPlan
 from align_workflow.workflow import batch, fire
+from align_workflow.workflow.align_effects import AlignCallFailed
 from align_workflow.workflow.models import OutboundAttempt
 from states import align_case as wf
 from tests.support.batch import (
-    Terminal, effects, keys_sent, known_to_align, notes, ready_to_accept, run_batch, with_screenshot, write_csv,
+    Terminal,
+    effects,
+    keys_sent,
+    known_to_align,
+    notes,
+    ready_to_accept,
+    run_batch,
+    with_screenshot,
+    write_csv,
 )
 from tests.support.factories import make_case
 
@@ -124,8 +134,9 @@ def failed_revision(sim, comments="Less movement on 11 and 21."):
     case = make_case(state=wf.PLAN_RECEIVED)
     known_to_align(sim, case)
     sim.fault(route="PUT /orders/{caseId}/modify", status=503, count=1)
-    with pytest.raises(Exception):
+    with pytest.raises(AlignCallFailed, match="Status code: 503") as failed:
         fire(case, "request_revision", by=case.prescription.provider.user, comments=comments)
+    assert isinstance(failed.value.error, AlignUnavailable)
     assert state_of(case) == wf.PLAN_RECEIVED
     return case
 
@@ -196,8 +207,9 @@ def test_retry_failed_retries_the_last_failed_call_of_cases_that_need_attention(
     refused = [ready_to_accept(simulator) for _ in range(2)]
     simulator.fault(route="PUT /orders/{caseId}/accept", status=409, code="PLAN.NOT_PENDING", count=2)
     for case in refused:
-        with pytest.raises(Exception):
+        with pytest.raises(AlignCallFailed, match="Status code: 409") as failed:
             fire(case, "accept_clincheck", by=None)
+        assert isinstance(failed.value.error, AlignRejected)
         assert Case.objects.get(pk=case.pk).needs_attention
     revision = failed_revision(simulator)
     OutboundAttempt.objects.filter(case=revision).update(status=S.FAILED_PERMANENT, next_retry_at=None)

@@ -13,7 +13,6 @@ from align_workflow.cases.models import Case
 from align_workflow.workflow import batch
 from align_workflow.workflow.models import OutboundAttempt
 from states import align_case as wf
-
 from tests.support.batch import Terminal, effects, ready_to_accept, run_batch, write_csv
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -42,7 +41,7 @@ def test_a_superscript_digit_in_a_csv_id_column_is_a_skipped_row(simulator, flag
 def test_report_cells_a_spreadsheet_would_run_are_neutralised(value):
     row = batch.Row(label="line 2", line=2)
     handle = io.StringIO()
-    batch.write_report(handle, [batch.Outcome(row, "accept", batch.SKIPPED, value)])
+    batch.write_report(handle, [batch.RowOutcome(row, "accept", batch.SKIPPED, value)])
     detail = list(csv.DictReader(io.StringIO(handle.getvalue())))[0]["detail"]
     assert detail == "'" + value
 

@@ -9,9 +9,8 @@ from django_fsm_log.models import StateLog
 from align_workflow.workflow import batch
 from align_workflow.workflow.models import OutboundAttempt
 from states import align_case as wf
-from tests.support.factories import make_case
-
 from tests.support.batch import known_to_align, ready_to_accept, run_batch, write_csv
+from tests.support.factories import make_case
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

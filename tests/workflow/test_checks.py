@@ -1,8 +1,8 @@
 """System checks for settings that would otherwise fail quietly."""
 
+import pytest
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
-import pytest
 from django.test import override_settings
 
 from align_workflow.workflow.checks import check_execution

@@ -63,7 +63,6 @@ def test_concurrent_approvals_of_one_case_decode_one_picture(require_postgres, p
     twelve at once took the web workers from 245 MB to 1.9 GB)."""
     from align_workflow.align import vault
     from align_workflow.workflow import align_effects
-
     from tests.support.images import data_url, image_bytes
 
     settings.MEDIA_ROOT = tmp_path

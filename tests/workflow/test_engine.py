@@ -6,8 +6,7 @@ from django.db import connection
 from django_fsm_log.models import StateLog
 
 from align_workflow.cases.models import Case, CaseAsset, PhotoAssessment, Prescription
-from align_workflow.workflow import TransitionNotAllowed, fire
-from align_workflow.workflow import effects
+from align_workflow.workflow import TransitionNotAllowed, effects, fire
 from states import align_case as wf
 from tests.support.factories import make_case
 from tests.support.triggers import PARAMS, actor_for

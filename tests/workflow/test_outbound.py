@@ -70,7 +70,7 @@ def test_one_send_takes_an_eligible_case_to_assets_uploaded(fake_align, staff, f
 def test_every_request_is_recorded_and_committed_before_it_is_sent(fake_align, staff, flags_on):
     case = make_case()
     send_to_align(case, by=staff)
-    for method, kwargs, seen in fake_align.calls:
+    for method, _kwargs, seen in fake_align.calls:
         # No transaction is open during the request, so the in-flight row it sees is committed.
         assert seen["in_transaction"] is False, method
         assert seen["attempt"] == {"status": S.IN_FLIGHT, "attempt": 1}, method
@@ -447,9 +447,14 @@ def test_inline_inside_a_transaction_waits_for_the_commit(fake_align, staff, fla
 
 def test_inline_send_rolled_back_with_its_transaction_sends_nothing(fake_align, staff, flags_on):
     case = make_case()
-    with pytest.raises(RuntimeError), transaction.atomic():
-        send_to_align(case, by=staff)
-        raise RuntimeError("the view failed later")
+
+    def send_then_fail():
+        with transaction.atomic():
+            send_to_align(case, by=staff)
+            raise RuntimeError("the view failed later")
+
+    with pytest.raises(RuntimeError, match="the view failed later"):
+        send_then_fail()
     assert fake_align.calls == [] and attempts(case) == []
 
 

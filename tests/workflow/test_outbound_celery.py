@@ -62,7 +62,8 @@ def celery_broker(require_postgres, require_redis, settings):
 @pytest.fixture
 def worker(celery_broker, simulator, app_for_align):
     simulator.config(app_url=app_for_align.url)
-    log = tempfile.NamedTemporaryFile(prefix="align-celery-", suffix=".log", delete=False)
+    # Not a `with`: the worker process writes to it until the fixture's teardown.
+    log = tempfile.NamedTemporaryFile(prefix="align-celery-", suffix=".log", delete=False)  # noqa: SIM115
     env = dict(os.environ, DATABASE_URL=database_url(), CELERY_BROKER_URL=celery_broker,
                ALIGN_EXECUTION="celery", ALIGN_SERVICE_URL=simulator.url, PYTHONUNBUFFERED="1")
     process = subprocess.Popen(

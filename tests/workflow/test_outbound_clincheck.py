@@ -189,7 +189,6 @@ def test_a_vault_failure_leaves_no_asset_and_no_transition(flags_on, monkeypatch
 
 
 def test_a_transition_refused_after_the_vault_write_leaves_no_asset_row(local_vault, flags_on, monkeypatch):
-    from align_workflow.align import vault
 
     real_put = type(local_vault).put
     case = make_case(state=wf.PLAN_RECEIVED)

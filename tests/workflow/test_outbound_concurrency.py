@@ -4,8 +4,8 @@
 import pytest
 from django_fsm_log.models import StateLog
 
-from align_workflow.cases.models import Case
 from align_workflow.align.client import Align
+from align_workflow.cases.models import Case
 from align_workflow.workflow import SendResult, TransitionNotAllowed, send_to_align
 from align_workflow.workflow.align_effects import patient_fields
 from align_workflow.workflow.models import OutboundAttempt

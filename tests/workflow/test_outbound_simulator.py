@@ -13,7 +13,7 @@ from align_workflow.workflow.history import path_taken
 from align_workflow.workflow.models import OutboundAttempt
 from states import align_case as wf
 from tests.support.factories import make_case
-from tests.support.images import jpeg_with_exif, data_url
+from tests.support.images import data_url, jpeg_with_exif
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

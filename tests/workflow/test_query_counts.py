@@ -9,8 +9,8 @@ from django.utils import timezone
 from align_workflow.align.client import AssetUpload, ClinCheckResult, CreatedOrder, CreatedPatient
 from align_workflow.workflow import batch, send_to_align
 from states import align_case as wf
-from tests.support.factories import make_case
 from tests.support.batch import with_screenshot
+from tests.support.factories import make_case
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 

@@ -8,7 +8,6 @@ import pytest
 from PIL import Image
 
 from align_workflow.workflow.screenshots import ScreenshotError, decode_screenshot
-
 from tests.support.images import data_url, image_bytes, jpeg_with_exif, png_bomb, png_url
 
 

@@ -3,7 +3,6 @@
 import re
 from pathlib import Path
 
-
 from states import align_case as wf
 from states.machine import allowed_triggers, machine
 

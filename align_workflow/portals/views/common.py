@@ -7,6 +7,7 @@ from django.contrib import messages
 from align_workflow.align.errors import AlignError
 from align_workflow.workflow.effects import EffectFailed
 from align_workflow.workflow.engine import TransitionNotAllowed
+from states import align_case as wf
 
 
 def _call_failures():
@@ -39,7 +40,7 @@ def send_outcome(result):
     """The message for what send_to_align / retry_case did (a SendResult)."""
     if result.queued:
         return messages.INFO, result.message
-    state = result.state.replace("_", " ")
+    state = wf.state_label(result.state)
     if result.ok:
         return messages.SUCCESS, f"{result.message} The case is now {state}.".strip()
     return messages.ERROR, f"{result.message} The case stays {state}; the timeline has the details."

@@ -20,7 +20,6 @@ from ..forms import ApproveForm, RevisionForm
 from ..uploads import body_limit, screenshot_body_limit
 from .common import form_errors, perform
 
-
 # States in which the provider's approval of the current plan stands.
 APPROVED_STATES = (wf.PROVIDER_APPROVED, wf.ACCEPTED, wf.SHIPPING)
 
@@ -29,7 +28,7 @@ def _own_case_or_404(request, pk):
     try:
         return selectors.provider_case(request.user, pk)
     except Case.DoesNotExist:
-        raise Http404("No such case.")
+        raise Http404("No such case.") from None
 
 
 @require_GET

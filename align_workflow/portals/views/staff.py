@@ -112,7 +112,7 @@ def _case_or_404(pk):
     try:
         return selectors.staff_case(pk)
     except Case.DoesNotExist:
-        raise Http404("No such case.")
+        raise Http404("No such case.") from None
 
 
 @require_GET
@@ -170,7 +170,7 @@ def _back(case):
 
 def _now_in(case):
     case.refresh_from_db(fields=["state", "needs_attention"])
-    return f"The case is now {case.state.replace('_', ' ')}."
+    return f"The case is now {wf.state_label(case.state)}."
 
 
 @require_POST
@@ -190,7 +190,7 @@ def retry(request, pk):
 
 
 def _purchase_message(outcome):
-    state = f"The case is now {Case.objects.get(pk=outcome.case_id).state.replace('_', ' ')}."
+    state = f"The case is now {wf.state_label(Case.objects.get(pk=outcome.case_id).state)}."
     if outcome.acceptance == purchases.SENT:
         return f"Aligner purchase recorded and the ClinCheck accepted. {state}"
     if outcome.acceptance == purchases.WAITING:

@@ -1,8 +1,8 @@
 """/support/workflow/: where every case is, and how many have not moved for too long."""
 
 from django.conf import settings
-from django.urls import reverse
 from django.shortcuts import render
+from django.urls import reverse
 from django.utils.http import urlencode
 from django.views.decorators.http import require_GET
 

@@ -32,18 +32,38 @@ threads through pool.py), report.py (the outcomes and the CSV report).
 
 from .actions import ACTIONS, DEFAULT_COMMENTS, Accept, Action, Busy, Plan, RetryFailed, Revise, Skip, UploadAssets
 from .report import (
-    BUSY, BUSY_WORDS, DONE, FAILED, OUTCOMES, REPORT_COLUMNS, SKIPPED, WOULD_DO, Outcome, counts, write_report,
+    BUSY,
+    BUSY_WORDS,
+    DONE,
+    FAILED,
+    OUTCOMES,
+    REPORT_COLUMNS,
+    SKIPPED,
+    WOULD_DO,
+    RowOutcome,
+    counts,
+    write_report,
 )
 from .runner import effective_concurrency, process, run
 from .selection import (
-    COLUMN_MEANINGS, COMMENTS_COLUMN, ID_COLUMNS, OLD_NAMES, BatchInputError, Row, columns_read, default_rows,
-    is_case_id, parse_case_ids, rows_from_csv, rows_from_ids,
+    COLUMN_MEANINGS,
+    COMMENTS_COLUMN,
+    ID_COLUMNS,
+    OLD_NAMES,
+    BatchInputError,
+    Row,
+    columns_read,
+    default_rows,
+    is_case_id,
+    parse_case_ids,
+    rows_from_csv,
+    rows_from_ids,
 )
 
 __all__ = [
     "ACTIONS", "BUSY", "BUSY_WORDS", "COLUMN_MEANINGS", "COMMENTS_COLUMN", "DEFAULT_COMMENTS", "DONE", "FAILED",
     "ID_COLUMNS", "OLD_NAMES", "OUTCOMES", "REPORT_COLUMNS", "SKIPPED", "WOULD_DO", "Accept", "Action",
-    "BatchInputError", "Busy", "Outcome", "Plan", "RetryFailed", "Revise", "Row", "Skip", "UploadAssets",
+    "BatchInputError", "Busy", "RowOutcome", "Plan", "RetryFailed", "Revise", "Row", "Skip", "UploadAssets",
     "columns_read", "counts", "default_rows", "effective_concurrency", "is_case_id", "parse_case_ids", "process",
     "rows_from_csv", "rows_from_ids", "run", "write_report",
 ]

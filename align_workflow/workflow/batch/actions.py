@@ -8,7 +8,7 @@ from __future__ import annotations
 import getpass
 import os
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 
 from django.db.models import Exists, OuterRef, QuerySet
 
@@ -18,13 +18,13 @@ from states import align_case as wf
 from .. import busy, engine
 from ..align_effects import BATCH_SENDER, pending_plan_version
 from ..models import OutboundAttempt
-from ..outbound import call_to_retry, step_label
+from ..outbound import call_to_retry, trigger_label
 
-Status = OutboundAttempt.Status
+AttemptStatus = OutboundAttempt.Status
 
 # The old scripts' default when a revision row has no comment; sent as the batch's own request.
 DEFAULT_COMMENTS = "Revision Requested."
-_FAILED_STATUSES = (Status.FAILED_RETRYABLE, Status.FAILED_PERMANENT, Status.SKIPPED)
+_FAILED_STATUSES = (AttemptStatus.FAILED_RETRYABLE, AttemptStatus.FAILED_PERMANENT, AttemptStatus.SKIPPED)
 
 
 class Skip(Exception):
@@ -49,7 +49,7 @@ class Plan:
 
 
 def _words(state):
-    return state.replace("_", " ")
+    return wf.state_label(state)
 
 
 def _who(by):
@@ -75,7 +75,7 @@ def _reachable(state, without=None) -> set:
     return seen
 
 
-@lru_cache(maxsize=None)
+@cache
 def done_states(trigger) -> tuple:
     """The states that mean `trigger` was already done: reachable after it, and not
     reachable from where it is fired without it (computed from states/)."""
@@ -88,7 +88,7 @@ def refuse_if_busy(case):
     """Busy (skip, in progress elsewhere) while a call for the case is in flight (busy.py decides)."""
     step = busy.busy_step(case)
     if step:
-        raise Busy(f"{step_label(step)} is being sent to Align for this case right now by another "
+        raise Busy(f"{trigger_label(step)} is being sent to Align for this case right now by another "
                    "process (or one that stopped mid-call, until its lease ends); run again later")
 
 
@@ -203,7 +203,7 @@ class Revise(Action):
         _refused(case, self, lambda: engine.check(case, self.trigger, by=provider))
         version = pending_plan_version(case.pk) or 0
         failed = call_to_retry(case.pk, self.trigger)
-        if failed is not None and failed.status == Status.SUCCEEDED:
+        if failed is not None and failed.status == AttemptStatus.SUCCEEDED:
             failed = None
         if failed is not None and int((failed.params or {}).get("plan_version") or 0) == version:
             if failed.by_id != provider.pk:
@@ -265,9 +265,9 @@ class RetryFailed(Action):
         last = call_to_retry(case.pk)
         if last is None:
             raise Skip("no call to Align has been made for this case, so there is nothing to retry")
-        if last.status == Status.SUCCEEDED:
-            raise Skip(f"nothing to retry: its last call ({step_label(last.step)}) succeeded")
-        label = step_label(last.step)
+        if last.status == AttemptStatus.SUCCEEDED:
+            raise Skip(f"nothing to retry: its last call ({trigger_label(last.step)}) succeeded")
+        label = trigger_label(last.step)
         if case.state not in wf.BY_TRIGGER[last.step].source:
             raise Skip(f"its last failed call ({label}) no longer applies: the case is {_words(case.state)}")
         _preflight(case, last.step, last.by, None, **(last.params or {}))

@@ -15,7 +15,7 @@ REPORT_COLUMNS = ("line", "case_id", "case_number", "mrn", "action", "outcome", 
 
 
 @dataclass
-class Outcome:
+class RowOutcome:
     row: Row
     action: str
     outcome: str
@@ -53,7 +53,7 @@ def _cell(value):
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
-def write_report(handle, outcomes: list[Outcome]) -> None:
+def write_report(handle, outcomes: list[RowOutcome]) -> None:
     writer = csv.writer(handle)
     writer.writerow(REPORT_COLUMNS)
     for o in outcomes:
@@ -61,5 +61,5 @@ def write_report(handle, outcomes: list[Outcome]) -> None:
                                             o.detail)])
 
 
-def counts(outcomes: list[Outcome]) -> dict[str, int]:
+def counts(outcomes: list[RowOutcome]) -> dict[str, int]:
     return {name: sum(1 for o in outcomes if o.outcome == name) for name in OUTCOMES}

@@ -5,7 +5,7 @@ the others."""
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 from django.db import connection
 
@@ -16,7 +16,7 @@ from ..effects import EffectFailed
 from ..engine import TransitionNotAllowed, fire
 from ..pool import Interrupted, run_each
 from .actions import Busy, Plan, Skip, refuse_if_busy
-from .report import BUSY, DONE, FAILED, SKIPPED, WOULD_DO, Outcome
+from .report import BUSY, DONE, FAILED, SKIPPED, WOULD_DO, RowOutcome
 from .selection import Row
 
 logger = logging.getLogger(__name__)
@@ -62,26 +62,26 @@ def _execute(action, case, plan) -> tuple[str, str]:
     return DONE, log.description or action.done_word
 
 
-def process(action, row, *, dry_run=False) -> Outcome:
+def process(action, row, *, dry_run=False) -> RowOutcome:
     """Check one row's case and, unless `dry_run`, send it. Never raises for one case's trouble."""
     if row.problem:
-        return Outcome(row, action.name, SKIPPED, row.problem)
+        return RowOutcome(row, action.name, SKIPPED, row.problem)
     case = row.case
     try:
         case, plan = _plan_for(action, row)
         if dry_run:
-            return Outcome(row, action.name, WOULD_DO, plan.description)
+            return RowOutcome(row, action.name, WOULD_DO, plan.description)
         outcome, detail = _execute(action, case, plan)
     except Busy as exc:
-        return Outcome(row, action.name, BUSY, str(exc))
+        return RowOutcome(row, action.name, BUSY, str(exc))
     except Skip as exc:
-        return Outcome(row, action.name, SKIPPED, str(exc))
+        return RowOutcome(row, action.name, SKIPPED, str(exc))
     except Exception as exc:  # one case's unexpected error must not stop the others
         logger.exception("align_batch %s: case %s failed", action.name, getattr(case, "pk", None))
-        return Outcome(row, action.name, FAILED, _scrubbed(exc, case))
+        return RowOutcome(row, action.name, FAILED, _scrubbed(exc, case))
     if plan.remark and outcome not in (SKIPPED, BUSY):
-        return Outcome(row, action.name, outcome, f"{detail} ({plan.remark})", remark=plan.remark)
-    return Outcome(row, action.name, outcome, detail)
+        return RowOutcome(row, action.name, outcome, f"{detail} ({plan.remark})", remark=plan.remark)
+    return RowOutcome(row, action.name, outcome, detail)
 
 
 def effective_concurrency(requested: int) -> tuple[int, str]:
@@ -94,11 +94,11 @@ def effective_concurrency(requested: int) -> tuple[int, str]:
 
 
 def run(action, rows: list[Row], *, dry_run=False, concurrency=1,
-        on_outcome: Callable[[Outcome], None] | None = None) -> tuple[list[Outcome], bool]:
+        on_outcome: Callable[[RowOutcome], None] | None = None) -> tuple[list[RowOutcome], bool]:
     """Process every row, up to `concurrency` at once. Returns the outcomes in the rows'
     order and whether the run was interrupted (Ctrl-C: cases not started are reported
     as skipped; the ones in flight finish)."""
-    outcomes: dict[int, Outcome] = {}
+    outcomes: dict[int, RowOutcome] = {}
     report = on_outcome or (lambda outcome: None)
     interrupted = False
     try:
@@ -121,5 +121,5 @@ def run(action, rows: list[Row], *, dry_run=False, concurrency=1,
         interrupted = True
         for index, row in enumerate(rows):
             if index not in outcomes:
-                outcomes[index] = Outcome(row, action.name, SKIPPED, "not run: the batch was interrupted")
+                outcomes[index] = RowOutcome(row, action.name, SKIPPED, "not run: the batch was interrupted")
     return [outcomes[i] for i in range(len(rows))], interrupted

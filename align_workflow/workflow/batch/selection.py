@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 from align_workflow.cases.models import Case
 
@@ -162,13 +162,13 @@ def rows_from_csv(path, action, *, columns=None) -> list[Row]:
         row = Row(label=f"line {line}", line=line)
         rows.append(row)
         extra = cells[len(names):]
-        nameless = [c for name, c in zip(names, cells) if not name and c.strip()]
+        nameless = [c for name, c in zip(names, cells, strict=False) if not name and c.strip()]
         if any(c.strip() for c in extra) or nameless:
             row.problem = (f"line {line} has more values than the header has named columns "
                            f"({len(cells)} values, {len([n for n in names if n])} columns)")
             given.append({})
             continue
-        values = {name: cell.strip() for name, cell in zip(names, cells) if name}
+        values = {name: cell.strip() for name, cell in zip(names, cells, strict=False) if name}
         if action.takes_comments:
             row.comments, row.problem = _comments_of(values, line)
             if row.problem:
@@ -219,7 +219,7 @@ def _resolve(rows: list[Row], given: list[dict]) -> None:
     lookups = {"case_id": by_id, "case_number": by_number, "mrn": by_mrn}
 
     first_seen: dict[int, Row] = {}
-    for row, ids in zip(rows, given):
+    for row, ids in zip(rows, given, strict=True):
         if row.problem:
             continue
         candidates = None

@@ -29,10 +29,17 @@ that are due and takes over attempts whose process died (lease expired).
 
 from ..busy import open_attempt
 from .keys import PERSISTED_PARAMS, key_scope, next_key, persisted_params
-from .labels import STEP_LABELS, step_label
+from .labels import ALIGN_TRIGGER_LABELS, trigger_label
 from .notes import scrub
 from .outcomes import (
-    AttemptTaken, Failure, begin_attempt, enqueue, expire, record_failure, record_success, record_unsaved_success,
+    AttemptTaken,
+    Failure,
+    begin_attempt,
+    enqueue,
+    expire,
+    record_failure,
+    record_success,
+    record_unsaved_success,
     skip,
 )
 from .policy import retry_delay
@@ -41,9 +48,9 @@ from .services import SEND_STEP_FROM, attempts_of, call_to_retry, retry_case, re
 from .sweep import DueRun, collect_due, run_due
 
 __all__ = [
-    "PERSISTED_PARAMS", "SEND_STEP_FROM", "STEP_LABELS", "AttemptTaken", "DueRun", "Failure", "SendResult",
+    "PERSISTED_PARAMS", "SEND_STEP_FROM", "ALIGN_TRIGGER_LABELS", "AttemptTaken", "DueRun", "Failure", "SendResult",
     "attempts_of", "begin_attempt", "call_to_retry", "collect_due", "dispatch", "enqueue", "expire", "key_scope",
     "next_key", "open_attempt", "persisted_params", "record_failure", "record_success", "record_unsaved_success",
     "retry_case", "retry_delay", "retry_here", "run_attempt", "run_due", "scrub", "send_to_align", "skip",
-    "step_label",
+    "trigger_label",
 ]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ..models import OutboundAttempt
 
-Status = OutboundAttempt.Status
+AttemptStatus = OutboundAttempt.Status
 
 # What each step needs to be sent again, kept on the attempt. Never patient details.
 PERSISTED_PARAMS = {
@@ -63,7 +63,7 @@ def next_key(case_id: int, step: str, params: dict) -> tuple[str, int]:
     )
     if last is None:
         return f"{scope}:1", 1
-    if last.status == Status.FAILED_PERMANENT and refused_by_align(last):
+    if last.status == AttemptStatus.FAILED_PERMANENT and refused_by_align(last):
         generation = int(last.idempotency_key.rsplit(":", 1)[1]) + 1
         return f"{scope}:{generation}", 1
     return last.idempotency_key, last.attempt + 1

@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 from ..models import OutboundAttempt
 
-Status = OutboundAttempt.Status
+AttemptStatus = OutboundAttempt.Status
 
 
 class Move(NamedTuple):
@@ -35,15 +35,15 @@ class Move(NamedTuple):
 
 
 MOVES = {m.name: m for m in (
-    Move("start", (Status.PENDING,), Status.IN_FLIGHT),
-    Move("skip", (Status.PENDING,), Status.SKIPPED),
-    Move("succeed", (Status.IN_FLIGHT, Status.FAILED_RETRYABLE), Status.SUCCEEDED),
-    Move("fail", (Status.IN_FLIGHT,), Status.FAILED_RETRYABLE),
-    Move("give_up", (Status.IN_FLIGHT,), Status.FAILED_PERMANENT),
-    Move("expire", (Status.IN_FLIGHT,), Status.FAILED_RETRYABLE),
+    Move("start", (AttemptStatus.PENDING,), AttemptStatus.IN_FLIGHT),
+    Move("skip", (AttemptStatus.PENDING,), AttemptStatus.SKIPPED),
+    Move("succeed", (AttemptStatus.IN_FLIGHT, AttemptStatus.FAILED_RETRYABLE), AttemptStatus.SUCCEEDED),
+    Move("fail", (AttemptStatus.IN_FLIGHT,), AttemptStatus.FAILED_RETRYABLE),
+    Move("give_up", (AttemptStatus.IN_FLIGHT,), AttemptStatus.FAILED_PERMANENT),
+    Move("expire", (AttemptStatus.IN_FLIGHT,), AttemptStatus.FAILED_RETRYABLE),
 )}
-INITIAL = (Status.PENDING, Status.IN_FLIGHT)
-FINAL = (Status.SUCCEEDED, Status.FAILED_RETRYABLE, Status.FAILED_PERMANENT, Status.SKIPPED)
+INITIAL = (AttemptStatus.PENDING, AttemptStatus.IN_FLIGHT)
+FINAL = (AttemptStatus.SUCCEEDED, AttemptStatus.FAILED_RETRYABLE, AttemptStatus.FAILED_PERMANENT, AttemptStatus.SKIPPED)
 
 
 class LifecycleError(Exception):

@@ -3,7 +3,7 @@ from what Align sends back."""
 
 from __future__ import annotations
 
-from .labels import STEP_LABELS, step_label
+from .labels import ALIGN_TRIGGER_LABELS, trigger_label
 
 
 def scrub(text: str, patient) -> str:
@@ -36,9 +36,9 @@ def outcome_sentence(label, status, code, message):
 
 
 def attention_prefix(step):
-    return f"{step_label(step)}: "
+    return f"{trigger_label(step)}: "
 
 
 def is_outbound_attention(reason: str) -> bool:
     """Whether a case's needs-attention reason was raised by a call to Align."""
-    return any(reason.startswith(attention_prefix(step)) for step in STEP_LABELS)
+    return any(reason.startswith(attention_prefix(step)) for step in ALIGN_TRIGGER_LABELS)

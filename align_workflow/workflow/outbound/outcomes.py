@@ -12,21 +12,21 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from align_workflow.cases.models import Case, CaseNote
 from align_workflow.align.errors import AlignError
+from align_workflow.cases.models import Case, CaseNote
 from states import align_case as wf
 
 from ..engine import TransitionNotAllowed
 from ..models import OutboundAttempt
 from . import lifecycle
 from .keys import next_key, persisted_params
-from .labels import step_label
+from .labels import trigger_label
 from .notes import attention_prefix, is_outbound_attention, outcome_sentence, scrub
 from .policy import lease_end, retries_left, retry_delay
 
 logger = logging.getLogger(__name__)
 
-Status = OutboundAttempt.Status
+AttemptStatus = OutboundAttempt.Status
 
 
 class AttemptTaken(Exception):
@@ -53,7 +53,7 @@ def enqueue(case, step, *, by=None, by_id=None, params, chain) -> OutboundAttemp
     supersede_planned_retries(case.pk)
     actor = {"by_id": by_id} if by_id is not None else {"by": by}
     return lifecycle.create(
-        Status.PENDING, case_id=case.pk, step=step, idempotency_key=key, attempt=number, chain=chain,
+        AttemptStatus.PENDING, case_id=case.pk, step=step, idempotency_key=key, attempt=number, chain=chain,
         params=persisted_params(step, params), claimed_until=lease_end(), **actor,
     )
 
@@ -74,7 +74,7 @@ def begin_attempt(case, step: str, by, params: dict, *, attempt_id: int | None =
         key, number = next_key(case.pk, step, params)
         supersede_planned_retries(case.pk)
         return lifecycle.create(
-            Status.IN_FLIGHT, case_id=case.pk, step=step, idempotency_key=key, attempt=number,
+            AttemptStatus.IN_FLIGHT, case_id=case.pk, step=step, idempotency_key=key, attempt=number,
             by=by, params=persisted_params(step, params), started_at=now, claimed_until=lease,
         )
 
@@ -92,7 +92,7 @@ def record_failure(attempt: OutboundAttempt, exc: BaseException, duration_ms: in
         status, code, message, request_id = None, type(exc).__name__, str(exc), ""
         retryable, retry_after = False, None
     message = scrub(message, case.patient)
-    sentence = outcome_sentence(step_label(attempt.step), status, code, message)
+    sentence = outcome_sentence(trigger_label(attempt.step), status, code, message)
     next_retry_at, attention = None, None
     if retryable and retries_left(attempt.attempt):
         next_retry_at = now + timedelta(seconds=retry_delay(attempt.attempt, retry_after))
@@ -138,7 +138,7 @@ def record_success(case, attempt_id: int, duration_ms: int | None, summary: str,
     if not lifecycle.move(attempt_id, "succeed", http_status=200, error_code="", message=summary,
                           duration_ms=duration_ms, finished_at=now, claimed_until=None, next_retry_at=None):
         logger.warning("attempt %s: Align accepted it, but it was no longer in flight", attempt_id)
-    label = step_label(attempt.step)
+    label = trigger_label(attempt.step)
     CaseNote.objects.create(case_id=case.pk, text=f"Align accepted {label}." + (f" {summary}" if summary else ""))
     for text in extra_notes:
         CaseNote.objects.create(case_id=case.pk, text=text)
@@ -171,10 +171,10 @@ def record_unsaved_success(attempt_id: int, duration_ms: int | None, exc: BaseEx
     applied then.
     """
     now = timezone.now()
-    attempt = OutboundAttempt.objects.filter(pk=attempt_id, status=Status.IN_FLIGHT).first()
+    attempt = OutboundAttempt.objects.filter(pk=attempt_id, status=AttemptStatus.IN_FLIGHT).first()
     if attempt is None:
         return
-    label = step_label(attempt.step)
+    label = trigger_label(attempt.step)
     fields = dict(http_status=200, duration_ms=duration_ms, finished_at=now, claimed_until=None)
     if isinstance(exc, TransitionNotAllowed):
         name = "succeed"
@@ -197,7 +197,7 @@ def skip(attempt: OutboundAttempt, reason: str) -> None:
     """A pending attempt was refused before anything was sent."""
     with transaction.atomic():
         if lifecycle.move(attempt.pk, "skip", message=reason[:1000], finished_at=timezone.now(), claimed_until=None):
-            CaseNote.objects.create(case_id=attempt.case_id, text=f"{step_label(attempt.step)} was not sent: {reason}")
+            CaseNote.objects.create(case_id=attempt.case_id, text=f"{trigger_label(attempt.step)} was not sent: {reason}")
 
 
 def expire(attempt: OutboundAttempt) -> bool:
@@ -215,7 +215,7 @@ def expire(attempt: OutboundAttempt) -> bool:
         )
         if not expired:
             return False
-        label = step_label(attempt.step)
+        label = trigger_label(attempt.step)
         if again:
             CaseNote.objects.create(case_id=attempt.case_id, text=(
                 f"No answer recorded for {label}: the process sending it stopped. "

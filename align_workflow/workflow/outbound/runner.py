@@ -16,12 +16,12 @@ from align_workflow.cases.models import Case
 from ..effects import AlignCallFailed
 from ..engine import TransitionNotAllowed, fire_attempt
 from ..models import OutboundAttempt
-from .labels import step_label
+from .labels import trigger_label
 from .outcomes import AttemptTaken, following_step, skip
 
 logger = logging.getLogger(__name__)
 
-Status = OutboundAttempt.Status
+AttemptStatus = OutboundAttempt.Status
 
 
 @dataclass
@@ -54,10 +54,10 @@ class SendResult:
         """One sentence for the person who clicked."""
         if self.queued:
             return "Queued: the calls to Align will be sent in the background; the timeline shows their outcome."
-        done = ", ".join(step_label(s) for s in self.done)
+        done = ", ".join(trigger_label(s) for s in self.done)
         text = f"Align accepted: {done}." if done else ""
         if self.failed_step:
-            text += f" {step_label(self.failed_step)} did not go through: {self.error}"
+            text += f" {trigger_label(self.failed_step)} did not go through: {self.error}"
             if self.needs_attention:
                 text += " The case needs attention."
         return text.strip()
@@ -70,7 +70,7 @@ def run_attempt(attempt_id: int) -> SendResult | None:
     from pending to in flight sends it. Returns None when there was nothing to run.
     """
     attempt = OutboundAttempt.objects.filter(pk=attempt_id).first()
-    if attempt is None or attempt.status != Status.PENDING:
+    if attempt is None or attempt.status != AttemptStatus.PENDING:
         return None
     result = SendResult(case_id=attempt.case_id)
     by = None
@@ -98,7 +98,7 @@ def run_attempt(attempt_id: int) -> SendResult | None:
         following = following_step(attempt.step)
         if following and attempt.chain:
             attempt = (
-                OutboundAttempt.objects.filter(case_id=case.pk, step=following, status=Status.PENDING, chain=True)
+                OutboundAttempt.objects.filter(case_id=case.pk, step=following, status=AttemptStatus.PENDING, chain=True)
                 .order_by("-id")
                 .first()
             )
@@ -143,10 +143,7 @@ def start_after_commit(attempt_id) -> list:
 
 def finish(case, ran) -> SendResult:
     """The result of what ran (or "queued"), with `case` refreshed in place."""
-    if ran and ran[0] is not None:
-        result = ran[0]
-    else:
-        result = SendResult(case_id=case.pk, queued=True)
+    result = ran[0] if ran and ran[0] is not None else SendResult(case_id=case.pk, queued=True)
     fresh = Case.objects.get(pk=case.pk)
     for f in Case._meta.concrete_fields:
         setattr(case, f.attname, getattr(fresh, f.attname))

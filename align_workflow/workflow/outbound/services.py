@@ -14,12 +14,12 @@ from states import align_case as wf
 
 from ..engine import TransitionNotAllowed, check, is_staff, refuse_if_busy
 from ..models import OutboundAttempt
-from .labels import step_label
+from .labels import trigger_label
 from .outcomes import enqueue, expire
 from .policy import lease_end
 from .runner import SendResult, finish, run_attempt, start_after_commit
 
-Status = OutboundAttempt.Status
+AttemptStatus = OutboundAttempt.Status
 
 # "Send to Align": the step to run from each state.
 SEND_STEP_FROM = {wf.BY_TRIGGER[step].source[0]: step for step in wf.SEND_TO_ALIGN}
@@ -51,7 +51,7 @@ def send_to_align(case, *, by) -> SendResult:
         step = SEND_STEP_FROM.get(locked.state)
         if step is None:
             raise TransitionNotAllowed(
-                f"Nothing to send: the case is {locked.state.replace('_', ' ')} ({wf.MEANINGS[locked.state]}).",
+                f"Nothing to send: the case is {wf.state_label(locked.state)} ({wf.MEANINGS[locked.state]}).",
                 code="wrong_state", trigger=wf.SEND_TO_ALIGN[0], state=locked.state,
             )
         check(locked, step, by=by)
@@ -101,24 +101,24 @@ def _record_retry(case, by, *, step, note) -> OutboundAttempt:
     attempt that re-sends it (with its case note); refusals as retry_case says."""
     locked = Case.objects.select_for_update().get(pk=case.pk)
     last = call_to_retry(locked.pk, step)
-    if last is None or last.status == Status.SUCCEEDED:
-        none_made = f"no {step_label(step)} call" if step else "no call to Align"
+    if last is None or last.status == AttemptStatus.SUCCEEDED:
+        none_made = f"no {trigger_label(step)} call" if step else "no call to Align"
         raise TransitionNotAllowed(
             "Nothing to retry: " + (f"{none_made} has been made for this case." if last is None
-                                    else f"{step_label(last.step)} succeeded."),
+                                    else f"{trigger_label(last.step)} succeeded."),
             code="wrong_state", state=locked.state,
         )
     refuse_if_busy(locked, last.step)
-    if last.status == Status.PENDING:
+    if last.status == AttemptStatus.PENDING:
         # Recorded but never started (its process died): start it now.
         OutboundAttempt.objects.filter(pk=last.pk).update(claimed_until=lease_end())
         attempt = last
     else:
-        if last.status == Status.IN_FLIGHT:
+        if last.status == AttemptStatus.IN_FLIGHT:
             expire(last)
         OutboundAttempt.objects.filter(pk=last.pk).update(next_retry_at=None)
         attempt = enqueue(locked, last.step, by=last.by, params=last.params, chain=last.chain)
-    CaseNote.objects.create(case_id=locked.pk, author=by, text=note(step_label(attempt.step)))
+    CaseNote.objects.create(case_id=locked.pk, author=by, text=note(trigger_label(attempt.step)))
     return attempt
 
 

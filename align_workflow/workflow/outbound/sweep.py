@@ -17,7 +17,7 @@ from .outcomes import enqueue, expire
 from .policy import lease_end
 from .runner import run_logged
 
-Status = OutboundAttempt.Status
+AttemptStatus = OutboundAttempt.Status
 
 
 @dataclass
@@ -40,25 +40,25 @@ def collect_due(*, everything=False) -> tuple[DueRun, list[int]]:
     """
     now = timezone.now()
     run = DueRun()
-    for attempt in OutboundAttempt.objects.filter(status=Status.IN_FLIGHT, claimed_until__lt=now):
+    for attempt in OutboundAttempt.objects.filter(status=AttemptStatus.IN_FLIGHT, claimed_until__lt=now):
         run.expired += expire(attempt)
 
     to_run = []
-    for attempt in OutboundAttempt.objects.filter(status=Status.PENDING, claimed_until__lt=now):
-        if OutboundAttempt.objects.filter(pk=attempt.pk, status=Status.PENDING, claimed_until__lt=now).update(
+    for attempt in OutboundAttempt.objects.filter(status=AttemptStatus.PENDING, claimed_until__lt=now):
+        if OutboundAttempt.objects.filter(pk=attempt.pk, status=AttemptStatus.PENDING, claimed_until__lt=now).update(
             claimed_until=lease_end()
         ):
             run.restarted += 1
             to_run.append(attempt.pk)
 
-    due = OutboundAttempt.objects.filter(status=Status.FAILED_RETRYABLE, next_retry_at__isnull=False)
+    due = OutboundAttempt.objects.filter(status=AttemptStatus.FAILED_RETRYABLE, next_retry_at__isnull=False)
     if not everything:
         due = due.filter(next_retry_at__lte=timezone.now())
     for failed_id, case_id in due.order_by("next_retry_at").values_list("pk", "case_id"):
         with transaction.atomic():
             locked = Case.objects.select_for_update().get(pk=case_id)
             failed = OutboundAttempt.objects.select_for_update().get(pk=failed_id)
-            if failed.next_retry_at is None or failed.status != Status.FAILED_RETRYABLE or open_attempt(case_id):
+            if failed.next_retry_at is None or failed.status != AttemptStatus.FAILED_RETRYABLE or open_attempt(case_id):
                 continue
             failed.next_retry_at = None
             failed.save(update_fields=["next_retry_at"])

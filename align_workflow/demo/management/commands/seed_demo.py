@@ -18,7 +18,14 @@ from django_fsm_log.models import StateLog
 from waffle import get_waffle_flag_model
 
 from align_workflow.cases.models import (
-    AlignOrder, Case, CaseAsset, Patient, PhotoAssessment, Prescription, Provider, TreatmentPlan,
+    AlignOrder,
+    Case,
+    CaseAsset,
+    Patient,
+    PhotoAssessment,
+    Prescription,
+    Provider,
+    TreatmentPlan,
 )
 from states import align_case as wf
 
