@@ -1,6 +1,6 @@
 # make run   - install, migrate, load demo data, start the simulator and the server
 # make test  - install what the tests need, lint (make lint), run the whole suite
-# make lint  - ruff check and the import rules (both configured in pyproject.toml)
+# make lint  - ruff check, ruff format --check and the import rules (configured in pyproject.toml)
 # make run PORT=28000 SIM_PORT=28765  - the web server and the Align simulator elsewhere
 PYTHON ?= python3
 VENV := .venv
@@ -55,6 +55,7 @@ run: system-deps seed static-deps
 # Lint (ruff) and the import rules (pyproject.toml's [tool.importlinter] contracts); one line per tool.
 lint: install-dev
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports --no-cache
 
 test: lint system-deps install-dev static-deps

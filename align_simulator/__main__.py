@@ -9,8 +9,9 @@ from .server import serve
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m align_simulator",
-                                     description="Run the Align integration service simulator.")
+    parser = argparse.ArgumentParser(
+        prog="python -m align_simulator", description="Run the Align integration service simulator."
+    )
     add_arguments(parser)
     options = vars(parser.parse_args(argv))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")

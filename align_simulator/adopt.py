@@ -32,15 +32,25 @@ from .store import Case, Patient, Plan, utc_now_iso
 from .wire import ApiError, as_case_id, invalid_field, missing_fields, require
 
 # How far the case got, in order. Each stage includes everything before it.
-STAGES = ("patient_created", "order_created", "assets_uploaded", "plan_submitted", "modification_requested",
-          "accepted", "shipped")
+STAGES = (
+    "patient_created",
+    "order_created",
+    "assets_uploaded",
+    "plan_submitted",
+    "modification_requested",
+    "accepted",
+    "shipped",
+)
 GENDERS = ("M", "F")
 TREATMENT_OPTIONS = ("BOTH_ARCHES", "UPPER_ONLY", "LOWER_ONLY")
 ORDER_KINDS = ("PRIMARY", "SECONDARY")
 ADDRESS_KEYS = ("line1", "line2", "city", "state", "zip", "country")
 # Ids the simulator hands out itself; an adopted one moves the counter past it so none repeats.
-COUNTED_IDS = (("patient", re.compile(r"^P(\d+)$")), ("sales_order", re.compile(r"^SO(\d+)$")),
-               ("plan", re.compile(r"^TP(\d+)$")))
+COUNTED_IDS = (
+    ("patient", re.compile(r"^P(\d+)$")),
+    ("sales_order", re.compile(r"^SO(\d+)$")),
+    ("plan", re.compile(r"^TP(\d+)$")),
+)
 
 
 def reached(stage, other):
@@ -73,13 +83,21 @@ def parse(params):
     """The validated description, or 400 naming the field."""
     stage = require(params, ("stage", "mrn", "pId", "firstName", "lastName"))[0]
     if stage == "cancelled":
-        raise invalid_field("stage", "give the stage the case reached before it was cancelled, "
-                                     "and \"cancelled\": true")
+        raise invalid_field("stage", 'give the stage the case reached before it was cancelled, and "cancelled": true')
     if stage not in STAGES:
-        raise ApiError(400, "REQUEST.INVALID_FIELD", f"stage must be one of {', '.join(STAGES)}",
-                       {"field": "stage", "allowed": list(STAGES)})
-    described = {"stage": stage, "mrn": text(params, "mrn"), "pId": text(params, "pId"),
-                 "firstName": text(params, "firstName"), "lastName": text(params, "lastName")}
+        raise ApiError(
+            400,
+            "REQUEST.INVALID_FIELD",
+            f"stage must be one of {', '.join(STAGES)}",
+            {"field": "stage", "allowed": list(STAGES)},
+        )
+    described = {
+        "stage": stage,
+        "mrn": text(params, "mrn"),
+        "pId": text(params, "pId"),
+        "firstName": text(params, "firstName"),
+        "lastName": text(params, "lastName"),
+    }
     date_of_birth = text(params, "dateOfBirth")
     if date_of_birth:
         try:
@@ -88,13 +106,19 @@ def parse(params):
             raise invalid_field("dateOfBirth", "dateOfBirth must be a date as YYYY-MM-DD") from None
     gender = text(params, "gender")
     if gender and gender not in GENDERS:
-        raise ApiError(400, "REQUEST.INVALID_FIELD", "gender must be M or F",
-                       {"field": "gender", "allowed": list(GENDERS)})
+        raise ApiError(
+            400, "REQUEST.INVALID_FIELD", "gender must be M or F", {"field": "gender", "allowed": list(GENDERS)}
+        )
     address = params.get("address") or {}
     if not isinstance(address, dict):
         raise invalid_field("address", "address must be an object with line1, line2, city, state, zip, country")
-    described.update(dateOfBirth=date_of_birth, gender=gender, email=text(params, "email"),
-                     phone=text(params, "phone"), address={k: text(address, k) for k in ADDRESS_KEYS})
+    described.update(
+        dateOfBirth=date_of_birth,
+        gender=gender,
+        email=text(params, "email"),
+        phone=text(params, "phone"),
+        address={k: text(address, k) for k in ADDRESS_KEYS},
+    )
 
     described["cancelled"] = params.get("cancelled", False)
     if not isinstance(described["cancelled"], bool):
@@ -102,8 +126,9 @@ def parse(params):
     if stage == "patient_created":
         for later in ("treatmentOption", "assets", "salesOrders", "plans", "screenshot"):
             if params.get(later):
-                raise invalid_field(later, f"{later} is only for a case that has an order (stage order_created "
-                                           "or later)")
+                raise invalid_field(
+                    later, f"{later} is only for a case that has an order (stage order_created or later)"
+                )
         if described["cancelled"]:
             raise invalid_field("cancelled", "only a case with an order can be cancelled at Align")
         return described
@@ -112,8 +137,12 @@ def parse(params):
     if not treatment_option:
         raise missing_fields(["treatmentOption"])
     if treatment_option not in TREATMENT_OPTIONS:
-        raise ApiError(400, "REQUEST.INVALID_FIELD", "unknown treatment option",
-                       {"field": "treatmentOption", "allowed": list(TREATMENT_OPTIONS)})
+        raise ApiError(
+            400,
+            "REQUEST.INVALID_FIELD",
+            "unknown treatment option",
+            {"field": "treatmentOption", "allowed": list(TREATMENT_OPTIONS)},
+        )
     described.update(treatmentOption=treatment_option, chiefConcern=text(params, "chiefConcern"))
     if not reached(stage, "assets_uploaded"):
         for later in ("assets", "salesOrders", "plans", "screenshot"):
@@ -144,10 +173,20 @@ def sales_orders(params):
         if not number:
             raise missing_fields([f"salesOrders[{i}].salesOrderNumber"])
         if kind not in ORDER_KINDS:
-            raise ApiError(400, "REQUEST.INVALID_FIELD", "orderKind must be PRIMARY or SECONDARY",
-                           {"field": f"salesOrders[{i}].orderKind", "allowed": list(ORDER_KINDS)})
-        result.append({"salesOrderNumber": number, "orderKind": kind,
-                       "orderType": text(so, "orderType") or "IAS", "createdAt": text(so, "createdAt") or None})
+            raise ApiError(
+                400,
+                "REQUEST.INVALID_FIELD",
+                "orderKind must be PRIMARY or SECONDARY",
+                {"field": f"salesOrders[{i}].orderKind", "allowed": list(ORDER_KINDS)},
+            )
+        result.append(
+            {
+                "salesOrderNumber": number,
+                "orderKind": kind,
+                "orderType": text(so, "orderType") or "IAS",
+                "createdAt": text(so, "createdAt") or None,
+            }
+        )
     return result
 
 
@@ -165,19 +204,27 @@ def plans(params):
             raise invalid_field(f"plans[{i}].version", "versions must be whole numbers, rising, oldest plan first")
         last_version = version
         stages = plan.get("stages") or {"upper": 0, "lower": 0}
-        if (not isinstance(stages, dict) or set(stages) - {"upper", "lower"}
-                or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in stages.values())):
-            raise invalid_field(f"plans[{i}].stages", "stages must be {\"upper\": n, \"lower\": n}")
+        if (
+            not isinstance(stages, dict)
+            or set(stages) - {"upper", "lower"}
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in stages.values())
+        ):
+            raise invalid_field(f"plans[{i}].stages", 'stages must be {"upper": n, "lower": n}')
         if any(p["treatmentPlanId"] == plan_id for p in result):
             raise invalid_field(f"plans[{i}].treatmentPlanId", "each plan needs its own treatmentPlanId")
-        result.append({
-            "treatmentPlanId": plan_id, "version": version,
-            "revisionOf": text(plan, "revisionOf") or (result[-1]["treatmentPlanId"] if result else None),
-            "salesOrderNumber": text(plan, "salesOrderNumber") or None,
-            "stages": {"upper": stages.get("upper", 0), "lower": stages.get("lower", 0)},
-            "notes": text(plan, "notes"), "attachments": bool(plan.get("attachments")),
-            "ipr": bool(plan.get("ipr")), "comments": text(plan, "comments") or None,
-        })
+        result.append(
+            {
+                "treatmentPlanId": plan_id,
+                "version": version,
+                "revisionOf": text(plan, "revisionOf") or (result[-1]["treatmentPlanId"] if result else None),
+                "salesOrderNumber": text(plan, "salesOrderNumber") or None,
+                "stages": {"upper": stages.get("upper", 0), "lower": stages.get("lower", 0)},
+                "notes": text(plan, "notes"),
+                "attachments": bool(plan.get("attachments")),
+                "ipr": bool(plan.get("ipr")),
+                "comments": text(plan, "comments") or None,
+            }
+        )
     return result
 
 
@@ -222,8 +269,14 @@ def statuses(described):
 
 def build_case(case_id, described, public_url):
     stage = described["stage"]
-    case = Case(case_id=case_id, p_id=described["pId"], mrn=described["mrn"], order_type="IAS",
-                treatment_option=described["treatmentOption"], chief_concern=described["chiefConcern"])
+    case = Case(
+        case_id=case_id,
+        p_id=described["pId"],
+        mrn=described["mrn"],
+        order_type="IAS",
+        treatment_option=described["treatmentOption"],
+        chief_concern=described["chiefConcern"],
+    )
     previous = None
     case.status_history = []
     for status in statuses(described):
@@ -239,12 +292,19 @@ def build_case(case_id, described, public_url):
         return case
     for n, given in enumerate(described["plans"]):
         latest = n == len(described["plans"]) - 1
-        plan = Plan(plan_id=given["treatmentPlanId"], case_id=case_id, version=given["version"],
-                    revision_of=given["revisionOf"],
-                    sales_order_number=given["salesOrderNumber"] or case.primary_sales_order_number,
-                    stages=dict(given["stages"]), notes=given["notes"],
-                    preview=describe_preview(public_url, given["treatmentPlanId"]),
-                    attachments=given["attachments"], ipr=given["ipr"], comments=given["comments"])
+        plan = Plan(
+            plan_id=given["treatmentPlanId"],
+            case_id=case_id,
+            version=given["version"],
+            revision_of=given["revisionOf"],
+            sales_order_number=given["salesOrderNumber"] or case.primary_sales_order_number,
+            stages=dict(given["stages"]),
+            notes=given["notes"],
+            preview=describe_preview(public_url, given["treatmentPlanId"]),
+            attachments=given["attachments"],
+            ipr=given["ipr"],
+            comments=given["comments"],
+        )
         if not latest:
             plan.status = "MODIFICATION_REQUESTED"
         elif stage == "modification_requested":
@@ -276,10 +336,18 @@ def adopt(sim, case_id_text, params):
             if owner not in (None, case_id):
                 raise conflict("salesOrders", f"sales order {so['salesOrderNumber']} belongs to case {owner}")
         if patient is None:
-            patient = Patient(p_id=described["pId"], mrn=described["mrn"], first_name=described["firstName"],
-                              last_name=described["lastName"], date_of_birth=described["dateOfBirth"],
-                              gender=described["gender"], email=described["email"], phone=described["phone"],
-                              address=dict(described["address"]), case_ids=[])
+            patient = Patient(
+                p_id=described["pId"],
+                mrn=described["mrn"],
+                first_name=described["firstName"],
+                last_name=described["lastName"],
+                date_of_birth=described["dateOfBirth"],
+                gender=described["gender"],
+                email=described["email"],
+                phone=described["phone"],
+                address=dict(described["address"]),
+                case_ids=[],
+            )
             store.patients[patient.mrn] = patient
         for someone in store.patients.values():
             if someone is not patient and case_id in someone.case_ids:
@@ -314,5 +382,10 @@ def reserve_ids(store, described):
 
 
 def answer(case_id, described, changed):
-    return {"caseId": case_id, "stage": described["stage"], "cancelled": described["cancelled"],
-            "changed": changed, "adoptedAt": utc_now_iso()}
+    return {
+        "caseId": case_id,
+        "stage": described["stage"],
+        "cancelled": described["cancelled"],
+        "changed": changed,
+        "adoptedAt": utc_now_iso(),
+    }

@@ -23,15 +23,22 @@ def new_transaction_id():
 
 
 def vault_error_body(error):
-    return {"result": "error", "error": {"message": error.message, "type": error.code},
-            "transaction_id": new_transaction_id()}
+    return {
+        "result": "error",
+        "error": {"message": error.message, "type": error.code},
+        "transaction_id": new_transaction_id(),
+    }
 
 
 def check_api_key(sim, req):
     credentials = basic_credentials(req)
     if credentials is None or not hmac.compare_digest(credentials[0], sim.config.vault_api_key):
-        raise ApiError(401, "AUTH.UNAUTHORIZED", "HTTP Basic auth with the vault API key is required",
-                       headers={"WWW-Authenticate": 'Basic realm="vault"'})
+        raise ApiError(
+            401,
+            "AUTH.UNAUTHORIZED",
+            "HTTP Basic auth with the vault API key is required",
+            headers={"WWW-Authenticate": 'Basic realm="vault"'},
+        )
 
 
 def vault_uuid(req, name):
@@ -49,8 +56,7 @@ def put_blob(sim, req):
     if upload is None:
         raise ApiError(400, "REQUEST.MISSING_FILE", "a multipart/form-data field named file is required")
     data, filename, content_type = upload
-    blob = Blob(vault_id=vault_id, blob_id=str(uuid.uuid4()), data=data, filename=filename,
-                content_type=content_type)
+    blob = Blob(vault_id=vault_id, blob_id=str(uuid.uuid4()), data=data, filename=filename, content_type=content_type)
     with sim.store.lock:
         sim.store.blobs[(vault_id, blob.blob_id)] = blob
         sim.store.effects["blobs"] += 1

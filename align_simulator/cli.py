@@ -10,25 +10,35 @@ def add_arguments(parser, defaults=None):
     values = {**DEFAULTS, **(defaults or {})}
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8765, help="port to listen on; 0 picks a free one")
-    parser.add_argument("--app-url", default=values["app_url"],
-                        help="the app's base URL: asset lists and events (default %(default)s)")
-    parser.add_argument("--callback-url", default=None,
-                        help="where events go, if not to the app URL ('' keeps them undelivered)")
+    parser.add_argument(
+        "--app-url", default=values["app_url"], help="the app's base URL: asset lists and events (default %(default)s)"
+    )
+    parser.add_argument(
+        "--callback-url", default=None, help="where events go, if not to the app URL ('' keeps them undelivered)"
+    )
     parser.add_argument("--public-url", default=None, help="the simulator's own URL as others reach it")
     parser.add_argument("--events-secret", default=values["callback_secret"], help="whsec_ secret that signs events")
     parser.add_argument("--client-id", default=values["client_id"])
     parser.add_argument("--client-secret", default=values["client_secret"])
-    parser.add_argument("--inbound-token", default=values["inbound_token"],
-                        help="token presented to the app when reading a case's assets")
+    parser.add_argument(
+        "--inbound-token",
+        default=values["inbound_token"],
+        help="token presented to the app when reading a case's assets",
+    )
     parser.add_argument("--vault-api-key", default=values["vault_api_key"])
-    parser.add_argument("--no-auto-advance", action="store_true",
-                        help="send events only when asked through /_sim/cases/{id}/emit")
-    parser.add_argument("--delay-ms", type=float, default=values["delay_ms"],
-                        help="time between Align's steps (default %(default)s)")
+    parser.add_argument(
+        "--no-auto-advance", action="store_true", help="send events only when asked through /_sim/cases/{id}/emit"
+    )
+    parser.add_argument(
+        "--delay-ms", type=float, default=values["delay_ms"], help="time between Align's steps (default %(default)s)"
+    )
     parser.add_argument("--token-ttl", type=float, default=values["token_ttl"])
     parser.add_argument("--seed", type=int, default=None, help="seed every random choice")
-    parser.add_argument("--exit-with-parent", action="store_true",
-                        help="stop when the process that started this one exits (used by the tests)")
+    parser.add_argument(
+        "--exit-with-parent",
+        action="store_true",
+        help="stop when the process that started this one exits (used by the tests)",
+    )
 
 
 def serve_options(options):

@@ -45,13 +45,29 @@ DEFAULTS = {
 }
 
 TYPES = {
-    "app_url": str, "callback_base_url": str, "callback_secret": (str, list), "inbound_token": str,
-    "client_id": str, "client_secret": str, "vault_api_key": str, "auto_advance": bool,
-    "delay_ms": (int, float), "token_ttl": (int, float), "latency_ms": (int, float),
-    "work_ms": (int, float), "retry_base_ms": (int, float), "retry_max_ms": (int, float),
-    "retry_max_attempts": int, "delivery_timeout_s": (int, float), "duplicate_rate": (int, float),
-    "shuffle": bool, "shuffle_window_ms": (int, float), "seed": (int, type(None)),
-    "app_timeout_s": (int, float), "idempotency_ttl_s": (int, float), "idempotency_lock": bool,
+    "app_url": str,
+    "callback_base_url": str,
+    "callback_secret": (str, list),
+    "inbound_token": str,
+    "client_id": str,
+    "client_secret": str,
+    "vault_api_key": str,
+    "auto_advance": bool,
+    "delay_ms": (int, float),
+    "token_ttl": (int, float),
+    "latency_ms": (int, float),
+    "work_ms": (int, float),
+    "retry_base_ms": (int, float),
+    "retry_max_ms": (int, float),
+    "retry_max_attempts": int,
+    "delivery_timeout_s": (int, float),
+    "duplicate_rate": (int, float),
+    "shuffle": bool,
+    "shuffle_window_ms": (int, float),
+    "seed": (int, type(None)),
+    "app_timeout_s": (int, float),
+    "idempotency_ttl_s": (int, float),
+    "idempotency_lock": bool,
 }
 
 

@@ -1,17 +1,17 @@
 """The `/_sim/` controls (contract section 6), answered only to loopback clients.
 
-    POST   /_sim/reset                  forget everything; body {"config": {...}} applies config after
-    GET    /_sim/state                  patients, orders, plans, events, blobs, tokens and "effects"
-    GET    /_sim/requests               the log of contract requests (personal fields redacted)
-    GET    /_sim/faults                 the faults in force, with how often each fired
-    POST   /_sim/faults                 add a fault (see faults.py)
-    DELETE /_sim/faults                 clear them
-    GET    /_sim/config                 the configuration
-    POST   /_sim/config                 change it
-    POST   /_sim/cases/{caseId}/emit    {"type": ..., "data": {...overrides}}: one event, now
-    POST   /_sim/cases/{caseId}/adopt   a case the app already has, at its stage (see adopt.py)
-    POST   /_sim/tokens/revoke          every token issued so far answers 401 AUTH.TOKEN_INVALID
-    POST   /_sim/tokens/expire          every token issued so far answers 401 AUTH.TOKEN_EXPIRED
+POST   /_sim/reset                  forget everything; body {"config": {...}} applies config after
+GET    /_sim/state                  patients, orders, plans, events, blobs, tokens and "effects"
+GET    /_sim/requests               the log of contract requests (personal fields redacted)
+GET    /_sim/faults                 the faults in force, with how often each fired
+POST   /_sim/faults                 add a fault (see faults.py)
+DELETE /_sim/faults                 clear them
+GET    /_sim/config                 the configuration
+POST   /_sim/config                 change it
+POST   /_sim/cases/{caseId}/emit    {"type": ..., "data": {...overrides}}: one event, now
+POST   /_sim/cases/{caseId}/adopt   a case the app already has, at its stage (see adopt.py)
+POST   /_sim/tokens/revoke          every token issued so far answers 401 AUTH.TOKEN_INVALID
+POST   /_sim/tokens/expire          every token issued so far answers 401 AUTH.TOKEN_EXPIRED
 """
 
 import ipaddress

@@ -22,10 +22,26 @@ import random
 import threading
 
 MODES = ("status", "timeout_after_commit", "reset", "reset_after_commit", "latency")
-ERROR_CODES = {429: "RATE_LIMITED", 500: "INTERNAL", 502: "BAD_GATEWAY", 503: "SERVICE.UNAVAILABLE",
-               504: "GATEWAY_TIMEOUT"}
-SPEC_KEYS = {"route", "mode", "status", "count", "rate", "seed", "seconds", "latency_ms", "code",
-             "message", "retry_after"}
+ERROR_CODES = {
+    429: "RATE_LIMITED",
+    500: "INTERNAL",
+    502: "BAD_GATEWAY",
+    503: "SERVICE.UNAVAILABLE",
+    504: "GATEWAY_TIMEOUT",
+}
+SPEC_KEYS = {
+    "route",
+    "mode",
+    "status",
+    "count",
+    "rate",
+    "seed",
+    "seconds",
+    "latency_ms",
+    "code",
+    "message",
+    "retry_after",
+}
 
 
 class FaultSpecError(ValueError):
@@ -41,8 +57,7 @@ class Fault:
             raise FaultSpecError(f"unknown fault keys: {', '.join(unknown)}")
         self.id = next(self._ids)
         self.route = str(spec.get("route", "*")).strip()
-        self.mode = spec.get("mode") or ("latency" if "latency_ms" in spec and "status" not in spec
-                                         else "status")
+        self.mode = spec.get("mode") or ("latency" if "latency_ms" in spec and "status" not in spec else "status")
         if self.mode not in MODES:
             raise FaultSpecError(f"mode must be one of {', '.join(MODES)}")
         self.status = self._number(spec, "status", 503, int)
@@ -88,11 +103,21 @@ class Fault:
         return True
 
     def to_json(self):
-        return {"id": self.id, "route": self.route, "mode": self.mode, "status": self.status,
-                "count": self.count, "rate": self.rate, "seed": self.seed, "seconds": self.seconds,
-                "latency_ms": self.latency_ms, "code": self.code, "retry_after": self.retry_after,
-                "fired": self.fired,
-                "remaining": None if self.count is None else max(self.count - self.fired, 0)}
+        return {
+            "id": self.id,
+            "route": self.route,
+            "mode": self.mode,
+            "status": self.status,
+            "count": self.count,
+            "rate": self.rate,
+            "seed": self.seed,
+            "seconds": self.seconds,
+            "latency_ms": self.latency_ms,
+            "code": self.code,
+            "retry_after": self.retry_after,
+            "fired": self.fired,
+            "remaining": None if self.count is None else max(self.count - self.fired, 0),
+        }
 
 
 class FaultBook:

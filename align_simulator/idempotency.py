@@ -57,9 +57,12 @@ class IdempotencyStore:
         if stored is None:
             return None
         if stored.fingerprint != fingerprint:
-            raise ApiError(422, "IDEMPOTENCY.MISMATCH",
-                           "this Idempotency-Key was used with different parameters",
-                           {"idempotency_key": key, "original_route": stored.route})
+            raise ApiError(
+                422,
+                "IDEMPOTENCY.MISMATCH",
+                "this Idempotency-Key was used with different parameters",
+                {"idempotency_key": key, "original_route": stored.route},
+            )
         headers = dict(stored.headers, **{"Idempotent-Replayed": "true"})
         return Response(stored.status, stored.body, headers)
 
@@ -67,8 +70,9 @@ class IdempotencyStore:
         if response.status >= 500 or response.status == 401:
             return
         with self._lock:
-            self._stored.setdefault(key, Stored(fingerprint, route, response.status, response.body,
-                                                dict(response.headers), time.time()))
+            self._stored.setdefault(
+                key, Stored(fingerprint, route, response.status, response.body, dict(response.headers), time.time())
+            )
 
     def count(self):
         with self._lock:

@@ -70,7 +70,7 @@ class SimulatorHandle:
         """Read asset lists from, and send events to, the app at `app_url`."""
         return self.config(app_url=app_url, callback_base_url=app_url)
 
-    def emit(self, case_id, type, **data_overrides):   # noqa: A002 - the event's field name
+    def emit(self, case_id, type, **data_overrides):  # noqa: A002 - the event's field name
         return self._control("POST", f"cases/{case_id}/emit", {"type": type, "data": data_overrides})
 
     def adopt(self, case_id, **description):
@@ -117,8 +117,17 @@ def start_simulator():
     """Start `manage.py run_align_simulator` on a free port; return its SimulatorHandle."""
     # Not a `with`: the child process writes to it after this returns; SimulatorHandle removes it.
     log = tempfile.NamedTemporaryFile(prefix="align-sim-", suffix=".log", delete=False)  # noqa: SIM115
-    argv = [sys.executable, str(ROOT / "manage.py"), "run_align_simulator", "--port", "0",
-            "--app-url", "", "--no-auto-advance", "--exit-with-parent"]
+    argv = [
+        sys.executable,
+        str(ROOT / "manage.py"),
+        "run_align_simulator",
+        "--port",
+        "0",
+        "--app-url",
+        "",
+        "--no-auto-advance",
+        "--exit-with-parent",
+    ]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     process = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
     deadline = time.monotonic() + START_TIMEOUT_S

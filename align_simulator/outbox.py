@@ -44,7 +44,7 @@ class Outbox:
         self.store = store
         self.config = config
         self.scheduler = Scheduler("align-sim-outbox")
-        self.session = requests.Session()   # used by the outbox thread only
+        self.session = requests.Session()  # used by the outbox thread only
         self.random = random.Random()
         self.reseed()
 
@@ -62,13 +62,21 @@ class Outbox:
         """Record the event and schedule its delivery; returns the record."""
         raw = json.dumps(body)
         data = body.get("data") or {}
-        record = {"event_id": body["event_id"], "type": body["type"], "caseId": data.get("caseId"),
-                  "body": body, "state": "pending", "copies": 1, "attempts": 0, "deliveries": []}
+        record = {
+            "event_id": body["event_id"],
+            "type": body["type"],
+            "caseId": data.get("caseId"),
+            "body": body,
+            "state": "pending",
+            "copies": 1,
+            "attempts": 0,
+            "deliveries": [],
+        }
         with self.store.lock:
             self.store.events.append(record)
             generation = self.store.generation
         if not self.config.callback_base_url:
-            record["state"] = "undelivered"   # no receiver configured: kept for /_sim/state only
+            record["state"] = "undelivered"  # no receiver configured: kept for /_sim/state only
             return record
         copies = 2 if self.random.random() < self.config.duplicate_rate else 1
         record["copies"] = copies
@@ -88,23 +96,33 @@ class Outbox:
         url = self.config.callback_base_url + EVENTS_PATH
         status, error = None, None
         try:
-            response = self.session.post(url, data=raw.encode(),
-                                         headers=signature_headers(record["event_id"], raw, self.config.secrets),
-                                         timeout=self.config.delivery_timeout_s)
+            response = self.session.post(
+                url,
+                data=raw.encode(),
+                headers=signature_headers(record["event_id"], raw, self.config.secrets),
+                timeout=self.config.delivery_timeout_s,
+            )
             status = response.status_code
         except requests.RequestException as exc:
             error = type(exc).__name__
         delivered = status is not None and 200 <= status < 300
         with self.store.lock:
             record["attempts"] += 1
-            record["deliveries"].append({"attempt": attempt, "at": utc_now_iso(), "url": url,
-                                         "status": status, "error": error})
+            record["deliveries"].append(
+                {"attempt": attempt, "at": utc_now_iso(), "url": url, "status": status, "error": error}
+            )
             if delivered:
                 record["state"] = "delivered"
             elif attempt >= self.config.retry_max_attempts and record["state"] != "delivered":
                 record["state"] = "failed"
-        log.info("event %s %s case %s attempt %s -> %s", record["type"], record["event_id"],
-                 record["caseId"], attempt, status or error)
+        log.info(
+            "event %s %s case %s attempt %s -> %s",
+            record["type"],
+            record["event_id"],
+            record["caseId"],
+            attempt,
+            status or error,
+        )
         if not delivered and attempt < self.config.retry_max_attempts:
             backoff_ms = min(self.config.retry_base_ms * 2 ** (attempt - 1), self.config.retry_max_ms)
             self._schedule(backoff_ms / 1000, record, raw, generation, attempt + 1)

@@ -29,8 +29,12 @@ def preview_png(plan_id):
 
 def describe_preview(public_url, plan_id):
     data = preview_png(plan_id)
-    return {"kind": "PROVPREV", "url": f"{public_url}/previews/{plan_id}.png",
-            "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+    return {
+        "kind": "PROVPREV",
+        "url": f"{public_url}/previews/{plan_id}.png",
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "size": len(data),
+    }
 
 
 def is_readable_image(data):

@@ -118,8 +118,9 @@ class AlignProgress:
         """Build one event from the case (or from the overrides alone for a case the
         simulator does not know), apply it and send it now."""
         if event_type not in EVENT_TYPES:
-            raise ApiError(400, "REQUEST.INVALID_FIELD", f"type must be one of {', '.join(EVENT_TYPES)}",
-                           {"field": "type"})
+            raise ApiError(
+                400, "REQUEST.INVALID_FIELD", f"type must be one of {', '.join(EVENT_TYPES)}", {"field": "type"}
+            )
         if not isinstance(overrides, dict):
             raise ApiError(400, "REQUEST.INVALID_FIELD", "data must be an object", {"field": "data"})
         with self.store.lock:
@@ -128,14 +129,14 @@ class AlignProgress:
 
     def _apply(self, case_id, event_type, overrides):
         case = self.store.cases.get(case_id)
-        build = {SALES_ORDER_CREATED: self._sales_order, PLAN_SUBMITTED: self._plan,
-                 STATUS_CHANGED: self._status}[event_type]
+        build = {SALES_ORDER_CREATED: self._sales_order, PLAN_SUBMITTED: self._plan, STATUS_CHANGED: self._status}[
+            event_type
+        ]
         data = build(case_id, case, dict(overrides))
         return {"type": event_type, "event_id": new_event_id(), "occurred_at": utc_now_iso(), "data": data}
 
     def _sales_order(self, case_id, case, overrides):
-        kind = overrides.get("orderKind") or (
-            "SECONDARY" if case and case.latest_sales_order("PRIMARY") else "PRIMARY")
+        kind = overrides.get("orderKind") or ("SECONDARY" if case and case.latest_sales_order("PRIMARY") else "PRIMARY")
         data = {
             "caseId": case_id,
             "mrn": case.mrn if case else None,
@@ -147,8 +148,9 @@ class AlignProgress:
         }
         data.update(overrides)
         if case:
-            case.sales_orders.append({k: data[k] for k in ("salesOrderNumber", "orderKind", "orderType",
-                                                           "createdAt") if k in data})
+            case.sales_orders.append(
+                {k: data[k] for k in ("salesOrderNumber", "orderKind", "orderType", "createdAt") if k in data}
+            )
         return data
 
     def _plan(self, case_id, case, overrides):
@@ -173,19 +175,32 @@ class AlignProgress:
             for earlier in plans:
                 if earlier.status == "PENDING":
                     earlier.status = "SUPERSEDED"
-            case.plans.append(Plan(
-                plan_id=data.get("treatmentPlanId", plan_id), case_id=case_id, version=data.get("version"),
-                revision_of=data.get("revisionOf"), sales_order_number=data.get("salesOrderNumber"),
-                stages=data.get("stages"), notes=data.get("notes"), preview=self._preview(plan_id),
-                attachments=data.get("attachments"), ipr=data.get("ipr")))
+            case.plans.append(
+                Plan(
+                    plan_id=data.get("treatmentPlanId", plan_id),
+                    case_id=case_id,
+                    version=data.get("version"),
+                    revision_of=data.get("revisionOf"),
+                    sales_order_number=data.get("salesOrderNumber"),
+                    stages=data.get("stages"),
+                    notes=data.get("notes"),
+                    preview=self._preview(plan_id),
+                    attachments=data.get("attachments"),
+                    ipr=data.get("ipr"),
+                )
+            )
         return data
 
     def _status(self, case_id, case, overrides):
         previous = case.status if case else None
         status = overrides.get("status") or NEXT_STATUS.get(previous)
         if not status:
-            raise ApiError(400, "REQUEST.MISSING_FIELD",
-                           f"no next status after {previous}: give data.status", {"fields": ["status"]})
+            raise ApiError(
+                400,
+                "REQUEST.MISSING_FIELD",
+                f"no next status after {previous}: give data.status",
+                {"fields": ["status"]},
+            )
         data = {
             "caseId": case_id,
             "mrn": case.mrn if case else None,

@@ -18,9 +18,8 @@ from .previews import is_readable_image
 from .store import Case, Patient
 from .wire import ApiError, as_case_id, basic_credentials, invalid_field, missing_fields, require
 
-PATIENT_FIELDS = ("caseId", "mrn", "firstName", "lastName", "dateOfBirth", "gender", "email", "phone",
-                  "address")
-ADDRESS_FIELDS = ("line1", "city", "state", "zip", "country")   # line2 is optional
+PATIENT_FIELDS = ("caseId", "mrn", "firstName", "lastName", "dateOfBirth", "gender", "email", "phone", "address")
+ADDRESS_FIELDS = ("line1", "city", "state", "zip", "country")  # line2 is optional
 GENDERS = ("M", "F")
 ORDER_FIELDS = ("caseId", "pId", "mrn", "orderType", "treatmentOption", "chiefConcern")
 TREATMENT_OPTIONS = ("BOTH_ARCHES", "UPPER_ONLY", "LOWER_ONLY")
@@ -30,19 +29,23 @@ APP_RETRY_AFTER_S = 5
 
 # --- auth (section 2) ---------------------------------------------------------------
 
+
 def issue_token(sim, req):
     params = dict(req.params)
     basic = basic_credentials(req)
-    if basic:   # RFC 6749 also allows the client to authenticate with HTTP Basic
+    if basic:  # RFC 6749 also allows the client to authenticate with HTTP Basic
         params.setdefault("client_id", basic[0])
         params.setdefault("client_secret", basic[1])
     grant_type, client_id, client_secret = require(params, ("grant_type", "client_id", "client_secret"))
     if grant_type != "client_credentials":
-        raise ApiError(400, "AUTH.UNSUPPORTED_GRANT_TYPE", "grant_type must be client_credentials",
-                       {"grant_type": grant_type})
+        raise ApiError(
+            400, "AUTH.UNSUPPORTED_GRANT_TYPE", "grant_type must be client_credentials", {"grant_type": grant_type}
+        )
     config = sim.config
-    if not (hmac.compare_digest(str(client_id), config.client_id)
-            and hmac.compare_digest(str(client_secret), config.client_secret)):
+    if not (
+        hmac.compare_digest(str(client_id), config.client_id)
+        and hmac.compare_digest(str(client_secret), config.client_secret)
+    ):
         raise ApiError(401, "AUTH.INVALID_CLIENT", "unknown client or wrong secret")
     token = sim.store.issue_token(config.token_ttl)
     return {"access_token": token.value, "token_type": "Bearer", "expires_in": max(int(config.token_ttl), 0)}
@@ -64,6 +67,7 @@ def check_bearer(sim, req):
 
 # --- patients and orders --------------------------------------------------------------
 
+
 def create_patient(sim, req):
     params = req.params
     require(params, PATIENT_FIELDS)
@@ -80,8 +84,12 @@ def create_patient(sim, req):
         raise invalid_field("dateOfBirth", "dateOfBirth must be a date as YYYY-MM-DD") from None
     gender = str(params["gender"]).strip()
     if gender not in GENDERS:
-        raise ApiError(422, "PATIENT.INVALID_GENDER", "Align requires the gender M or F",
-                       {"field": "gender", "allowed": list(GENDERS)})
+        raise ApiError(
+            422,
+            "PATIENT.INVALID_GENDER",
+            "Align requires the gender M or F",
+            {"field": "gender", "allowed": list(GENDERS)},
+        )
     mrn = str(params["mrn"]).strip()
     store = sim.store
     with store.lock:
@@ -89,11 +97,17 @@ def create_patient(sim, req):
         created = patient is None
         if created:
             patient = Patient(
-                p_id=f"P{store.next_id('patient'):07d}", mrn=mrn, first_name=params["firstName"],
-                last_name=params["lastName"], date_of_birth=params["dateOfBirth"], gender=gender,
-                email=params["email"], phone=params["phone"],
+                p_id=f"P{store.next_id('patient'):07d}",
+                mrn=mrn,
+                first_name=params["firstName"],
+                last_name=params["lastName"],
+                date_of_birth=params["dateOfBirth"],
+                gender=gender,
+                email=params["email"],
+                phone=params["phone"],
                 address={k: address.get(k, "") for k in ("line1", "line2", *ADDRESS_FIELDS[1:])},
-                case_ids=[])
+                case_ids=[],
+            )
             store.patients[mrn] = patient
         if case_id not in patient.case_ids:
             patient.case_ids.append(case_id)
@@ -106,11 +120,19 @@ def create_order(sim, req):
     require(params, ORDER_FIELDS)
     case_id = as_case_id(params["caseId"])
     if params["orderType"] != "IAS":
-        raise ApiError(422, "ORDER.UNSUPPORTED_TYPE", "only the primary order type IAS can be created",
-                       {"field": "orderType", "allowed": ["IAS"]})
+        raise ApiError(
+            422,
+            "ORDER.UNSUPPORTED_TYPE",
+            "only the primary order type IAS can be created",
+            {"field": "orderType", "allowed": ["IAS"]},
+        )
     if params["treatmentOption"] not in TREATMENT_OPTIONS:
-        raise ApiError(422, "ORDER.INVALID_TREATMENT_OPTION", "unknown treatment option",
-                       {"field": "treatmentOption", "allowed": list(TREATMENT_OPTIONS)})
+        raise ApiError(
+            422,
+            "ORDER.INVALID_TREATMENT_OPTION",
+            "unknown treatment option",
+            {"field": "treatmentOption", "allowed": list(TREATMENT_OPTIONS)},
+        )
     p_id, mrn = str(params["pId"]), str(params["mrn"]).strip()
     store = sim.store
     with store.lock:
@@ -120,10 +142,20 @@ def create_order(sim, req):
         if patient.mrn != mrn:
             raise mismatch("mrn", "mrn does not match the patient")
         if case_id in store.cases:
-            raise ApiError(409, "ORDER.ALREADY_EXISTS", "an IAS order already exists for this case",
-                           {"caseId": case_id, "orderType": "IAS"})
-        case = Case(case_id=case_id, p_id=p_id, mrn=mrn, order_type="IAS",
-                    treatment_option=params["treatmentOption"], chief_concern=params["chiefConcern"])
+            raise ApiError(
+                409,
+                "ORDER.ALREADY_EXISTS",
+                "an IAS order already exists for this case",
+                {"caseId": case_id, "orderType": "IAS"},
+            )
+        case = Case(
+            case_id=case_id,
+            p_id=p_id,
+            mrn=mrn,
+            order_type="IAS",
+            treatment_option=params["treatmentOption"],
+            chief_concern=params["chiefConcern"],
+        )
         case.status_history.append({"status": case.status, "previousStatus": None, "at": case.created_at})
         store.cases[case_id] = case
         store.effects["orders"] += 1
@@ -156,6 +188,7 @@ def body_case_id(req):
 
 # --- assets -----------------------------------------------------------------------------
 
+
 def upload_assets(sim, req):
     p_id, mrn, raw_case_id = require(req.params, ("pId", "mrn", "caseId"))
     case_id = as_case_id(raw_case_id)
@@ -165,8 +198,12 @@ def upload_assets(sim, req):
     resolved = [a for a in assets if isinstance(a, dict) and a.get("vault_id") and a.get("external_key")]
     stl = [a for a in resolved if str(a.get("kind", "")).upper().startswith("STL")]
     if len(stl) < MIN_STL_ASSETS:
-        raise ApiError(422, "ASSETS.NOT_ENOUGH_STL", f"at least {MIN_STL_ASSETS} STL assets are needed",
-                       {"stl_assets": len(stl), "required": MIN_STL_ASSETS})
+        raise ApiError(
+            422,
+            "ASSETS.NOT_ENOUGH_STL",
+            f"at least {MIN_STL_ASSETS} STL assets are needed",
+            {"stl_assets": len(stl), "required": MIN_STL_ASSETS},
+        )
     with sim.store.lock:
         case = case_for(sim, case_id, mrn, p_id)
         case.assets = [dict(a) for a in resolved]
@@ -183,15 +220,19 @@ def fetch_asset_list(sim, case_id):
     config = sim.config
 
     def unavailable(message, **details):
-        return ApiError(503, "ASSETS.SOURCE_UNAVAILABLE", message, details,
-                        headers={"Retry-After": str(APP_RETRY_AFTER_S)})
+        return ApiError(
+            503, "ASSETS.SOURCE_UNAVAILABLE", message, details, headers={"Retry-After": str(APP_RETRY_AFTER_S)}
+        )
 
     if not config.app_url:
         raise unavailable("no app_url is configured to read the case's assets from")
     url = f"{config.app_url}/api/align/cases/{case_id}/assets"
     try:
-        response = requests.get(url, timeout=config.app_timeout_s, headers={
-            "Authorization": f"Bearer {config.inbound_token}", "Accept": "application/json"})
+        response = requests.get(
+            url,
+            timeout=config.app_timeout_s,
+            headers={"Authorization": f"Bearer {config.inbound_token}", "Accept": "application/json"},
+        )
     except requests.RequestException as exc:
         raise unavailable("the app could not be reached for the asset list", reason=type(exc).__name__) from None
     if response.status_code == 404:
@@ -211,6 +252,7 @@ def fetch_asset_list(sim, case_id):
 
 # --- ClinCheck ------------------------------------------------------------------------------
 
+
 def accept_clincheck(sim, req):
     _, mrn, vault_id, external_key = require(req.params, ("caseId", "mrn", "vault_id", "external_key"))
     case_id = body_case_id(req)
@@ -220,12 +262,20 @@ def accept_clincheck(sim, req):
         blob_uuid = screenshot_uuid("external_key", external_key)
         plan = case.pending_plan
         if plan is None:
-            raise ApiError(409, "PLAN.NOT_PENDING", "no ClinCheck plan is waiting for a decision",
-                           {"caseId": case_id, "status": case.status})
+            raise ApiError(
+                409,
+                "PLAN.NOT_PENDING",
+                "no ClinCheck plan is waiting for a decision",
+                {"caseId": case_id, "status": case.status},
+            )
         blob = sim.store.blobs.get((vault_uuid, blob_uuid))
         if blob is not None and not is_readable_image(blob.data):
-            raise ApiError(422, "SCREENSHOT.UNREADABLE", "the acceptance screenshot is not a readable PNG or JPEG",
-                           {"vault_id": vault_uuid, "external_key": blob_uuid})
+            raise ApiError(
+                422,
+                "SCREENSHOT.UNREADABLE",
+                "the acceptance screenshot is not a readable PNG or JPEG",
+                {"vault_id": vault_uuid, "external_key": blob_uuid},
+            )
         plan.status = "APPROVED"
         plan.screenshot = {"vault_id": vault_uuid, "external_key": blob_uuid, "checked": blob is not None}
         case.move_to("APPROVED")
@@ -241,8 +291,9 @@ def screenshot_uuid(field, value):
     except ValueError:
         parsed = None
     if parsed is None or parsed.int == 0:
-        raise ApiError(422, "SCREENSHOT.INVALID_REFERENCE", f"{field} must be a UUID other than the nil UUID",
-                       {"field": field})
+        raise ApiError(
+            422, "SCREENSHOT.INVALID_REFERENCE", f"{field} must be a UUID other than the nil UUID", {"field": field}
+        )
     return str(parsed)
 
 
@@ -253,8 +304,12 @@ def request_modification(sim, req):
         case = case_for(sim, case_id, mrn)
         plan = case.pending_plan
         if plan is None:
-            raise ApiError(409, "PLAN.NOT_PENDING", "no ClinCheck plan is waiting for a decision",
-                           {"caseId": case_id, "status": case.status})
+            raise ApiError(
+                409,
+                "PLAN.NOT_PENDING",
+                "no ClinCheck plan is waiting for a decision",
+                {"caseId": case_id, "status": case.status},
+            )
         plan.status = "MODIFICATION_REQUESTED"
         plan.comments = str(comments).strip()
         case.move_to("MODIFICATION_REQUESTED")
@@ -264,6 +319,7 @@ def request_modification(sim, req):
 
 
 # --- read back ------------------------------------------------------------------------------
+
 
 def read_case(sim, req):
     case_id = as_case_id(req.path_args["caseId"])

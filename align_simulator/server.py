@@ -41,11 +41,11 @@ REDACTED_FIELDS = {"firstName", "lastName", "dateOfBirth", "email", "phone", "ad
 @dataclass(frozen=True)
 class Route:
     method: str
-    template: str                 # "PUT /orders/{caseId}/accept" is `"PUT " + template`
+    template: str  # "PUT /orders/{caseId}/accept" is `"PUT " + template`
     handler: object
-    auth: str = "bearer"          # bearer | none | control
-    idempotent: bool = False      # honours Idempotency-Key
-    errors: str = "envelope"      # envelope | vault: the shape of its error bodies
+    auth: str = "bearer"  # bearer | none | control
+    idempotent: bool = False  # honours Idempotency-Key
+    errors: str = "envelope"  # envelope | vault: the shape of its error bodies
 
     @property
     def name(self):
@@ -97,8 +97,13 @@ def find_route(method, path):
                 return route, match.groupdict()
             allowed.append(route.method)
     if allowed:
-        raise ApiError(405, "REQUEST.METHOD_NOT_ALLOWED", f"{method} is not allowed here",
-                       {"allowed": allowed}, headers={"Allow": ", ".join(allowed)})
+        raise ApiError(
+            405,
+            "REQUEST.METHOD_NOT_ALLOWED",
+            f"{method} is not allowed here",
+            {"allowed": allowed},
+            headers={"Allow": ", ".join(allowed)},
+        )
     raise ApiError(404, "ROUTE.NOT_FOUND", f"no route {method} {path}")
 
 
@@ -219,25 +224,35 @@ class AlignSimulator:
 
     def log_request(self, req, outcome, started):
         response = outcome.response
-        self.store.log_request({
-            "at": utc_now_iso(),
-            "method": req.method,
-            "path": req.path,
-            "route": req.route or None,
-            "status": response.status if response and not outcome.drop_now else None,
-            "request_id": req.request_id,
-            "idempotency_key": req.headers.get("idempotency-key"),
-            "replayed": outcome.replayed,
-            "fault": outcome.fault.to_json() if outcome.fault else None,
-            "delivery": "dropped" if outcome.drop_now or outcome.after == "reset_after_commit"
-                        else "late" if outcome.after else "answered",
-            "authorization": req.headers.get("authorization", " ").split(" ")[0].lower() or None,
-            "content_type": req.content_type or None,
-            "body": redacted_body(req),
-            "duration_ms": round((time.monotonic() - started) * 1000, 1),
-        })
-        log.info("%s %s %s %s", req.method, req.path,
-                 response.status if response and not outcome.drop_now else "dropped", req.request_id)
+        self.store.log_request(
+            {
+                "at": utc_now_iso(),
+                "method": req.method,
+                "path": req.path,
+                "route": req.route or None,
+                "status": response.status if response and not outcome.drop_now else None,
+                "request_id": req.request_id,
+                "idempotency_key": req.headers.get("idempotency-key"),
+                "replayed": outcome.replayed,
+                "fault": outcome.fault.to_json() if outcome.fault else None,
+                "delivery": "dropped"
+                if outcome.drop_now or outcome.after == "reset_after_commit"
+                else "late"
+                if outcome.after
+                else "answered",
+                "authorization": req.headers.get("authorization", " ").split(" ")[0].lower() or None,
+                "content_type": req.content_type or None,
+                "body": redacted_body(req),
+                "duration_ms": round((time.monotonic() - started) * 1000, 1),
+            }
+        )
+        log.info(
+            "%s %s %s %s",
+            req.method,
+            req.path,
+            response.status if response and not outcome.drop_now else "dropped",
+            req.request_id,
+        )
 
 
 def redacted_body(req):
@@ -254,7 +269,7 @@ def redacted_body(req):
 class SimulatorHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
-    request_queue_size = 128   # many clients connecting at once must queue, not be refused
+    request_queue_size = 128  # many clients connecting at once must queue, not be refused
 
     def __init__(self, address, handler, simulator):
         self.simulator = simulator
@@ -264,7 +279,7 @@ class SimulatorHTTPServer(ThreadingHTTPServer):
 class SimulatorRequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "AlignSimulator/1.0"
-    disable_nagle_algorithm = True   # headers and body are two writes; don't wait for delayed ACKs
+    disable_nagle_algorithm = True  # headers and body are two writes; don't wait for delayed ACKs
 
     def do_GET(self):
         self._handle()
@@ -275,9 +290,14 @@ class SimulatorRequestHandler(BaseHTTPRequestHandler):
         started = time.monotonic()
         sim = self.server.simulator
         url = urlsplit(self.path)
-        req = Request(method=self.command, path=url.path, query=parse_qs(url.query),
-                      headers={k.lower(): v for k, v in self.headers.items()},
-                      raw_body=self._read_body(), client_ip=self.client_address[0])
+        req = Request(
+            method=self.command,
+            path=url.path,
+            query=parse_qs(url.query),
+            headers={k.lower(): v for k, v in self.headers.items()},
+            raw_body=self._read_body(),
+            client_ip=self.client_address[0],
+        )
         outcome = sim.serve(req)
         if not req.path.startswith("/_sim/"):
             sim.log_request(req, outcome, started)
@@ -285,7 +305,7 @@ class SimulatorRequestHandler(BaseHTTPRequestHandler):
             self._drop_connection()
             return
         if outcome.after == "timeout_after_commit":
-            time.sleep(outcome.fault.seconds)   # the work is done and kept; the client gives up
+            time.sleep(outcome.fault.seconds)  # the work is done and kept; the client gives up
         if outcome.after == "reset_after_commit":
             self._drop_connection()
             return
@@ -309,7 +329,7 @@ class SimulatorRequestHandler(BaseHTTPRequestHandler):
                 self.wfile.write(payload)
             self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True   # the client gave up (e.g. timeout_after_commit)
+            self.close_connection = True  # the client gave up (e.g. timeout_after_commit)
 
     def _drop_connection(self):
         """Close without answering; linger 0 makes it a TCP reset."""
@@ -333,8 +353,8 @@ class SimulatorRequestHandler(BaseHTTPRequestHandler):
         if self.command != "HEAD" and code >= 200 and code not in (204, 304):
             self.wfile.write(body)
 
-    def log_message(self, format, *args):   # noqa: A002 - the stdlib's signature
-        pass   # requests are logged by AlignSimulator.log_request, without their bodies
+    def log_message(self, format, *args):  # noqa: A002 - the stdlib's signature
+        pass  # requests are logged by AlignSimulator.log_request, without their bodies
 
 
 def serve(host="127.0.0.1", port=8765, public_url=None, announce=print, parent_pid=None, **config):
@@ -344,8 +364,10 @@ def serve(host="127.0.0.1", port=8765, public_url=None, announce=print, parent_p
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         simulator.start()
-        announce(f"Align simulator listening on {simulator.url} "
-                 f"(app: {simulator.config.app_url or '-'}, events: {simulator.config.callback_base_url or '-'})")
+        announce(
+            f"Align simulator listening on {simulator.url} "
+            f"(app: {simulator.config.app_url or '-'}, events: {simulator.config.callback_base_url or '-'})"
+        )
         while not stop.wait(0.5):
             if parent_pid and not parent_alive(parent_pid):
                 break

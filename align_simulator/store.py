@@ -36,10 +36,19 @@ class Patient:
     created_at: str = field(default_factory=utc_now_iso)
 
     def to_json(self):
-        return {"pId": self.p_id, "mrn": self.mrn, "firstName": self.first_name,
-                "lastName": self.last_name, "dateOfBirth": self.date_of_birth, "gender": self.gender,
-                "email": self.email, "phone": self.phone, "address": self.address,
-                "caseIds": list(self.case_ids), "createdAt": self.created_at}
+        return {
+            "pId": self.p_id,
+            "mrn": self.mrn,
+            "firstName": self.first_name,
+            "lastName": self.last_name,
+            "dateOfBirth": self.date_of_birth,
+            "gender": self.gender,
+            "email": self.email,
+            "phone": self.phone,
+            "address": self.address,
+            "caseIds": list(self.case_ids),
+            "createdAt": self.created_at,
+        }
 
 
 @dataclass
@@ -52,7 +61,7 @@ class Plan:
     stages: dict
     notes: str
     preview: dict
-    status: str = "PENDING"      # PENDING, MODIFICATION_REQUESTED, APPROVED
+    status: str = "PENDING"  # PENDING, MODIFICATION_REQUESTED, APPROVED
     attachments: bool = False
     ipr: bool = False
     comments: str | None = None
@@ -60,12 +69,22 @@ class Plan:
     submitted_at: str = field(default_factory=utc_now_iso)
 
     def to_json(self):
-        return {"treatmentPlanId": self.plan_id, "caseId": self.case_id, "version": self.version,
-                "revisionOf": self.revision_of, "salesOrderNumber": self.sales_order_number,
-                "stages": dict(self.stages), "attachments": self.attachments, "ipr": self.ipr,
-                "notes": self.notes, "status": self.status, "comments": self.comments,
-                "screenshot": self.screenshot, "submittedAt": self.submitted_at,
-                "assets": [dict(self.preview)]}
+        return {
+            "treatmentPlanId": self.plan_id,
+            "caseId": self.case_id,
+            "version": self.version,
+            "revisionOf": self.revision_of,
+            "salesOrderNumber": self.sales_order_number,
+            "stages": dict(self.stages),
+            "attachments": self.attachments,
+            "ipr": self.ipr,
+            "notes": self.notes,
+            "status": self.status,
+            "comments": self.comments,
+            "screenshot": self.screenshot,
+            "submittedAt": self.submitted_at,
+            "assets": [dict(self.preview)],
+        }
 
 
 @dataclass
@@ -109,10 +128,19 @@ class Case:
 
     def to_json(self):
         return {
-            "caseId": self.case_id, "pId": self.p_id, "mrn": self.mrn, "status": self.status,
-            "orders": [{"orderType": self.order_type, "treatmentOption": self.treatment_option,
-                        "chiefConcern": self.chief_concern, "status": self.status,
-                        "createdAt": self.created_at}],
+            "caseId": self.case_id,
+            "pId": self.p_id,
+            "mrn": self.mrn,
+            "status": self.status,
+            "orders": [
+                {
+                    "orderType": self.order_type,
+                    "treatmentOption": self.treatment_option,
+                    "chiefConcern": self.chief_concern,
+                    "status": self.status,
+                    "createdAt": self.created_at,
+                }
+            ],
             "salesOrders": [dict(so) for so in self.sales_orders],
             "plans": [plan.to_json() for plan in self.plans],
             "assets": [dict(a) for a in self.assets],
@@ -137,9 +165,14 @@ class Blob:
     created_at: str = field(default_factory=utc_now_iso)
 
     def to_json(self):
-        return {"vault_id": self.vault_id, "blob_id": self.blob_id, "size": len(self.data),
-                "content_type": self.content_type, "filename": self.filename,
-                "created_at": self.created_at}
+        return {
+            "vault_id": self.vault_id,
+            "blob_id": self.blob_id,
+            "size": len(self.data),
+            "content_type": self.content_type,
+            "filename": self.filename,
+            "created_at": self.created_at,
+        }
 
 
 class Store:
@@ -157,13 +190,13 @@ class Store:
     def reset(self):
         with self.lock:
             self.generation += 1
-            self.patients = {}       # mrn -> Patient
-            self.cases = {}          # case id -> Case
-            self.tokens = {}         # value -> Token
-            self.blobs = {}          # (vault id, blob id) -> Blob
-            self.events = []         # every event sent, with its delivery record
+            self.patients = {}  # mrn -> Patient
+            self.cases = {}  # case id -> Case
+            self.tokens = {}  # value -> Token
+            self.blobs = {}  # (vault id, blob id) -> Blob
+            self.events = []  # every event sent, with its delivery record
             self.request_log = []
-            self.adopted = {}        # case id -> the description it was adopted with (adopt.py)
+            self.adopted = {}  # case id -> the description it was adopted with (adopt.py)
             self.effects = dict.fromkeys(EFFECT_NAMES, 0)
 
     def next_id(self, kind):
@@ -206,11 +239,11 @@ class Store:
                 "orders": [c.to_json() for c in self.cases.values()],
                 "plans": [plan.to_json() for c in self.cases.values() for plan in c.plans],
                 "effects": dict(self.effects),
-                "tokens": {"active": sum(1 for t in self.tokens.values()
-                                         if not t.revoked and t.expires_at > now),
-                           "issued": len(self.tokens)},
+                "tokens": {
+                    "active": sum(1 for t in self.tokens.values() if not t.revoked and t.expires_at > now),
+                    "issued": len(self.tokens),
+                },
                 "blobs": [b.to_json() for b in self.blobs.values()],
                 "events": [dict(e, deliveries=list(e["deliveries"])) for e in self.events],
                 "adopted": sorted(self.adopted),
             }
-

@@ -35,8 +35,7 @@ class ApiError(Exception):
 
 
 def missing_fields(fields):
-    return ApiError(400, "REQUEST.MISSING_FIELD", f"missing or blank: {', '.join(fields)}",
-                    {"fields": list(fields)})
+    return ApiError(400, "REQUEST.MISSING_FIELD", f"missing or blank: {', '.join(fields)}", {"fields": list(fields)})
 
 
 def invalid_field(name, message):
@@ -46,7 +45,7 @@ def invalid_field(name, message):
 @dataclass
 class Response:
     status: int = 200
-    body: object = None              # a dict / list (sent as JSON) or bytes (sent as is)
+    body: object = None  # a dict / list (sent as JSON) or bytes (sent as is)
     headers: dict = field(default_factory=dict)
     content_type: str = "application/json"
 
@@ -57,8 +56,7 @@ class Response:
 
 
 def error_response(error, request_id):
-    body = {"error": {"code": error.code, "message": error.message, "details": error.details},
-            "request_id": request_id}
+    body = {"error": {"code": error.code, "message": error.message, "details": error.details}, "request_id": request_id}
     return Response(error.status, body, dict(error.headers))
 
 
@@ -67,12 +65,12 @@ class Request:
     method: str
     path: str
     query: dict
-    headers: dict            # lower-cased names
+    headers: dict  # lower-cased names
     raw_body: bytes
     client_ip: str
     request_id: str = field(default_factory=new_request_id)
     path_args: dict = field(default_factory=dict)
-    route: str = ""          # the route's template, e.g. "PUT /orders/{caseId}/accept"
+    route: str = ""  # the route's template, e.g. "PUT /orders/{caseId}/accept"
     _params: object = None
 
     @property
@@ -102,8 +100,12 @@ def parse_body(raw, content_type):
         if not isinstance(value, dict):
             raise ApiError(400, "REQUEST.MALFORMED", "the body must be a JSON object")
         return value
-    raise ApiError(400, "REQUEST.MALFORMED", f"unsupported content type {content_type!r}",
-                   {"accepted": ["application/json", "application/x-www-form-urlencoded"]})
+    raise ApiError(
+        400,
+        "REQUEST.MALFORMED",
+        f"unsupported content type {content_type!r}",
+        {"accepted": ["application/json", "application/x-www-form-urlencoded"]},
+    )
 
 
 def parse_form(raw):
@@ -133,6 +135,7 @@ def fingerprint(method, path, params):
 
     Values are compared as text so that a form field "42" equals the JSON number 42.
     """
+
     def as_text(value):
         if isinstance(value, dict):
             return {k: as_text(v) for k, v in value.items()}

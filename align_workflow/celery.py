@@ -20,4 +20,3 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "align_workflow.settings")
 app = Celery("align_workflow")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(["align_workflow.workflow"])
-

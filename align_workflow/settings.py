@@ -155,8 +155,10 @@ MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(BASE_DIR / "var" / "media")))
 
 if not DEBUG:
     # Serves collectstatic's output (STATIC_ROOT), e.g. under gunicorn; runserver does it with DEBUG on.
-    MIDDLEWARE.insert(MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
-                      "whitenoise.middleware.WhiteNoiseMiddleware")
+    MIDDLEWARE.insert(
+        MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+        "whitenoise.middleware.WhiteNoiseMiddleware",
+    )
     SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
@@ -180,7 +182,9 @@ ALIGN_INBOUND_TOKEN = env_str("ALIGN_INBOUND_TOKEN", DEMO_SECRETS["ALIGN_INBOUND
 SHOP_API_TOKEN = env_str("SHOP_API_TOKEN", DEMO_SECRETS["SHOP_API_TOKEN"] if DEBUG else "")
 ALIGN_CONNECT_TIMEOUT = env_float("ALIGN_CONNECT_TIMEOUT", 3.05, above=0)
 ALIGN_READ_TIMEOUT = env_float("ALIGN_READ_TIMEOUT", 10, above=0)
-ALIGN_CHIEF_CONCERN = env_str("ALIGN_CHIEF_CONCERN", "Patient would like to straighten their teeth with clear aligners.")
+ALIGN_CHIEF_CONCERN = env_str(
+    "ALIGN_CHIEF_CONCERN", "Patient would like to straighten their teeth with clear aligners."
+)
 APP_BASE_URL = env_url("APP_BASE_URL", "http://127.0.0.1:8000")
 # inline: calls run in this process right after commit; celery: on Celery workers.
 ALIGN_EXECUTION = env_choice("ALIGN_EXECUTION", "inline", ("inline", "celery"))
@@ -222,7 +226,13 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "loggers": {
-        "align_workflow": {"handlers": ["console"], "level": env_choice("ALIGN_LOG_LEVEL", "INFO", LOG_LEVELS, upper=True)},
-        "align_simulator": {"handlers": ["console"], "level": env_choice("ALIGN_LOG_LEVEL", "INFO", LOG_LEVELS, upper=True)},
+        "align_workflow": {
+            "handlers": ["console"],
+            "level": env_choice("ALIGN_LOG_LEVEL", "INFO", LOG_LEVELS, upper=True),
+        },
+        "align_simulator": {
+            "handlers": ["console"],
+            "level": env_choice("ALIGN_LOG_LEVEL", "INFO", LOG_LEVELS, upper=True),
+        },
     },
 }

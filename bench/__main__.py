@@ -1,7 +1,7 @@
 """`make bench`: run every benchmark on a throwaway database and print one table.
 
-    python -m bench            # full sizes
-    python -m bench --scale 0.01 --only engine
+python -m bench            # full sizes
+python -m bench --scale 0.01 --only engine
 """
 
 import argparse

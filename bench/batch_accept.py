@@ -44,13 +44,22 @@ CONCURRENCY = 16
 
 
 def _old_script_loop(sim_url, rows):
-    token = requests.post(f"{sim_url}/auth/token", json={
-        "grant_type": "client_credentials", "client_id": settings.ALIGN_CLIENT_ID,
-        "client_secret": settings.ALIGN_CLIENT_SECRET}, timeout=10).json()["access_token"]
+    token = requests.post(
+        f"{sim_url}/auth/token",
+        json={
+            "grant_type": "client_credentials",
+            "client_id": settings.ALIGN_CLIENT_ID,
+            "client_secret": settings.ALIGN_CLIENT_SECRET,
+        },
+        timeout=10,
+    ).json()["access_token"]
     for case_id, mrn, vault_id, external_key in rows:
-        response = requests.put(f"{sim_url}/orders/{case_id}/accept", headers={"Authorization": f"Bearer {token}"},
-                                json={"caseId": case_id, "mrn": mrn, "vault_id": vault_id,
-                                      "external_key": external_key}, timeout=10)
+        response = requests.put(
+            f"{sim_url}/orders/{case_id}/accept",
+            headers={"Authorization": f"Bearer {token}"},
+            json={"caseId": case_id, "mrn": mrn, "vault_id": vault_id, "external_key": external_key},
+            timeout=10,
+        )
         if response.status_code != 200:
             raise RuntimeError(f"case {case_id}: {response.status_code} {response.text[:300]}")
 
@@ -60,8 +69,14 @@ def _known_to_align(case, sim, jpeg):
     try:
         align = Align()
         patient = align.create_patient(**patient_fields(case), idempotency_key=None)
-        align.create_order(case_id=case.pk, p_id=patient.p_id, mrn=case.patient.mrn, treatment_option="BOTH_ARCHES",
-                           chief_concern=settings.ALIGN_CHIEF_CONCERN, idempotency_key=None)
+        align.create_order(
+            case_id=case.pk,
+            p_id=patient.p_id,
+            mrn=case.patient.mrn,
+            treatment_option="BOTH_ARCHES",
+            chief_concern=settings.ALIGN_CHIEF_CONCERN,
+            idempotency_key=None,
+        )
         plan = SimulatorHandle(sim.url).emit(case.pk, "treatment_plan.submitted")["body"]["data"]
         blob = get_vault().put(jpeg, filename=f"clincheck-acceptance-case-{case.pk}.jpg", content_type="image/jpeg")
         return case.pk, patient.p_id, plan, blob
@@ -76,20 +91,35 @@ def _ready_to_accept(cases, sim, jpeg):
     for pk, p_id, _, _ in known:
         Case.objects.filter(pk=pk).update(align_pid=p_id)
     Case.objects.filter(pk__in=[k[0] for k in known]).update(state=wf.PROVIDER_APPROVED, aligners_purchased_at=now)
-    TreatmentPlan.objects.bulk_create([TreatmentPlan(case_id=pk, plan_id=plan["treatmentPlanId"],
-                                                     version=plan["version"], received_at=now)
-                                       for pk, _, plan, _ in known])
-    CaseAsset.objects.bulk_create([
-        CaseAsset(case_id=pk, kind=CaseAsset.Kind.CCACCEPTSCREEN, filename=f"clincheck-acceptance-case-{pk}.jpg",
-                  vault_id=blob.vault_id, external_key=blob.external_key)
-        for pk, _, _, blob in known])
+    TreatmentPlan.objects.bulk_create(
+        [
+            TreatmentPlan(case_id=pk, plan_id=plan["treatmentPlanId"], version=plan["version"], received_at=now)
+            for pk, _, plan, _ in known
+        ]
+    )
+    CaseAsset.objects.bulk_create(
+        [
+            CaseAsset(
+                case_id=pk,
+                kind=CaseAsset.Kind.CCACCEPTSCREEN,
+                filename=f"clincheck-acceptance-case-{pk}.jpg",
+                vault_id=blob.vault_id,
+                external_key=blob.external_key,
+            )
+            for pk, _, _, blob in known
+        ]
+    )
 
 
 def _selection(ids):
-    shots = {a.case_id: (a.vault_id, a.external_key)
-             for a in CaseAsset.objects.filter(case_id__in=ids, kind=CaseAsset.Kind.CCACCEPTSCREEN)}
-    return [(pk, mrn, *shots[pk])
-            for pk, mrn in Case.objects.filter(pk__in=ids).order_by("pk").values_list("pk", "patient__mrn")]
+    shots = {
+        a.case_id: (a.vault_id, a.external_key)
+        for a in CaseAsset.objects.filter(case_id__in=ids, kind=CaseAsset.Kind.CCACCEPTSCREEN)
+    }
+    return [
+        (pk, mrn, *shots[pk])
+        for pk, mrn in Case.objects.filter(pk__in=ids).order_by("pk").values_list("pk", "patient__mrn")
+    ]
 
 
 def run(scale=1.0):
@@ -131,12 +161,32 @@ def run(scale=1.0):
 
     speedup = t_loop / t_batch
     return [
-        Row("4 batch", f"{n} acceptances, {LATENCY_MS} ms latency, align_batch --concurrency {CONCURRENCY}",
-            f"{t_batch:.1f} s", f"{t_loop:.1f} s sequential loop", speedup, ">= 10", speedup >= 10),
-        Row("4 batch", "time per case", f"{t_batch / n * 1000:.1f} ms", f"{t_loop / n * 1000:.1f} ms", speedup,
-            "report"),
-        Row("4 batch", "CPU of this process per case", f"{batch_cpu.cpu / n * 1000:.1f} ms",
-            f"{loop_cpu.cpu / n * 1000:.1f} ms", None, "report"),
-        Row("4 batch", "the machine's CPU busy (both cores, every process)", flow.percent(batch_cpu.busy),
-            flow.percent(loop_cpu.busy), None, "report"),
+        Row(
+            "4 batch",
+            f"{n} acceptances, {LATENCY_MS} ms latency, align_batch --concurrency {CONCURRENCY}",
+            f"{t_batch:.1f} s",
+            f"{t_loop:.1f} s sequential loop",
+            speedup,
+            ">= 10",
+            speedup >= 10,
+        ),
+        Row(
+            "4 batch", "time per case", f"{t_batch / n * 1000:.1f} ms", f"{t_loop / n * 1000:.1f} ms", speedup, "report"
+        ),
+        Row(
+            "4 batch",
+            "CPU of this process per case",
+            f"{batch_cpu.cpu / n * 1000:.1f} ms",
+            f"{loop_cpu.cpu / n * 1000:.1f} ms",
+            None,
+            "report",
+        ),
+        Row(
+            "4 batch",
+            "the machine's CPU busy (both cores, every process)",
+            flow.percent(batch_cpu.busy),
+            flow.percent(loop_cpu.busy),
+            None,
+            "report",
+        ),
     ]

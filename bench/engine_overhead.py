@@ -48,11 +48,15 @@ def _floor(cases):
             if locked.state != wf.ACCEPTED:
                 raise RuntimeError("wrong state")
             now = timezone.now()
-            Case.objects.filter(pk=case.pk).update(
-                state=wf.SHIPPING, state_changed_at=now, shipped_at=now, **SHIP
+            Case.objects.filter(pk=case.pk).update(state=wf.SHIPPING, state_changed_at=now, shipped_at=now, **SHIP)
+            StateLog.objects.create(
+                source_state=wf.ACCEPTED,
+                state=wf.SHIPPING,
+                transition="ship",
+                content_type=ct,
+                object_id=case.pk,
+                description="Shipped",
             )
-            StateLog.objects.create(source_state=wf.ACCEPTED, state=wf.SHIPPING, transition="ship",
-                                    content_type=ct, object_id=case.pk, description="Shipped")
 
 
 def _floor_one_statement(cases):
@@ -70,17 +74,40 @@ def _floor_one_statement(cases):
             with transaction.atomic():
                 now = timezone.now()
                 if not Case.objects.filter(pk=case.pk, state=wf.ACCEPTED).update(
-                        state=wf.SHIPPING, state_changed_at=now, shipped_at=now, **SHIP):
+                    state=wf.SHIPPING, state_changed_at=now, shipped_at=now, **SHIP
+                ):
                     raise RuntimeError("wrong state")
-                StateLog.objects.create(timestamp=now, source_state=wf.ACCEPTED, state=wf.SHIPPING,
-                                        transition="ship", content_type=ct, object_id=case.pk,
-                                        description="Shipped")
+                StateLog.objects.create(
+                    timestamp=now,
+                    source_state=wf.ACCEPTED,
+                    state=wf.SHIPPING,
+                    transition="ship",
+                    content_type=ct,
+                    object_id=case.pk,
+                    description="Shipped",
+                )
         return
     for case in cases:
         with transaction.atomic(), connection.cursor() as cursor:
             now = timezone.now()
-            cursor.execute(sql, [wf.SHIPPING, now, now, SHIP["carrier"], SHIP["tracking_number"], case.pk,
-                                 wf.ACCEPTED, now, wf.ACCEPTED, wf.SHIPPING, "ship", ct.pk, "Shipped"])
+            cursor.execute(
+                sql,
+                [
+                    wf.SHIPPING,
+                    now,
+                    now,
+                    SHIP["carrier"],
+                    SHIP["tracking_number"],
+                    case.pk,
+                    wf.ACCEPTED,
+                    now,
+                    wf.ACCEPTED,
+                    wf.SHIPPING,
+                    "ship",
+                    ct.pk,
+                    "Shipped",
+                ],
+            )
             if cursor.fetchone() is None:
                 raise RuntimeError("wrong state")
 
@@ -107,8 +134,14 @@ def _faq(ids):
             case.carrier, case.tracking_number = SHIP["carrier"], SHIP["tracking_number"]
             case.shipped_at = case.state_changed_at = now
             case.save()
-            StateLog.objects.create(source_state=wf.ACCEPTED, state=wf.SHIPPING, transition="ship",
-                                    content_type=ct, object_id=pk, description="Shipped")
+            StateLog.objects.create(
+                source_state=wf.ACCEPTED,
+                state=wf.SHIPPING,
+                transition="ship",
+                content_type=ct,
+                object_id=pk,
+                description="Shipped",
+            )
 
 
 def _retained_per_case(load, act, n):
@@ -145,14 +178,19 @@ def run(scale=1.0):
     # Interleaved rounds in rotating order, so that drift in the machine's state (disk
     # flushes, caches, other load) falls on every variant alike; the ratio reported is
     # the median of the per-round ratios.
-    variants = {"floor": (_floor, floor_cases), "floor1": (_floor_one_statement, floor1_cases), "engine": (_engine, ours), "fsm": (_fsm, fsm_cases),
-                "faq": (_faq, faq_ids)}
+    variants = {
+        "floor": (_floor, floor_cases),
+        "floor1": (_floor_one_statement, floor1_cases),
+        "engine": (_engine, ours),
+        "fsm": (_fsm, fsm_cases),
+        "faq": (_faq, faq_ids),
+    }
     rounds = 20
     times = {name: [] for name in variants}
     for r in range(rounds):
         part = slice(r * n // rounds, (r + 1) * n // rounds)
         names = list(variants)
-        for name in names[r % len(names):] + names[: r % len(names)]:
+        for name in names[r % len(names) :] + names[: r % len(names)]:
             fn, items = variants[name]
             times[name].append(timed(fn, items[part]))
     t_floor, t_engine, t_fsm, t_faq = (sum(times[k]) for k in ("floor", "engine", "fsm", "faq"))
@@ -164,14 +202,41 @@ def run(scale=1.0):
     assert FsmCase.objects.filter(state=wf.SHIPPING).count() == n
 
     per = lambda t: f"{t / n * 1e6:.0f} us/transition"  # noqa: E731
-    rows.append(Row("1 engine", f"{n} transitions vs floor", per(t_engine), per(t_floor), ratio("floor"),
-                    "<= 1.3", ratio("floor") <= 1.3))
-    rows.append(Row("1 engine", f"{n} transitions vs its own SQL hand-written", per(t_engine),
-                    per(sum(times["floor1"])), ratio("floor1"), "report"))
-    rows.append(Row("1 engine", f"{n} transitions vs django-fsm-2", per(t_engine), per(t_fsm), ratio("fsm"),
-                    "<= 1.0", ratio("fsm") <= 1.0))
-    rows.append(Row("1 engine", f"{n} transitions vs Machine per instance", per(t_engine), per(t_faq),
-                    ratio("faq"), "report"))
+    rows.append(
+        Row(
+            "1 engine",
+            f"{n} transitions vs floor",
+            per(t_engine),
+            per(t_floor),
+            ratio("floor"),
+            "<= 1.3",
+            ratio("floor") <= 1.3,
+        )
+    )
+    rows.append(
+        Row(
+            "1 engine",
+            f"{n} transitions vs its own SQL hand-written",
+            per(t_engine),
+            per(sum(times["floor1"])),
+            ratio("floor1"),
+            "report",
+        )
+    )
+    rows.append(
+        Row(
+            "1 engine",
+            f"{n} transitions vs django-fsm-2",
+            per(t_engine),
+            per(t_fsm),
+            ratio("fsm"),
+            "<= 1.0",
+            ratio("fsm") <= 1.0,
+        )
+    )
+    rows.append(
+        Row("1 engine", f"{n} transitions vs Machine per instance", per(t_engine), per(t_faq), ratio("faq"), "report")
+    )
 
     m = max(50, int(10000 * scale))
     mem_cases = _make_cases(m, "M1-")
@@ -180,10 +245,28 @@ def run(scale=1.0):
     total, retained, _ = _retained_per_case(lambda: list(Case.objects.filter(pk__in=ids)), _engine, m)
     FaqCase.objects.bulk_create([FaqCase(case_number=f"Q2-{i}") for i in range(m)])
     faq_total, _, faq_loaded = _retained_per_case(
-        lambda: list(FaqCase.objects.filter(case_number__startswith="Q2-")), lambda cases: None, m)
+        lambda: list(FaqCase.objects.filter(case_number__startswith="Q2-")), lambda cases: None, m
+    )
     del faq_loaded
-    rows.append(Row("1 engine", f"memory retained per case after {m} transitions", f"{retained:.0f} B",
-                    f"{total:.0f} B with the case object", None, "<= 2048 B", retained <= 2048))
-    rows.append(Row("1 engine", "memory per case, Machine per instance (FAQ)", f"{faq_total:.0f} B",
-                    f"{total:.0f} B ours", faq_total / max(total, 1), "report"))
+    rows.append(
+        Row(
+            "1 engine",
+            f"memory retained per case after {m} transitions",
+            f"{retained:.0f} B",
+            f"{total:.0f} B with the case object",
+            None,
+            "<= 2048 B",
+            retained <= 2048,
+        )
+    )
+    rows.append(
+        Row(
+            "1 engine",
+            "memory per case, Machine per instance (FAQ)",
+            f"{faq_total:.0f} B",
+            f"{total:.0f} B ours",
+            faq_total / max(total, 1),
+            "report",
+        )
+    )
     return rows

@@ -77,8 +77,9 @@ def _app_server_thread():
 
     class Thread(LiveServerThread):
         def _create_server(self, connections_override=None):
-            return self.server_class((self.host, self.port), Handler, allow_reuse_address=False,
-                                     connections_override=connections_override)
+            return self.server_class(
+                (self.host, self.port), Handler, allow_reuse_address=False, connections_override=connections_override
+            )
 
     return Thread("127.0.0.1", lambda handler: handler)
 
@@ -110,10 +111,24 @@ class BareApp:
     """The app's two endpoints with nothing behind them: two STL ids for any case, and
     events acknowledged with 200 after noting which cases got a plan or shipped."""
 
-    ASSETS = json.dumps([
-        {"kind": "STL_UPPER", "vault_id": "v-1", "external_key": "k-upper", "filename": "u.stl", "sha256": "a" * 64},
-        {"kind": "STL_LOWER", "vault_id": "v-1", "external_key": "k-lower", "filename": "l.stl", "sha256": "b" * 64},
-    ]).encode()
+    ASSETS = json.dumps(
+        [
+            {
+                "kind": "STL_UPPER",
+                "vault_id": "v-1",
+                "external_key": "k-upper",
+                "filename": "u.stl",
+                "sha256": "a" * 64,
+            },
+            {
+                "kind": "STL_LOWER",
+                "vault_id": "v-1",
+                "external_key": "k-lower",
+                "filename": "l.stl",
+                "sha256": "b" * 64,
+            },
+        ]
+    ).encode()
 
     def __init__(self):
         self.planned, self.shipped = set(), set()
@@ -160,8 +175,16 @@ class BareApp:
 
 def point_simulator_at(sim, app_url, **config):
     """Asset lists from, and events to, `app_url`, signed and authorised as the app expects."""
-    sim.config(**{"app_url": app_url, "callback_base_url": app_url, "callback_secret": settings.ALIGN_EVENTS_SECRET,
-                  "inbound_token": settings.ALIGN_INBOUND_TOKEN, **FLOW_CONFIG, **config})
+    sim.config(
+        **{
+            "app_url": app_url,
+            "callback_base_url": app_url,
+            "callback_secret": settings.ALIGN_EVENTS_SECRET,
+            "inbound_token": settings.ALIGN_INBOUND_TOKEN,
+            **FLOW_CONFIG,
+            **config,
+        }
+    )
 
 
 def use_simulator(sim):
@@ -188,8 +211,9 @@ def needs_postgres(benchmark):
     if connection.vendor == "postgresql":
         return None
     sharing = "the app's server threads and workers" if "3" in benchmark else "the app's server threads"
-    return Row(benchmark, f"not measured: needs PostgreSQL ({sharing} share one database), not {connection.vendor}",
-               "-")
+    return Row(
+        benchmark, f"not measured: needs PostgreSQL ({sharing} share one database), not {connection.vendor}", "-"
+    )
 
 
 def database_url():
@@ -220,22 +244,45 @@ def people(prefix):
 def make_cases(n, prefix, provider_user):
     """`n` eligible cases that pass `can_send_to_align`: lab Align, photos approved, two STL files."""
     provider = provider_user.provider
-    patients = Patient.objects.bulk_create([
-        Patient(mrn=f"{prefix}-{i}", first_name="Bench", last_name=f"Patient{i}", date_of_birth="1990-01-01",
-                gender="F", email=f"{prefix.lower()}{i}@example.org", phone="555-0100", address_line1="1 Main St",
-                city="Springfield", state="IL", zip_code="62701")
-        for i in range(n)
-    ])
+    patients = Patient.objects.bulk_create(
+        [
+            Patient(
+                mrn=f"{prefix}-{i}",
+                first_name="Bench",
+                last_name=f"Patient{i}",
+                date_of_birth="1990-01-01",
+                gender="F",
+                email=f"{prefix.lower()}{i}@example.org",
+                phone="555-0100",
+                address_line1="1 Main St",
+                city="Springfield",
+                state="IL",
+                zip_code="62701",
+            )
+            for i in range(n)
+        ]
+    )
     cases = Case.objects.bulk_create([Case(case_number=f"{prefix}-{i}", patient=p) for i, p in enumerate(patients)])
-    Prescription.objects.bulk_create([Prescription(case=c, provider=provider, lab=Prescription.Lab.ALIGN)
-                                      for c in cases])
-    PhotoAssessment.objects.bulk_create([PhotoAssessment(case=c, status=PhotoAssessment.Status.APPROVED)
-                                         for c in cases])
-    CaseAsset.objects.bulk_create([
-        CaseAsset(case=c, kind=kind, filename=f"{c.case_number}-{kind.lower()}.stl", sha256=f"{i:064d}",
-                  vault_id=f"vault-{c.case_number}", external_key=f"key-{c.case_number}-{kind.lower()}")
-        for i, c in enumerate(cases) for kind in (CaseAsset.Kind.STL_UPPER, CaseAsset.Kind.STL_LOWER)
-    ])
+    Prescription.objects.bulk_create(
+        [Prescription(case=c, provider=provider, lab=Prescription.Lab.ALIGN) for c in cases]
+    )
+    PhotoAssessment.objects.bulk_create(
+        [PhotoAssessment(case=c, status=PhotoAssessment.Status.APPROVED) for c in cases]
+    )
+    CaseAsset.objects.bulk_create(
+        [
+            CaseAsset(
+                case=c,
+                kind=kind,
+                filename=f"{c.case_number}-{kind.lower()}.stl",
+                sha256=f"{i:064d}",
+                vault_id=f"vault-{c.case_number}",
+                external_key=f"key-{c.case_number}-{kind.lower()}",
+            )
+            for i, c in enumerate(cases)
+            for kind in (CaseAsset.Kind.STL_UPPER, CaseAsset.Kind.STL_LOWER)
+        ]
+    )
     return list(Case.objects.filter(case_number__startswith=f"{prefix}-").select_related("patient").order_by("pk"))
 
 
@@ -305,39 +352,84 @@ class BareClient:
 
     def _check(self, response):
         if response.status_code != 200:
-            raise RuntimeError(f"{response.request.method} {response.request.path_url}: {response.status_code} "
-                               f"{response.text[:300]}")
+            raise RuntimeError(
+                f"{response.request.method} {response.request.path_url}: {response.status_code} {response.text[:300]}"
+            )
         return response.json()
 
     def get_token(self):
-        body = self._check(self.http.post(f"{self.url}/auth/token", json={
-            "grant_type": "client_credentials", "client_id": settings.ALIGN_CLIENT_ID,
-            "client_secret": settings.ALIGN_CLIENT_SECRET}, timeout=10))
+        body = self._check(
+            self.http.post(
+                f"{self.url}/auth/token",
+                json={
+                    "grant_type": "client_credentials",
+                    "client_id": settings.ALIGN_CLIENT_ID,
+                    "client_secret": settings.ALIGN_CLIENT_SECRET,
+                },
+                timeout=10,
+            )
+        )
         self.token = body["access_token"]
 
     def call(self, method, path, body):
-        return self._check(self.http.request(method, f"{self.url}{path}", json=body, timeout=10,
-                                             headers={"Authorization": f"Bearer {self.token}"}))
+        return self._check(
+            self.http.request(
+                method, f"{self.url}{path}", json=body, timeout=10, headers={"Authorization": f"Bearer {self.token}"}
+            )
+        )
 
     def send(self, case_id, mrn):
-        patient = self.call("POST", "/patients", {
-            "caseId": case_id, "mrn": mrn, "firstName": "Bench", "lastName": "Patient", "dateOfBirth": "1990-01-01",
-            "gender": "F", "email": "bench@example.org", "phone": "555-0100",
-            "address": {"line1": "1 Main St", "line2": "", "city": "Springfield", "state": "IL", "zip": "62701",
-                        "country": "US"}})
-        self.call("POST", "/orders", {"caseId": case_id, "pId": patient["pId"], "mrn": mrn, "orderType": "IAS",
-                                      "treatmentOption": "BOTH_ARCHES", "chiefConcern": settings.ALIGN_CHIEF_CONCERN})
+        patient = self.call(
+            "POST",
+            "/patients",
+            {
+                "caseId": case_id,
+                "mrn": mrn,
+                "firstName": "Bench",
+                "lastName": "Patient",
+                "dateOfBirth": "1990-01-01",
+                "gender": "F",
+                "email": "bench@example.org",
+                "phone": "555-0100",
+                "address": {
+                    "line1": "1 Main St",
+                    "line2": "",
+                    "city": "Springfield",
+                    "state": "IL",
+                    "zip": "62701",
+                    "country": "US",
+                },
+            },
+        )
+        self.call(
+            "POST",
+            "/orders",
+            {
+                "caseId": case_id,
+                "pId": patient["pId"],
+                "mrn": mrn,
+                "orderType": "IAS",
+                "treatmentOption": "BOTH_ARCHES",
+                "chiefConcern": settings.ALIGN_CHIEF_CONCERN,
+            },
+        )
         self.call("POST", "/assets/upload", {"caseId": case_id, "pId": patient["pId"], "mrn": mrn})
 
     def store_screenshot(self, jpeg):
-        response = self.http.post(f"{self.url}/v1/vaults/{settings.ALIGN_VAULT_ID}/blobs",
-                                  files={"file": ("accept.jpg", jpeg, "image/jpeg")},
-                                  auth=(settings.ALIGN_VAULT_API_KEY, ""), timeout=10)
+        response = self.http.post(
+            f"{self.url}/v1/vaults/{settings.ALIGN_VAULT_ID}/blobs",
+            files={"file": ("accept.jpg", jpeg, "image/jpeg")},
+            auth=(settings.ALIGN_VAULT_API_KEY, ""),
+            timeout=10,
+        )
         return self._check(response)["blob_id"]
 
     def accept(self, case_id, mrn, blob_id):
-        self.call("PUT", f"/orders/{case_id}/accept", {"caseId": case_id, "mrn": mrn,
-                                                        "vault_id": settings.ALIGN_VAULT_ID, "external_key": blob_id})
+        self.call(
+            "PUT",
+            f"/orders/{case_id}/accept",
+            {"caseId": case_id, "mrn": mrn, "vault_id": settings.ALIGN_VAULT_ID, "external_key": blob_id},
+        )
 
 
 def screenshot_jpeg(data_url):

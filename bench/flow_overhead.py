@@ -43,7 +43,7 @@ def run(scale=1.0):
         bare_effects = dict(app_effects)
         start = 0
         for r, size in enumerate(per_round):
-            chunk = cases[start:start + size]
+            chunk = cases[start : start + size]
             first_bare_id = 10_000_000 + start
             start += size
 
@@ -69,25 +69,50 @@ def run(scale=1.0):
                 for name, value in flow.difference(flow.effects(sim), before).items():
                     bare_effects[name] += value
 
-            for variant in ((app_round, bare_round) if r % 2 == 0 else (bare_round, app_round)):
+            for variant in (app_round, bare_round) if r % 2 == 0 else (bare_round, app_round):
                 variant()
 
     # The token is fetched once by each (the app's is shared through the cache).
-    same = {k: v for k, v in app_effects.items() if k != "tokens"} == \
-           {k: v for k, v in bare_effects.items() if k != "tokens"}
+    same = {k: v for k, v in app_effects.items() if k != "tokens"} == {
+        k: v for k, v in bare_effects.items() if k != "tokens"
+    }
     if not same:
         raise RuntimeError(f"the flow and the bare calls differ: {app_effects} vs {bare_effects}")
     t_app, t_bare = sum(app_times), sum(bare_times)
     ratio = t_app / t_bare
     calls = sum(v for k, v in app_effects.items() if k != "tokens") // n
     return [
-        Row("2 flow", f"{n} cases eligible -> shipping, inline, no latency", f"{n / t_app:.1f} cases/s",
-            f"{n / t_bare:.1f} cases/s bare", ratio, "<= 2.0", ratio <= 2.0),
-        Row("2 flow", f"time per case ({calls} calls to Align, 8 events)", f"{t_app / n * 1000:.1f} ms",
-            f"{t_bare / n * 1000:.1f} ms bare", ratio, "report"),
-        Row("2 flow", "CPU of this process per case (the app and its HTTP server / bare)",
-            f"{sum(app_cpu) / n * 1000:.1f} ms", f"{sum(bare_cpu) / n * 1000:.1f} ms bare", None, "report"),
-        Row("2 flow", "the machine's CPU busy (both cores, every process)",
+        Row(
+            "2 flow",
+            f"{n} cases eligible -> shipping, inline, no latency",
+            f"{n / t_app:.1f} cases/s",
+            f"{n / t_bare:.1f} cases/s bare",
+            ratio,
+            "<= 2.0",
+            ratio <= 2.0,
+        ),
+        Row(
+            "2 flow",
+            f"time per case ({calls} calls to Align, 8 events)",
+            f"{t_app / n * 1000:.1f} ms",
+            f"{t_bare / n * 1000:.1f} ms bare",
+            ratio,
+            "report",
+        ),
+        Row(
+            "2 flow",
+            "CPU of this process per case (the app and its HTTP server / bare)",
+            f"{sum(app_cpu) / n * 1000:.1f} ms",
+            f"{sum(bare_cpu) / n * 1000:.1f} ms bare",
+            None,
+            "report",
+        ),
+        Row(
+            "2 flow",
+            "the machine's CPU busy (both cores, every process)",
             flow.percent(sum(b * t for b, t in zip(app_busy, app_times, strict=True)) / t_app),
-            flow.percent(sum(b * t for b, t in zip(bare_busy, bare_times, strict=True)) / t_bare) + " bare", None, "report"),
+            flow.percent(sum(b * t for b, t in zip(bare_busy, bare_times, strict=True)) / t_bare) + " bare",
+            None,
+            "report",
+        ),
     ]

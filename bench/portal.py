@@ -34,15 +34,62 @@ from states import align_case as wf
 
 from .report import Row
 
-LAST_NAMES = ["Smith", "Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller", "Davis", "Rodriguez",
-              "Martinez", "Hernandez", "Lopez", "Gonzalez", "Wilson", "Anderson", "Thomas", "Taylor", "Moore",
-              "Jackson", "Nguyen"]
-FIRST_NAMES = ["Olivia", "Liam", "Emma", "Noah", "Ava", "Elijah", "Sophia", "James", "Isabella", "Lucas",
-               "Mia", "Mason", "Amelia", "Ethan", "Harper", "Logan", "Evelyn", "Aiden", "Abigail", "Jacob"]
+LAST_NAMES = [
+    "Smith",
+    "Johnson",
+    "Williams",
+    "Brown",
+    "Jones",
+    "Garcia",
+    "Miller",
+    "Davis",
+    "Rodriguez",
+    "Martinez",
+    "Hernandez",
+    "Lopez",
+    "Gonzalez",
+    "Wilson",
+    "Anderson",
+    "Thomas",
+    "Taylor",
+    "Moore",
+    "Jackson",
+    "Nguyen",
+]
+FIRST_NAMES = [
+    "Olivia",
+    "Liam",
+    "Emma",
+    "Noah",
+    "Ava",
+    "Elijah",
+    "Sophia",
+    "James",
+    "Isabella",
+    "Lucas",
+    "Mia",
+    "Mason",
+    "Amelia",
+    "Ethan",
+    "Harper",
+    "Logan",
+    "Evelyn",
+    "Aiden",
+    "Abigail",
+    "Jacob",
+]
 # Most cases of a clinic that has used the workflow for a while have finished it.
 STATE_WEIGHTS = {
-    wf.ELIGIBLE: 3, wf.PATIENT_CREATED: 1, wf.ORDER_CREATED: 1, wf.ASSETS_UPLOADED: 3, wf.PLAN_RECEIVED: 4,
-    wf.REVISION_REQUESTED: 2, wf.PROVIDER_APPROVED: 2, wf.ACCEPTED: 6, wf.SHIPPING: 60, wf.CANCELLED: 18,
+    wf.ELIGIBLE: 3,
+    wf.PATIENT_CREATED: 1,
+    wf.ORDER_CREATED: 1,
+    wf.ASSETS_UPLOADED: 3,
+    wf.PLAN_RECEIVED: 4,
+    wf.REVISION_REQUESTED: 2,
+    wf.PROVIDER_APPROVED: 2,
+    wf.ACCEPTED: 6,
+    wf.SHIPPING: 60,
+    wf.CANCELLED: 18,
 }
 PROVIDERS = 40
 # Both sizes must show a full page of 25 rows, or the baseline would render fewer rows:
@@ -69,19 +116,34 @@ def _add_cases(start, stop, providers, rng):
     states, weights = list(STATE_WEIGHTS), list(STATE_WEIGHTS.values())
     for lo in range(start, stop, 2000):
         hi = min(stop, lo + 2000)
-        patients = Patient.objects.bulk_create([
-            Patient(mrn=f"MRN{i:07d}", first_name=rng.choice(FIRST_NAMES), last_name=LAST_NAMES[i % len(LAST_NAMES)],
-                    date_of_birth="1990-01-01", gender="F", email=f"p{i}@example.com")
-            for i in range(lo, hi)
-        ])
+        patients = Patient.objects.bulk_create(
+            [
+                Patient(
+                    mrn=f"MRN{i:07d}",
+                    first_name=rng.choice(FIRST_NAMES),
+                    last_name=LAST_NAMES[i % len(LAST_NAMES)],
+                    date_of_birth="1990-01-01",
+                    gender="F",
+                    email=f"p{i}@example.com",
+                )
+                for i in range(lo, hi)
+            ]
+        )
         cases = []
         for i, patient in zip(range(lo, hi), patients, strict=True):
             # Every state from the first cases on, so that every page has rows at any size.
             state = wf.STATES[i] if i < len(wf.STATES) else rng.choices(states, weights)[0]
             changed = now - timedelta(seconds=rng.randrange(365 * 86400))
-            cases.append(Case(case_number=f"C{i:07d}", patient=patient, state=state, state_changed_at=changed,
-                              created=changed - timedelta(days=rng.randrange(1, 60)),
-                              needs_attention=state in wf.NON_TERMINAL and rng.random() < 0.03))
+            cases.append(
+                Case(
+                    case_number=f"C{i:07d}",
+                    patient=patient,
+                    state=state,
+                    state_changed_at=changed,
+                    created=changed - timedelta(days=rng.randrange(1, 60)),
+                    needs_attention=state in wf.NON_TERMINAL and rng.random() < 0.03,
+                )
+            )
         cases = Case.objects.bulk_create(cases)
         Prescription.objects.bulk_create(
             [Prescription(case=c, provider=providers[i % len(providers)]) for i, c in enumerate(cases)]
@@ -186,10 +248,28 @@ def run(scale=1.0):
     rows = []
     for name in PAGES:
         q_small, q_large = len(sql["small"][name]), len(sql["large"][name])
-        rows.append(Row("5 portal", f"/staff/ {name}: queries, {large} vs {small} cases", str(q_large),
-                        str(q_small), None, "equal", q_large == q_small))
+        rows.append(
+            Row(
+                "5 portal",
+                f"/staff/ {name}: queries, {large} vs {small} cases",
+                str(q_large),
+                str(q_small),
+                None,
+                "equal",
+                q_large == q_small,
+            )
+        )
         t_small, t_large = statistics.median(times["small"][name]), statistics.median(times["large"][name])
         ratio = t_large / t_small
-        rows.append(Row("5 portal", f"/staff/ {name}: median of {rounds * per_round}, {large} vs {small} cases",
-                        ms(t_large), ms(t_small), ratio, "<= 1.5", ratio <= 1.5))
+        rows.append(
+            Row(
+                "5 portal",
+                f"/staff/ {name}: median of {rounds * per_round}, {large} vs {small} cases",
+                ms(t_large),
+                ms(t_small),
+                ratio,
+                "<= 1.5",
+                ratio <= 1.5,
+            )
+        )
     return rows

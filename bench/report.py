@@ -25,8 +25,15 @@ def timed(fn, *args):
 def print_table(rows, out):
     headers = ("benchmark", "measure", "value", "baseline", "ratio", "target", "met")
     cells = [
-        (r.benchmark, r.measure, r.value, r.baseline, "" if r.ratio is None else f"{r.ratio:.2f}", r.target,
-         "" if r.met is None else ("yes" if r.met else "NO"))
+        (
+            r.benchmark,
+            r.measure,
+            r.value,
+            r.baseline,
+            "" if r.ratio is None else f"{r.ratio:.2f}",
+            r.target,
+            "" if r.met is None else ("yes" if r.met else "NO"),
+        )
         for r in rows
     ]
     widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(headers)]

@@ -64,14 +64,33 @@ class Worker:
         app._pool = None  # producers are pooled per broker URL: start a pool for this one
         self.log = tempfile.NamedTemporaryFile(prefix="align-bench-celery-", suffix=".log", delete=False)
         env = flow.env_for_subprocess(
-            DJANGO_SETTINGS_MODULE="bench.settings", DATABASE_URL=flow.database_url(), CELERY_BROKER_URL=self.url,
-            ALIGN_EXECUTION="celery", ALIGN_SERVICE_URL=self.sim_url, ALIGN_VAULT_URL=self.sim_url,
-            DB_CONN_MAX_AGE=str(flow.PERSISTENT_CONNECTIONS_S))
+            DJANGO_SETTINGS_MODULE="bench.settings",
+            DATABASE_URL=flow.database_url(),
+            CELERY_BROKER_URL=self.url,
+            ALIGN_EXECUTION="celery",
+            ALIGN_SERVICE_URL=self.sim_url,
+            ALIGN_VAULT_URL=self.sim_url,
+            DB_CONN_MAX_AGE=str(flow.PERSISTENT_CONNECTIONS_S),
+        )
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "align_workflow", "worker", f"--pool={pool()}",
-             f"--concurrency={SLOTS}", "--without-gossip", "--without-mingle", "--without-heartbeat",
-             "--loglevel=WARNING"],
-            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "align_workflow",
+                "worker",
+                f"--pool={pool()}",
+                f"--concurrency={SLOTS}",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "--loglevel=WARNING",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
         )
         return self
 
@@ -94,8 +113,9 @@ class Worker:
 
 
 def _uploads_accepted(ids):
-    return OutboundAttempt.objects.filter(case_id__in=ids, step="upload_assets",
-                                          status=OutboundAttempt.Status.SUCCEEDED).count() == len(ids)
+    return OutboundAttempt.objects.filter(
+        case_id__in=ids, step="upload_assets", status=OutboundAttempt.Status.SUCCEEDED
+    ).count() == len(ids)
 
 
 def _timed_flow(cases, staff, provider_user, screenshot):
@@ -160,11 +180,35 @@ def run(scale=1.0):
     rows = []
     for (measure, target), t_inline, t_celery in zip(measures, inline, celery, strict=True):
         speedup = t_inline / t_celery
-        rows.append(Row("3 scale-out", measure, f"{t_celery:.1f} s", f"{t_inline:.1f} s inline", speedup, target,
-                        speedup >= 6 if target != "report" else None))
-    rows.append(Row("3 scale-out", "CPU per case: this process + the worker / the inline process",
-                    f"{(celery_cpu.cpu + worker_cpu) / n * 1000:.0f} ms ({worker_cpu / n * 1000:.0f} ms worker)",
-                    f"{inline_cpu.cpu / n * 1000:.0f} ms inline", None, "report"))
-    rows.append(Row("3 scale-out", "the machine's CPU busy (both cores, every process)", flow.percent(celery_cpu.busy),
-                    flow.percent(inline_cpu.busy) + " inline", None, "report"))
+        rows.append(
+            Row(
+                "3 scale-out",
+                measure,
+                f"{t_celery:.1f} s",
+                f"{t_inline:.1f} s inline",
+                speedup,
+                target,
+                speedup >= 6 if target != "report" else None,
+            )
+        )
+    rows.append(
+        Row(
+            "3 scale-out",
+            "CPU per case: this process + the worker / the inline process",
+            f"{(celery_cpu.cpu + worker_cpu) / n * 1000:.0f} ms ({worker_cpu / n * 1000:.0f} ms worker)",
+            f"{inline_cpu.cpu / n * 1000:.0f} ms inline",
+            None,
+            "report",
+        )
+    )
+    rows.append(
+        Row(
+            "3 scale-out",
+            "the machine's CPU busy (both cores, every process)",
+            flow.percent(celery_cpu.busy),
+            flow.percent(inline_cpu.busy) + " inline",
+            None,
+            "report",
+        )
+    )
     return rows

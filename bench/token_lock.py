@@ -100,10 +100,21 @@ def run(scale=1.0):
     shown = lambda counts: " / ".join(str(t) for t in counts)  # noqa: E731
     ms = lambda times: f"{statistics.median(times) * 1000:.0f} ms"  # noqa: E731
     return [
-        Row("6 token", f"{n} processes, cold cache: token requests, {rounds} round{'s' if rounds > 1 else ''}",
-            shown(t for t, _ in locked), f"{shown(naive_tokens)} without the lock", most / naive_median,
-            "1 per round", all(t == 1 for t, _ in locked)),
-        Row("6 token", f"{n} processes, cold cache: all {n} calls done, median", ms([s for _, s in locked]),
+        Row(
+            "6 token",
+            f"{n} processes, cold cache: token requests, {rounds} round{'s' if rounds > 1 else ''}",
+            shown(t for t, _ in locked),
+            f"{shown(naive_tokens)} without the lock",
+            most / naive_median,
+            "1 per round",
+            all(t == 1 for t, _ in locked),
+        ),
+        Row(
+            "6 token",
+            f"{n} processes, cold cache: all {n} calls done, median",
+            ms([s for _, s in locked]),
             f"{ms([s for _, s in naive])} without the lock",
-            statistics.median(s for _, s in locked) / statistics.median(s for _, s in naive), "report"),
+            statistics.median(s for _, s in locked) / statistics.median(s for _, s in naive),
+            "report",
+        ),
     ]

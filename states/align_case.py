@@ -13,16 +13,16 @@ from typing import NamedTuple
 
 # --- States: each one is a condition that is true about the case -----------------
 
-ELIGIBLE = "eligible"                      # prescribed to Align; nothing sent yet
-PATIENT_CREATED = "patient_created"        # Align has a patient record; its pId is stored
-ORDER_CREATED = "order_created"            # Align has the primary (IAS) order
-ASSETS_UPLOADED = "assets_uploaded"        # Align has the STL ids; waiting for orders and a plan
-PLAN_RECEIVED = "plan_received"            # a ClinCheck plan waits for the provider
+ELIGIBLE = "eligible"  # prescribed to Align; nothing sent yet
+PATIENT_CREATED = "patient_created"  # Align has a patient record; its pId is stored
+ORDER_CREATED = "order_created"  # Align has the primary (IAS) order
+ASSETS_UPLOADED = "assets_uploaded"  # Align has the STL ids; waiting for orders and a plan
+PLAN_RECEIVED = "plan_received"  # a ClinCheck plan waits for the provider
 REVISION_REQUESTED = "revision_requested"  # provider asked for changes; new plan awaited
-PROVIDER_APPROVED = "provider_approved"    # provider approved; screenshot stored; awaiting purchase
-ACCEPTED = "accepted"                      # aligners bought; acceptance sent; awaiting manufacture
-SHIPPING = "shipping"                      # Align shipped the aligners (end of the workflow)
-CANCELLED = "cancelled"                    # the case left the Align workflow (end of the workflow)
+PROVIDER_APPROVED = "provider_approved"  # provider approved; screenshot stored; awaiting purchase
+ACCEPTED = "accepted"  # aligners bought; acceptance sent; awaiting manufacture
+SHIPPING = "shipping"  # Align shipped the aligners (end of the workflow)
+CANCELLED = "cancelled"  # the case left the Align workflow (end of the workflow)
 
 STATES = (
     ELIGIBLE,
@@ -70,14 +70,14 @@ STATE_LABELS = {
 
 # --- Actors: who may fire a trigger ---------------------------------------------
 
-STAFF = "staff"        # a clinic staff user
+STAFF = "staff"  # a clinic staff user
 PROVIDER = "provider"  # the provider on the case's own prescription
-ALIGN = "align"        # an event from Align (acts with no user)
-SYSTEM = "system"      # automation: retries, batch jobs, purchase hooks (acts with no user)
+ALIGN = "align"  # an event from Align (acts with no user)
+SYSTEM = "system"  # automation: retries, batch jobs, purchase hooks (acts with no user)
 
 # --- Guards and flags ------------------------------------------------------------
 
-CAN_SEND_TO_ALIGN = "can_send_to_align"   # lab is Align, photos approved, >= 2 STL files
+CAN_SEND_TO_ALIGN = "can_send_to_align"  # lab is Align, photos approved, >= 2 STL files
 FLAG_INITIATE_ORDER = "initiate-align-order"
 FLAG_SET_ORDER_STATUS = "set-align-order-status"
 
@@ -96,30 +96,63 @@ class Transition(NamedTuple):
 # trigger, source states, destination, actors, effect (and guard / flag where one applies)
 
 TRANSITIONS = (
-    Transition("create_patient", (ELIGIBLE,), PATIENT_CREATED, (STAFF,),
-               "POST /patients; unknown gender is sent as M with a case note",
-               guard=CAN_SEND_TO_ALIGN, flag=FLAG_INITIATE_ORDER),
-    Transition("create_order", (PATIENT_CREATED,), ORDER_CREATED, (STAFF, SYSTEM),
-               "POST /orders (IAS, treatment option from the photo assessment)",
-               flag=FLAG_INITIATE_ORDER),
-    Transition("upload_assets", (ORDER_CREATED,), ASSETS_UPLOADED, (STAFF, SYSTEM),
-               "POST /assets/upload (ids only)",
-               flag=FLAG_INITIATE_ORDER),
-    Transition("receive_plan", (ASSETS_UPLOADED, REVISION_REQUESTED, PLAN_RECEIVED), PLAN_RECEIVED,
-               (ALIGN,),
-               "store the plan (a newer version replaces the pending one)"),
-    Transition("request_revision", (PLAN_RECEIVED,), REVISION_REQUESTED, (PROVIDER,),
-               "PUT /orders/{caseId}/modify with the provider's comment",
-               flag=FLAG_SET_ORDER_STATUS),
-    Transition("approve_plan", (PLAN_RECEIVED,), PROVIDER_APPROVED, (PROVIDER,),
-               "store the acceptance screenshot in the vault (CCACCEPTSCREEN)"),
-    Transition("accept_clincheck", (PROVIDER_APPROVED,), ACCEPTED, (STAFF, SYSTEM),
-               "PUT /orders/{caseId}/accept with the screenshot's vault_id and external_key",
-               flag=FLAG_SET_ORDER_STATUS),
-    Transition("ship", (ACCEPTED,), SHIPPING, (ALIGN,),
-               "store carrier, tracking number, ship date"),
-    Transition("cancel", NON_TERMINAL, CANCELLED, (STAFF, ALIGN),
-               "record the reason"),
+    Transition(
+        "create_patient",
+        (ELIGIBLE,),
+        PATIENT_CREATED,
+        (STAFF,),
+        "POST /patients; unknown gender is sent as M with a case note",
+        guard=CAN_SEND_TO_ALIGN,
+        flag=FLAG_INITIATE_ORDER,
+    ),
+    Transition(
+        "create_order",
+        (PATIENT_CREATED,),
+        ORDER_CREATED,
+        (STAFF, SYSTEM),
+        "POST /orders (IAS, treatment option from the photo assessment)",
+        flag=FLAG_INITIATE_ORDER,
+    ),
+    Transition(
+        "upload_assets",
+        (ORDER_CREATED,),
+        ASSETS_UPLOADED,
+        (STAFF, SYSTEM),
+        "POST /assets/upload (ids only)",
+        flag=FLAG_INITIATE_ORDER,
+    ),
+    Transition(
+        "receive_plan",
+        (ASSETS_UPLOADED, REVISION_REQUESTED, PLAN_RECEIVED),
+        PLAN_RECEIVED,
+        (ALIGN,),
+        "store the plan (a newer version replaces the pending one)",
+    ),
+    Transition(
+        "request_revision",
+        (PLAN_RECEIVED,),
+        REVISION_REQUESTED,
+        (PROVIDER,),
+        "PUT /orders/{caseId}/modify with the provider's comment",
+        flag=FLAG_SET_ORDER_STATUS,
+    ),
+    Transition(
+        "approve_plan",
+        (PLAN_RECEIVED,),
+        PROVIDER_APPROVED,
+        (PROVIDER,),
+        "store the acceptance screenshot in the vault (CCACCEPTSCREEN)",
+    ),
+    Transition(
+        "accept_clincheck",
+        (PROVIDER_APPROVED,),
+        ACCEPTED,
+        (STAFF, SYSTEM),
+        "PUT /orders/{caseId}/accept with the screenshot's vault_id and external_key",
+        flag=FLAG_SET_ORDER_STATUS,
+    ),
+    Transition("ship", (ACCEPTED,), SHIPPING, (ALIGN,), "store carrier, tracking number, ship date"),
+    Transition("cancel", NON_TERMINAL, CANCELLED, (STAFF, ALIGN), "record the reason"),
 )
 
 TRIGGERS = tuple(t.trigger for t in TRANSITIONS)

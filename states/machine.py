@@ -13,10 +13,7 @@ from . import align_case as wf
 
 
 def _transition_dicts():
-    return [
-        {"trigger": t.trigger, "source": list(t.source), "dest": t.dest}
-        for t in wf.TRANSITIONS
-    ]
+    return [{"trigger": t.trigger, "source": list(t.source), "dest": t.dest} for t in wf.TRANSITIONS]
 
 
 class _StateHolder:

@@ -95,8 +95,17 @@ def test_good_values_parse(monkeypatch):
 
 
 def test_unset_variables_keep_their_defaults(monkeypatch):
-    names = ["ALIGN_RETRY_MAX_ATTEMPTS", "ALIGN_READ_TIMEOUT", "ALIGN_CONNECT_TIMEOUT", "ALIGN_EXECUTION",
-             "ALIGN_SERVICE_URL", "ALIGN_VAULT_URL", "APP_BASE_URL", "LOGIN_FAILURE_LIMIT", "ALIGN_LOG_LEVEL"]
+    names = [
+        "ALIGN_RETRY_MAX_ATTEMPTS",
+        "ALIGN_READ_TIMEOUT",
+        "ALIGN_CONNECT_TIMEOUT",
+        "ALIGN_EXECUTION",
+        "ALIGN_SERVICE_URL",
+        "ALIGN_VAULT_URL",
+        "APP_BASE_URL",
+        "LOGIN_FAILURE_LIMIT",
+        "ALIGN_LOG_LEVEL",
+    ]
     loaded = load_settings(monkeypatch, **dict.fromkeys(names))
     assert loaded["ALIGN_RETRY_MAX_ATTEMPTS"] == 5
     assert loaded["ALIGN_READ_TIMEOUT"] == 10
@@ -111,8 +120,14 @@ def test_unset_variables_keep_their_defaults(monkeypatch):
 
 def test_manage_py_stops_on_a_bad_value_with_the_variable_named():
     env = {"PATH": "/usr/bin:/bin", "DJANGO_DEBUG": "1", "ALIGN_RETRY_MAX_ATTEMPTS": "abc"}
-    result = subprocess.run([sys.executable, "manage.py", "check"], cwd=settings.BASE_DIR, env=env,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=settings.BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr
     assert 'Environment variable "ALIGN_RETRY_MAX_ATTEMPTS" invalid: Not a valid integer' in result.stderr

@@ -18,8 +18,12 @@ def test_every_setting_read_from_the_environment_is_in_the_settings_table():
     variables = set(re.findall(r"env_\w+\(\s*\"([A-Z0-9_]+)\"", settings_py))
     assert len(variables) > 30, variables
     operations = (ROOT / "docs" / "operations.md").read_text()
-    table = {name for line in operations.splitlines() if line.startswith("| `")
-             for name in re.findall(r"`([A-Z0-9_]+)`", line.split("|")[1])}
+    table = {
+        name
+        for line in operations.splitlines()
+        if line.startswith("| `")
+        for name in re.findall(r"`([A-Z0-9_]+)`", line.split("|")[1])
+    }
     assert sorted(variables - table) == []
 
 

@@ -23,7 +23,9 @@ def package_edges(graph):
     """(importer, imported) between the project's packages: align_workflow's children and states."""
     packages = sorted(graph.find_children("align_workflow") | {"states"})
     return packages, {
-        (a, b) for a in packages for b in packages
+        (a, b)
+        for a in packages
+        for b in packages
         if a != b and graph.direct_import_exists(importer=a, imported=b, as_packages=True)
     }
 
@@ -35,7 +37,7 @@ def find_cycle(nodes, edges):
 
     def visit(node):
         if node in path:
-            return path[path.index(node):] + [node]
+            return path[path.index(node) :] + [node]
         if node in done:
             return None
         path.append(node)
@@ -63,14 +65,28 @@ def test_the_package_import_graph_has_no_cycle(graph):
     packages, edges = package_edges(graph)
     cycle = find_cycle(packages, edges)
     assert cycle is None, "import cycle between packages: " + " -> ".join(cycle)
-    assert {"align_workflow.align", "align_workflow.cases", "align_workflow.workflow", "align_workflow.integration",
-            "align_workflow.portals", "align_workflow.demo", "states"} <= set(packages)
+    assert {
+        "align_workflow.align",
+        "align_workflow.cases",
+        "align_workflow.workflow",
+        "align_workflow.integration",
+        "align_workflow.portals",
+        "align_workflow.demo",
+        "states",
+    } <= set(packages)
 
 
 def test_the_align_adapters_import_nothing_of_the_project(graph):
     imported = graph.find_modules_directly_imported_by("align_workflow.align", as_package=True)
-    assert sorted(m for m in imported if m.split(".")[0] in {"align_workflow", "states", "bench", "tests"}
-                  and not m.startswith("align_workflow.align")) == []
+    assert (
+        sorted(
+            m
+            for m in imported
+            if m.split(".")[0] in {"align_workflow", "states", "bench", "tests"}
+            and not m.startswith("align_workflow.align")
+        )
+        == []
+    )
 
 
 def test_the_import_contracts_are_kept(capsys):

@@ -68,17 +68,18 @@ def test_every_simulator_module_imports_with_django_and_the_project_unimportable
 
 
 def test_nothing_outside_the_tests_imports_them():
-    modules = [*python_files("align_workflow", "align_simulator", "bench", "states", "scripts"),
-               ROOT / "manage.py"]
+    modules = [*python_files("align_workflow", "align_simulator", "bench", "states", "scripts"), ROOT / "manage.py"]
     assert imports_of(modules, {"tests"}) == []
 
 
 def test_the_tests_support_code_lives_in_support_and_plugins():
     """Outside tests/support/ and tests/plugins/ there are only test modules, conftest.py and packages."""
     strays = [
-        str(path.relative_to(ROOT)) for path in TESTS.rglob("*.py")
+        str(path.relative_to(ROOT))
+        for path in TESTS.rglob("*.py")
         if path.parent.name not in ("support", "plugins")
-        and not path.name.startswith("test_") and path.name not in ("conftest.py", "__init__.py")
+        and not path.name.startswith("test_")
+        and path.name not in ("conftest.py", "__init__.py")
     ]
     assert strays == []
 

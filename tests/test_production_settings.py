@@ -22,11 +22,17 @@ SECRET_VARIABLES = {
 
 def production_env(**overrides):
     """The environment of a production process: DEBUG off, every secret set to a real value."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("DJANGO_") and k not in SECRET_VARIABLES.values()
-           and k not in ("ALIGN_VAULT_URL", "ALIGN_VAULT_API_KEY")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("DJANGO_")
+        and k not in SECRET_VARIABLES.values()
+        and k not in ("ALIGN_VAULT_URL", "ALIGN_VAULT_API_KEY")
+    }
     env.update(
-        DJANGO_DEBUG="0", DJANGO_ALLOWED_HOSTS="example.com", DJANGO_SETTINGS_MODULE="align_workflow.settings",
+        DJANGO_DEBUG="0",
+        DJANGO_ALLOWED_HOSTS="example.com",
+        DJANGO_SETTINGS_MODULE="align_workflow.settings",
         DJANGO_SECRET_KEY=secrets.token_urlsafe(60),
         ALIGN_EVENTS_SECRET="whsec_" + secrets.token_urlsafe(32),
         ALIGN_INBOUND_TOKEN=secrets.token_urlsafe(32),
@@ -41,8 +47,9 @@ def production_env(**overrides):
 
 
 def run(argv, env):
-    return subprocess.run([sys.executable, *argv], cwd=settings.BASE_DIR, env=env, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, *argv], cwd=settings.BASE_DIR, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_debug_is_off_unless_django_debug_is_1():
@@ -81,18 +88,22 @@ def test_check_names_an_empty_secret():
 
 
 def test_the_vault_key_is_checked_when_the_vault_is_an_http_api():
-    remote = run(["manage.py", "check"], production_env(ALIGN_VAULT_URL="https://vault.example.com",
-                                                        ALIGN_VAULT_API_KEY=None))
+    remote = run(
+        ["manage.py", "check"], production_env(ALIGN_VAULT_URL="https://vault.example.com", ALIGN_VAULT_API_KEY=None)
+    )
     assert remote.returncode != 0
     assert "ALIGN_VAULT_API_KEY" in remote.stderr
-    keyed = run(["manage.py", "check"], production_env(ALIGN_VAULT_URL="https://vault.example.com",
-                                                       ALIGN_VAULT_API_KEY=secrets.token_urlsafe(24)))
+    keyed = run(
+        ["manage.py", "check"],
+        production_env(ALIGN_VAULT_URL="https://vault.example.com", ALIGN_VAULT_API_KEY=secrets.token_urlsafe(24)),
+    )
     assert keyed.returncode == 0, keyed.stderr
 
 
 def test_a_demo_secret_is_fine_with_debug_on():
-    result = run(["manage.py", "check"], production_env(DJANGO_DEBUG="1", ALIGN_CLIENT_SECRET=None,
-                                                       DJANGO_SECRET_KEY=None))
+    result = run(
+        ["manage.py", "check"], production_env(DJANGO_DEBUG="1", ALIGN_CLIENT_SECRET=None, DJANGO_SECRET_KEY=None)
+    )
     assert result.returncode == 0, result.stderr
 
 

@@ -18,15 +18,27 @@ def first_screen():
 
 def banner():
     out = io.StringIO()
-    RunDemo(stdout=out)._banner("http://127.0.0.1:8000", "http://127.0.0.1:8765",
-                                ["simulator", "retry loop", "web"], "http://127.0.0.1:8765")
+    RunDemo(stdout=out)._banner(
+        "http://127.0.0.1:8000", "http://127.0.0.1:8765", ["simulator", "retry loop", "web"], "http://127.0.0.1:8765"
+    )
     return out.getvalue()
 
 
 def test_the_first_screen_says_what_the_two_commands_need():
     text = first_screen()
-    for needed in ("make run", "make test", "Python 3.11", "npm", "make system-deps", "graphviz", "chromium",
-                   "fonts-dejavu-core", "apt-get", "PORT", "SIM_PORT"):
+    for needed in (
+        "make run",
+        "make test",
+        "Python 3.11",
+        "npm",
+        "make system-deps",
+        "graphviz",
+        "chromium",
+        "fonts-dejavu-core",
+        "apt-get",
+        "PORT",
+        "SIM_PORT",
+    ):
         assert needed in text, needed
 
 

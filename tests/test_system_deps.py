@@ -54,7 +54,7 @@ def test_without_root_or_sudo_it_stops_with_one_message_naming_the_packages(mach
     assert len(lines) == 1, done.stderr
     assert "graphviz" in lines[0] and "chromium" in lines[0]
     assert "sudo apt-get install -y graphviz chromium" in lines[0]
-    assert not [c for c in calls if c.startswith("apt-get")]   # nothing was attempted
+    assert not [c for c in calls if c.startswith("apt-get")]  # nothing was attempted
 
 
 def test_as_root_it_updates_then_installs_only_what_is_missing(machine):
@@ -77,8 +77,10 @@ def test_with_passwordless_sudo_it_installs_through_sudo(machine):
 def test_with_everything_present_it_does_nothing_quickly(machine):
     for program in ("dot", "chromium"):
         _stub(machine.bin_dir, program, "exit 0")
-    if not (Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf").exists()
-            or os.popen("fc-list 'DejaVu Sans' 2>/dev/null").read()):
+    if not (
+        Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf").exists()
+        or os.popen("fc-list 'DejaVu Sans' 2>/dev/null").read()
+    ):
         pytest.fail("fonts-dejavu-core is missing: run `make system-deps`")
     started = time.monotonic()
     done, calls = machine(uid="0")

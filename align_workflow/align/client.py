@@ -157,7 +157,9 @@ class Align(SharedToken):
             body,
             "POST",
             "/patients",
-            lambda b: CreatedPatient(p_id=str(field_of(b, "pId")), mrn=str(field_of(b, "mrn")), created=bool(field_of(b, "created"))),
+            lambda b: CreatedPatient(
+                p_id=str(field_of(b, "pId")), mrn=str(field_of(b, "mrn")), created=bool(field_of(b, "created"))
+            ),
         )
 
     def create_order(

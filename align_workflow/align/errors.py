@@ -1,9 +1,9 @@
 """The Align client's typed errors, and the one place responses are mapped to them.
 
-    AlignUnavailable  timeouts, connection errors, 5xx, 429: retry later (retry_after
-                      carries Retry-After when the service sent one);
-    AlignRejected     any other 4xx: retrying will not help, a person has to look;
-    AlignAuthError    our credentials were refused, or a fresh token was refused too.
+AlignUnavailable  timeouts, connection errors, 5xx, 429: retry later (retry_after
+                  carries Retry-After when the service sent one);
+AlignRejected     any other 4xx: retrying will not help, a person has to look;
+AlignAuthError    our credentials were refused, or a fresh token was refused too.
 """
 
 from __future__ import annotations
@@ -132,7 +132,9 @@ def error_from_response(response, method, path):
     if status == 401:
         return AlignAuthError(message, **evidence)
     if status == 429 or status >= 500:
-        return AlignUnavailable(message, retry_after=_retry_after_seconds(response.headers.get("Retry-After")), **evidence)
+        return AlignUnavailable(
+            message, retry_after=_retry_after_seconds(response.headers.get("Retry-After")), **evidence
+        )
     if 400 <= status < 500:
         return AlignRejected(message, **evidence)
     # 1xx/3xx/other 2xx: the contract promises 200 for success and nothing else.

@@ -175,55 +175,72 @@ def _err(errors, path, message):
 _COMMON = {"caseId": Int(min_value=1, max_value=2**31 - 1), "mrn": Str(max_length=40)}
 
 DATA = {
-    SALES_ORDER_CREATED: Obj({
-        **_COMMON,
-        "pId": Str(max_length=40),
-        "salesOrderNumber": Str(max_length=40),
-        "orderKind": Str(choices=("PRIMARY", "SECONDARY")),
-        "orderType": Str(max_length=20),
-        "createdAt": DateTime(),
-    }),
-    TREATMENT_PLAN_SUBMITTED: Obj({
-        **_COMMON,
-        # Not needed to store the plan, and unknown until Align opened a sales order.
-        "pId": Str(max_length=40, null=True, blank=True),
-        "salesOrderNumber": Str(max_length=40, null=True, blank=True),
-        "treatmentPlanId": Str(max_length=40),
-        "version": Int(min_value=1, max_value=10_000),
-        "revisionOf": Str(max_length=40, null=True, blank=True),
-        "stages": Obj({"upper": Int(min_value=0, max_value=MAX_STAGES),
-                       "lower": Int(min_value=0, max_value=MAX_STAGES)}),
-        "attachments": Bool(),
-        "ipr": Bool(),
-        "notes": Str(max_length=5000, blank=True),
-        "assets": List(Obj({
-            "kind": Str(choices=("PROVPREV",)),
-            "url": Url(max_length=500),
-            "sha256": Sha256(),
-            "size": Int(min_value=0),
-        })),
-    }),
-    CASE_STATUS_CHANGED: Obj({
-        **_COMMON,
-        "salesOrderNumber": Str(max_length=40, null=True, blank=True),
-        "status": Str(choices=ALIGN_STATUSES),
-        "previousStatus": Str(choices=ALIGN_STATUSES, null=True, required=False),
-        "shipment": Obj({
-            "carrier": Str(max_length=60),
-            "trackingNumber": Str(max_length=80),
-            "shippedAt": DateTime(),
-            "alignerCount": Int(min_value=0, required=False),
-        }, required=False, null=True),
-        "reason": Str(max_length=2000, blank=True, null=True, required=False),
-    }),
+    SALES_ORDER_CREATED: Obj(
+        {
+            **_COMMON,
+            "pId": Str(max_length=40),
+            "salesOrderNumber": Str(max_length=40),
+            "orderKind": Str(choices=("PRIMARY", "SECONDARY")),
+            "orderType": Str(max_length=20),
+            "createdAt": DateTime(),
+        }
+    ),
+    TREATMENT_PLAN_SUBMITTED: Obj(
+        {
+            **_COMMON,
+            # Not needed to store the plan, and unknown until Align opened a sales order.
+            "pId": Str(max_length=40, null=True, blank=True),
+            "salesOrderNumber": Str(max_length=40, null=True, blank=True),
+            "treatmentPlanId": Str(max_length=40),
+            "version": Int(min_value=1, max_value=10_000),
+            "revisionOf": Str(max_length=40, null=True, blank=True),
+            "stages": Obj(
+                {"upper": Int(min_value=0, max_value=MAX_STAGES), "lower": Int(min_value=0, max_value=MAX_STAGES)}
+            ),
+            "attachments": Bool(),
+            "ipr": Bool(),
+            "notes": Str(max_length=5000, blank=True),
+            "assets": List(
+                Obj(
+                    {
+                        "kind": Str(choices=("PROVPREV",)),
+                        "url": Url(max_length=500),
+                        "sha256": Sha256(),
+                        "size": Int(min_value=0),
+                    }
+                )
+            ),
+        }
+    ),
+    CASE_STATUS_CHANGED: Obj(
+        {
+            **_COMMON,
+            "salesOrderNumber": Str(max_length=40, null=True, blank=True),
+            "status": Str(choices=ALIGN_STATUSES),
+            "previousStatus": Str(choices=ALIGN_STATUSES, null=True, required=False),
+            "shipment": Obj(
+                {
+                    "carrier": Str(max_length=60),
+                    "trackingNumber": Str(max_length=80),
+                    "shippedAt": DateTime(),
+                    "alignerCount": Int(min_value=0, required=False),
+                },
+                required=False,
+                null=True,
+            ),
+            "reason": Str(max_length=2000, blank=True, null=True, required=False),
+        }
+    ),
 }
 
-ENVELOPE = Obj({
-    "type": Str(choices=EVENT_TYPES),
-    "event_id": Str(max_length=100),
-    "occurred_at": DateTime(),
-    "data": Obj({}),
-})
+ENVELOPE = Obj(
+    {
+        "type": Str(choices=EVENT_TYPES),
+        "event_id": Str(max_length=100),
+        "occurred_at": DateTime(),
+        "data": Obj({}),
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -262,7 +279,12 @@ def _unstorable(payload):
                 todo.append((sub, item))
         elif isinstance(value, list):
             todo.extend((f"{path}[{i}]", item) for i, item in enumerate(value))
-        elif isinstance(value, str) and not _storable_text(value) or isinstance(value, float) and not math.isfinite(value):
+        elif (
+            isinstance(value, str)
+            and not _storable_text(value)
+            or isinstance(value, float)
+            and not math.isfinite(value)
+        ):
             return path or "body"
     return None
 
@@ -286,8 +308,9 @@ def parse(body: bytes) -> Event:
         raise PayloadError({"body": ["is not valid JSON"]}) from None
     bad = _unstorable(payload)
     if bad is not None:
-        raise PayloadError({bad: ["contains a character or number that cannot be stored (NUL, lone surrogate, "
-                                  "infinity)"]})
+        raise PayloadError(
+            {bad: ["contains a character or number that cannot be stored (NUL, lone surrogate, infinity)"]}
+        )
     errors = {}
     envelope = ENVELOPE.clean(payload, "", errors)
     if envelope is None:
@@ -295,13 +318,22 @@ def parse(body: bytes) -> Event:
     data = None
     if envelope.get("type") in DATA and isinstance(payload.get("data"), dict):
         data = DATA[envelope["type"]].clean(payload["data"], "data", errors)
-        if (envelope["type"] == CASE_STATUS_CHANGED and data is not None
-                and data.get("status") == "SHIPPED" and not payload["data"].get("shipment")):
+        if (
+            envelope["type"] == CASE_STATUS_CHANGED
+            and data is not None
+            and data.get("status") == "SHIPPED"
+            and not payload["data"].get("shipment")
+        ):
             _err(errors, "data.shipment", "is required when the status is SHIPPED")
     if errors:
         raise PayloadError(errors)
-    return Event(type=envelope["type"], event_id=envelope["event_id"], occurred_at=envelope["occurred_at"],
-                 data=data, payload=payload)
+    return Event(
+        type=envelope["type"],
+        event_id=envelope["event_id"],
+        occurred_at=envelope["occurred_at"],
+        data=data,
+        payload=payload,
+    )
 
 
 # =====================================================================================
@@ -327,16 +359,27 @@ PHONE_CHARS = re.compile(r"^[0-9 +().\-/x]+$")
 COUNTRY_CODE = re.compile(r"^[A-Z]{2}$")
 
 
-
 # --- The payloads themselves (what the client sends) --------------------------------------
+
 
 def patient_fields(case) -> dict:
     """Our patient in the contract's terms (POST /patients). Align requires M or F."""
     p = case.patient
     return dict(
-        case_id=case.pk, mrn=p.mrn.strip(), first_name=p.first_name.strip(), last_name=p.last_name.strip(),
-        date_of_birth=p.date_of_birth.isoformat(), gender=p.gender if p.gender in ALIGN_GENDERS else "M",
-        email=p.email.strip(), phone=p.phone.strip(),
-        address=dict(line1=p.address_line1.strip(), line2=p.address_line2.strip(), city=p.city.strip(),
-                     state=p.state.strip(), zip=p.zip_code.strip(), country=p.country.strip()),
+        case_id=case.pk,
+        mrn=p.mrn.strip(),
+        first_name=p.first_name.strip(),
+        last_name=p.last_name.strip(),
+        date_of_birth=p.date_of_birth.isoformat(),
+        gender=p.gender if p.gender in ALIGN_GENDERS else "M",
+        email=p.email.strip(),
+        phone=p.phone.strip(),
+        address=dict(
+            line1=p.address_line1.strip(),
+            line2=p.address_line2.strip(),
+            city=p.city.strip(),
+            state=p.state.strip(),
+            zip=p.zip_code.strip(),
+            country=p.country.strip(),
+        ),
     )

@@ -42,7 +42,6 @@ class SharedToken:
     # turns this off, to show what happens without it.
     share_token_lock = True
 
-
     def _token(self):
         """The cached token, or a new one fetched by exactly one process."""
         token = self.cache.get(self.token_cache_key)

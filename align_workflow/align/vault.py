@@ -122,13 +122,17 @@ class LocalVault:
         try:
             return (self.root / vault_id / blob_id).read_bytes()
         except FileNotFoundError:
-            raise VaultError(f"blob {blob_id} not found in vault {vault_id}", type="NOT_FOUND.BLOB", status=404) from None
+            raise VaultError(
+                f"blob {blob_id} not found in vault {vault_id}", type="NOT_FOUND.BLOB", status=404
+            ) from None
 
 
 class HttpVault:
     """A TrueVault-style blob API over HTTP (the simulator serves one too)."""
 
-    def __init__(self, base_url=None, vault_id=None, api_key=None, *, connect_timeout=None, read_timeout=None, session=None):
+    def __init__(
+        self, base_url=None, vault_id=None, api_key=None, *, connect_timeout=None, read_timeout=None, session=None
+    ):
         self.base_url = (base_url or settings.ALIGN_VAULT_URL).rstrip("/")
         self.vault_id = vault_id or settings.ALIGN_VAULT_ID
         self.api_key = api_key if api_key is not None else settings.ALIGN_VAULT_API_KEY
@@ -166,10 +170,14 @@ class HttpVault:
             )
         except requests.Timeout as exc:
             self._log(method, path, None, started)
-            raise VaultError(f"the vault did not answer in time ({type(exc).__name__})", type="TIMEOUT", retryable=True) from exc
+            raise VaultError(
+                f"the vault did not answer in time ({type(exc).__name__})", type="TIMEOUT", retryable=True
+            ) from exc
         except requests.RequestException as exc:
             self._log(method, path, None, started)
-            raise VaultError(f"could not reach the vault ({type(exc).__name__})", type="CONNECTION", retryable=True) from exc
+            raise VaultError(
+                f"could not reach the vault ({type(exc).__name__})", type="CONNECTION", retryable=True
+            ) from exc
         self._log(method, path, response.status_code, started)
         if response.status_code == 200:
             return response

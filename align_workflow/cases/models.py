@@ -55,14 +55,17 @@ class CaseQuerySet(models.QuerySet):
         """The cases that have any history: state changes, notes, calls to or events from Align."""
         logged = StateLog.objects.filter(content_type=ContentType.objects.get_for_model(Case)).values("object_id")
         return self.filter(
-            models.Q(pk__in=logged) | models.Q(notes__isnull=False) | models.Q(align_attempts__isnull=False)
+            models.Q(pk__in=logged)
+            | models.Q(notes__isnull=False)
+            | models.Q(align_attempts__isnull=False)
             | models.Q(align_events__isnull=False)
         ).distinct()
 
     def delete(self):
         if self.with_history().exists():
-            raise RecordIsImmutable("A case with history cannot be deleted (its history would be lost): "
-                                    "cancel it instead.")
+            raise RecordIsImmutable(
+                "A case with history cannot be deleted (its history would be lost): cancel it instead."
+            )
         return super().delete()
 
     delete.queryset_only = True
@@ -92,11 +95,19 @@ class Case(models.Model):
     # say; the ClinCheck acceptance follows when every rule allows it).
     aligners_purchased_at = models.DateTimeField(null=True, blank=True)
     aligners_purchase_source = models.CharField(
-        "purchase reported by", max_length=10, blank=True, editable=False,
+        "purchase reported by",
+        max_length=10,
+        blank=True,
+        editable=False,
         choices=[("staff", "staff (case page)"), ("shop", "the shop (API)"), ("batch", "align_batch")],
     )
     aligners_purchase_reported_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, editable=False, on_delete=models.SET_NULL, related_name="+",
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        editable=False,
+        on_delete=models.SET_NULL,
+        related_name="+",
     )
     aligners_order_reference = models.CharField("shop order reference", max_length=100, blank=True, editable=False)
     cancel_reason = models.TextField(blank=True, editable=False)
@@ -161,8 +172,10 @@ class Prescription(models.Model):
     lab = models.CharField(max_length=2, choices=Lab.choices, default=Lab.ALIGN)
     created = models.DateTimeField(default=timezone.now)
 
-    LAB_FROZEN_MESSAGE = ("The lab cannot be changed: this case has been sent to Align (it is {state}). "
-                          "Cancel the case instead if it should leave the Align workflow.")
+    LAB_FROZEN_MESSAGE = (
+        "The lab cannot be changed: this case has been sent to Align (it is {state}). "
+        "Cancel the case instead if it should leave the Align workflow."
+    )
 
     def save(self, *args, **kwargs):
         error = self.lab_change_error()

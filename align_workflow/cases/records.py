@@ -41,8 +41,9 @@ def _record_fields(model):
 
 class AppendOnlyQuerySet(models.QuerySet):
     def delete(self):
-        raise RecordIsImmutable(f"{self.model._meta.verbose_name_plural} are part of the audit trail and are "
-                                "never deleted.")
+        raise RecordIsImmutable(
+            f"{self.model._meta.verbose_name_plural} are part of the audit trail and are never deleted."
+        )
 
     delete.queryset_only = True
 
@@ -58,8 +59,10 @@ class AppendOnlyQuerySet(models.QuerySet):
         record = {f.name for f in _record_fields(self.model)} | {f.attname for f in _record_fields(self.model)}
         touched = sorted(set(names) & record)
         if touched:
-            raise RecordIsImmutable(f"{', '.join(touched)} of a {self.model._meta.verbose_name} is part of the "
-                                    "audit trail and never changes.")
+            raise RecordIsImmutable(
+                f"{', '.join(touched)} of a {self.model._meta.verbose_name} is part of the "
+                "audit trail and never changes."
+            )
 
 
 class AppendOnlyModel(models.Model):
@@ -81,8 +84,9 @@ class AppendOnlyModel(models.Model):
         if update_fields is not None:
             touched = sorted(set(update_fields) & record)
             if touched:
-                raise RecordIsImmutable(f"{', '.join(touched)} of a {self._meta.verbose_name} is part of the audit "
-                                        "trail and never changes.")
+                raise RecordIsImmutable(
+                    f"{', '.join(touched)} of a {self._meta.verbose_name} is part of the audit trail and never changes."
+                )
         else:
             snapshot = getattr(self, "_record_snapshot", None)
             if snapshot is None:  # not loaded from the database: compare with the stored row
@@ -90,12 +94,14 @@ class AppendOnlyModel(models.Model):
                 snapshot = stored
             changed = sorted(name for name, value in self._record_values().items() if snapshot.get(name) != value)
             if changed:
-                raise RecordIsImmutable(f"{', '.join(changed)} of a {self._meta.verbose_name} is part of the audit "
-                                        "trail and never changes.")
+                raise RecordIsImmutable(
+                    f"{', '.join(changed)} of a {self._meta.verbose_name} is part of the audit trail and never changes."
+                )
             update_fields = list(self.LIFECYCLE_FIELDS)
             if not update_fields:
-                raise RecordIsImmutable(f"A {self._meta.verbose_name} is part of the audit trail: it is written "
-                                        "once and never changed.")
+                raise RecordIsImmutable(
+                    f"A {self._meta.verbose_name} is part of the audit trail: it is written once and never changed."
+                )
         super().save(*args, update_fields=update_fields, **kwargs)
 
     @classmethod
@@ -109,8 +115,7 @@ class AppendOnlyModel(models.Model):
         self._remember_record()
 
     def _record_values(self):
-        return {f.attname: getattr(self, f.attname) for f in _record_fields(type(self))
-                if f.attname in self.__dict__}
+        return {f.attname: getattr(self, f.attname) for f in _record_fields(type(self)) if f.attname in self.__dict__}
 
     def _remember_record(self):
         self._record_snapshot = self._record_values()

@@ -37,9 +37,9 @@ STAGE_FOR_STATE = {
 
 @dataclass
 class AdoptReport:
-    adopted: list = field(default_factory=list)   # case numbers
-    skipped: list = field(default_factory=list)   # (case number, why)
-    failed: list = field(default_factory=list)    # (case number, the simulator's answer)
+    adopted: list = field(default_factory=list)  # case numbers
+    skipped: list = field(default_factory=list)  # (case number, why)
+    failed: list = field(default_factory=list)  # (case number, the simulator's answer)
 
     def summary(self):
         line = f"Align simulator: {len(self.adopted)} case(s) past eligible adopted"
@@ -53,8 +53,12 @@ class AdoptReport:
 
 
 def state_before_cancel(case):
-    log = (StateLog.objects.for_(case).filter(transition="cancel", state=wf.CANCELLED)
-           .order_by("-timestamp", "-id").first())
+    log = (
+        StateLog.objects.for_(case)
+        .filter(transition="cancel", state=wf.CANCELLED)
+        .order_by("-timestamp", "-id")
+        .first()
+    )
     return log.source_state if log else None
 
 
@@ -70,35 +74,61 @@ def adoption(case):
         return None, "no Align patient id"
     patient = patient_fields(case)
     body = {
-        "stage": stage, "mrn": patient["mrn"], "pId": case.align_pid,
-        "firstName": patient["first_name"], "lastName": patient["last_name"],
-        "dateOfBirth": patient["date_of_birth"], "gender": patient["gender"], "email": patient["email"],
-        "phone": patient["phone"], "address": patient["address"],
+        "stage": stage,
+        "mrn": patient["mrn"],
+        "pId": case.align_pid,
+        "firstName": patient["first_name"],
+        "lastName": patient["last_name"],
+        "dateOfBirth": patient["date_of_birth"],
+        "gender": patient["gender"],
+        "email": patient["email"],
+        "phone": patient["phone"],
+        "address": patient["address"],
     }
     if stage == "patient_created":
         return body, None
     assessment = PhotoAssessment.objects.filter(case=case).first()
-    body.update(treatmentOption=assessment.treatment_option if assessment else "",
-                chiefConcern=settings.ALIGN_CHIEF_CONCERN, cancelled=cancelled)
+    body.update(
+        treatmentOption=assessment.treatment_option if assessment else "",
+        chiefConcern=settings.ALIGN_CHIEF_CONCERN,
+        cancelled=cancelled,
+    )
     if stage == "order_created":
         return body, None
     body["assets"] = [
-        {"kind": a.kind, "vault_id": a.vault_id, "external_key": a.external_key, "filename": a.filename,
-         "sha256": a.sha256}
-        for a in CaseAsset.objects.filter(case=case, kind__in=CaseAsset.STL_KINDS, removed=False)
-        .order_by("kind", "created", "id")
+        {
+            "kind": a.kind,
+            "vault_id": a.vault_id,
+            "external_key": a.external_key,
+            "filename": a.filename,
+            "sha256": a.sha256,
+        }
+        for a in CaseAsset.objects.filter(case=case, kind__in=CaseAsset.STL_KINDS, removed=False).order_by(
+            "kind", "created", "id"
+        )
     ]
     body["salesOrders"] = [
-        {"salesOrderNumber": so.sales_order_number, "orderKind": so.order_kind, "orderType": so.order_type or "IAS",
-         "createdAt": so.align_created_at.isoformat()}
+        {
+            "salesOrderNumber": so.sales_order_number,
+            "orderKind": so.order_kind,
+            "orderType": so.order_type or "IAS",
+            "createdAt": so.align_created_at.isoformat(),
+        }
         for so in AlignOrder.objects.filter(case=case).order_by("align_created_at", "id")
     ]
     if stage == "assets_uploaded":
         return body, None
     body["plans"] = [
-        {"treatmentPlanId": p.plan_id, "version": p.version, "revisionOf": p.revision_of,
-         "salesOrderNumber": p.sales_order_number, "stages": {"upper": p.stages_upper, "lower": p.stages_lower},
-         "notes": p.notes, "attachments": p.attachments, "ipr": p.ipr}
+        {
+            "treatmentPlanId": p.plan_id,
+            "version": p.version,
+            "revisionOf": p.revision_of,
+            "salesOrderNumber": p.sales_order_number,
+            "stages": {"upper": p.stages_upper, "lower": p.stages_lower},
+            "notes": p.notes,
+            "attachments": p.attachments,
+            "ipr": p.ipr,
+        }
         for p in TreatmentPlan.objects.filter(case=case).order_by("version", "id")
     ]
     if stage == "modification_requested":
@@ -112,8 +142,11 @@ def adoption(case):
 
 def revision_comments(case):
     """The provider's words of the last revision request that Align took, if we sent one."""
-    attempt = (OutboundAttempt.objects.filter(case=case, step="request_revision",
-                                              status=OutboundAttempt.Status.SUCCEEDED).order_by("-id").first())
+    attempt = (
+        OutboundAttempt.objects.filter(case=case, step="request_revision", status=OutboundAttempt.Status.SUCCEEDED)
+        .order_by("-id")
+        .first()
+    )
     return str((attempt.params or {}).get("comments") or "") if attempt else ""
 
 
@@ -129,8 +162,7 @@ def adopt_cases(simulator_url, cases=None, timeout=10):
             report.skipped.append((case.case_number, why_not))
             continue
         try:
-            response = http.post(f"{simulator_url.rstrip('/')}/_sim/cases/{case.pk}/adopt", json=body,
-                                 timeout=timeout)
+            response = http.post(f"{simulator_url.rstrip('/')}/_sim/cases/{case.pk}/adopt", json=body, timeout=timeout)
         except requests.RequestException as exc:
             report.failed.append((case.case_number, f"{type(exc).__name__}: {exc}"))
             continue

@@ -30,14 +30,36 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(InboundEvent)
 class InboundEventAdmin(ReadOnlyAdmin):
-    list_display = ("event_id", "type", "summary", "case", "status", "needs_attention", "occurred_at",
-                    "received_at", "attempts")
+    list_display = (
+        "event_id",
+        "type",
+        "summary",
+        "case",
+        "status",
+        "needs_attention",
+        "occurred_at",
+        "received_at",
+        "attempts",
+    )
     list_filter = (NeedsAttentionFilter, "status", "type")
     search_fields = ("event_id", "case__case_number")
     list_select_related = ("case",)
     date_hierarchy = "received_at"
-    fields = ("event_id", "type", "summary", "case", "status", "status_detail", "occurred_at", "received_at",
-              "applied_at", "attempts", "last_attempt_at", "payload", "raw_body")
+    fields = (
+        "event_id",
+        "type",
+        "summary",
+        "case",
+        "status",
+        "status_detail",
+        "occurred_at",
+        "received_at",
+        "applied_at",
+        "attempts",
+        "last_attempt_at",
+        "payload",
+        "raw_body",
+    )
     readonly_fields = fields
     actions = ["reapply"]
 
@@ -53,8 +75,11 @@ class InboundEventAdmin(ReadOnlyAdmin):
             results.setdefault(event.status, []).append(event.event_id)
         for status, ids in sorted(results.items()):
             level = messages.ERROR if status == InboundEvent.Status.FAILED else messages.INFO
-            self.message_user(request, f"{len(ids)} event(s) now {status}: {', '.join(ids[:10])}"
-                                       f"{' …' if len(ids) > 10 else ''}", level)
+            self.message_user(
+                request,
+                f"{len(ids)} event(s) now {status}: {', '.join(ids[:10])}{' …' if len(ids) > 10 else ''}",
+                level,
+            )
 
 
 @admin.register(AlignCaseStatus)

@@ -34,6 +34,7 @@ from align_workflow.workflow import effects
 from align_workflow.workflow.engine import TransitionNotAllowed, fire
 from states import align_case as wf
 
+from .align_status import stale_reason, status_record
 from .models import AlignCaseStatus, InboundEvent
 
 logger = logging.getLogger(__name__)
@@ -63,8 +64,9 @@ class Receipt:
 
 def _log_refusal(code, event_id, event_type=None, case_id=None):
     # The event id comes from the sender; repr() keeps a forged one from forging log lines.
-    logger.warning("align event refused: %s (event %r, type %r, case %s)",
-                   code, (event_id or "")[:100], event_type, case_id)
+    logger.warning(
+        "align event refused: %s (event %r, type %r, case %s)", code, (event_id or "")[:100], event_type, case_id
+    )
 
 
 def receive(body: bytes, headers) -> Receipt:
@@ -86,14 +88,22 @@ def receive(body: bytes, headers) -> Receipt:
         raise EventRefused(400, "EVENT.INVALID", "The event is malformed.", {"fields": exc.errors}) from None
     if event.event_id != webhook_id:
         _log_refusal("EVENT.ID_MISMATCH", webhook_id, event.type)
-        raise EventRefused(400, "EVENT.INVALID", "The event is malformed.",
-                           {"fields": {"event_id": ["must equal the webhook-id header"]}})
+        raise EventRefused(
+            400,
+            "EVENT.INVALID",
+            "The event is malformed.",
+            {"fields": {"event_id": ["must equal the webhook-id header"]}},
+        )
     skew = settings.ALIGN_EVENT_FUTURE_SKEW_SECONDS
     if event.occurred_at > timezone.now() + timedelta(seconds=skew):
         # A clock running ahead would make every real status after it look older.
         _log_refusal("EVENT.IN_FUTURE", webhook_id, event.type, event.case_id)
-        raise EventRefused(400, "EVENT.INVALID", "The event is malformed.",
-                           {"fields": {"occurred_at": [f"is more than {skew} seconds in the future"]}})
+        raise EventRefused(
+            400,
+            "EVENT.INVALID",
+            "The event is malformed.",
+            {"fields": {"occurred_at": [f"is more than {skew} seconds in the future"]}},
+        )
 
     case = Case.objects.select_related("patient").filter(pk=event.case_id).first()
     if case is None:
@@ -101,8 +111,12 @@ def receive(body: bytes, headers) -> Receipt:
         raise EventRefused(404, "CASE.NOT_FOUND", f"No case {event.case_id}.")
     if case.patient.mrn != event.data["mrn"]:
         _log_refusal("CASE.MRN_MISMATCH", webhook_id, event.type, event.case_id)
-        raise EventRefused(422, "CASE.MRN_MISMATCH", f"The MRN does not match case {event.case_id}.",
-                           {"fields": {"data.mrn": ["does not match the case's patient"]}})
+        raise EventRefused(
+            422,
+            "CASE.MRN_MISMATCH",
+            f"The MRN does not match case {event.case_id}.",
+            {"fields": {"data.mrn": ["does not match the case's patient"]}},
+        )
 
     stored, created = store(event, body, case)
     if not created:
@@ -115,9 +129,15 @@ def store(event: payloads.Event, body: bytes, case) -> tuple[InboundEvent, bool]
     try:
         with transaction.atomic():
             stored = InboundEvent.objects.create(
-                event_id=event.event_id, type=event.type, case=case, summary=summarize(event),
-                payload=event.payload, raw_body=body.decode("utf-8"), occurred_at=event.occurred_at,
-                status=EventStatus.PENDING, status_detail="received, not applied yet",
+                event_id=event.event_id,
+                type=event.type,
+                case=case,
+                summary=summarize(event),
+                payload=event.payload,
+                raw_body=body.decode("utf-8"),
+                occurred_at=event.occurred_at,
+                status=EventStatus.PENDING,
+                status_detail="received, not applied yet",
             )
         return stored, True
     except IntegrityError:
@@ -200,8 +220,9 @@ def apply_event(event_pk, *, again=False, first_time=False) -> InboundEvent:
             _record(event, outcome)
     except _ApplyFailed as failure:
         exc = failure.__cause__
-        logger.error("align event %s (%s, case %s) failed to apply", event.event_id, event.type, event.case_id,
-                     exc_info=exc)
+        logger.error(
+            "align event %s (%s, case %s) failed to apply", event.event_id, event.type, event.case_id, exc_info=exc
+        )
         with transaction.atomic():
             event = InboundEvent.objects.select_for_update().get(pk=event_pk)
             if (event.status, event.attempts) != failure.seen:
@@ -234,8 +255,13 @@ def _apply_sales_order(case, event, data) -> EventOutcome:
     # Never updated in place: a number we already have is a no-op.
     order, created = AlignOrder.objects.get_or_create(
         sales_order_number=data["salesOrderNumber"],
-        defaults=dict(case=case, order_kind=data["orderKind"], order_type=data["orderType"], p_id=data["pId"],
-                      align_created_at=data["createdAt"]),
+        defaults=dict(
+            case=case,
+            order_kind=data["orderKind"],
+            order_type=data["orderType"],
+            p_id=data["pId"],
+            align_created_at=data["createdAt"],
+        ),
     )
     if not created:
         if order.case_id != case.pk:
@@ -250,10 +276,16 @@ def _plan_from(data):
         filename = preview["url"].split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1][:255]
         preview = {**preview, "filename": filename}
     return {
-        "plan_id": data["treatmentPlanId"], "version": data["version"], "revision_of": data["revisionOf"],
-        "sales_order_number": data["salesOrderNumber"], "stages_upper": data["stages"]["upper"],
-        "stages_lower": data["stages"]["lower"], "attachments": data["attachments"], "ipr": data["ipr"],
-        "notes": data["notes"], "preview": preview,
+        "plan_id": data["treatmentPlanId"],
+        "version": data["version"],
+        "revision_of": data["revisionOf"],
+        "sales_order_number": data["salesOrderNumber"],
+        "stages_upper": data["stages"]["upper"],
+        "stages_lower": data["stages"]["lower"],
+        "attachments": data["attachments"],
+        "ipr": data["ipr"],
+        "notes": data["notes"],
+        "preview": preview,
     }
 
 
@@ -285,56 +317,14 @@ def _record_plan_once(case, plan):
     return "Stored for the record; the case is unchanged."
 
 
-# Align's status order (payloads.STATUS_ORDER): a status behind the furthest one seen is stale.
-STATUS_RANK = payloads.STATUS_RANK
-
-
-def _rank(status):
-    return STATUS_RANK.get(status)
-
-
-def _status_record(case):
-    """Align's status for the case as every status event stored for it says, whatever the
-    order they arrived in: (current, furthest, events), each event a tuple
-    (occurred_at, event_id, pk, status, previous status).
-
-    furthest: the status furthest along Align's order (of equal rank, the latest).
-    current: the latest event (by occurred_at, then event id) that is not behind the
-    furthest status; ON_HOLD and CANCELLED, which can come at any point, by time alone.
-    A ranked status beyond everything known is never made stale by a later-dated ON_HOLD,
-    so one clock running ahead cannot block the case.
-    """
-    rows = (InboundEvent.objects.filter(case=case, type=InboundEvent.Type.CASE_STATUS_CHANGED)
-            .values_list("occurred_at", "event_id", "pk", "payload"))
-    events = []
-    for occurred_at, event_id, pk, payload in rows:
-        data = (payload or {}).get("data") or {}
-        if isinstance(data.get("status"), str):
-            events.append((occurred_at, event_id, pk, data["status"], data.get("previousStatus") or ""))
-    ranked = [e for e in events if _rank(e[3]) is not None]
-    furthest = max(ranked, key=lambda e: (_rank(e[3]), e[0], e[1]), default=None)
-    top = _rank(furthest[3]) if furthest else None
-    candidates = [e for e in events if _rank(e[3]) is None or _rank(e[3]) == top]
-    current = max(candidates, key=lambda e: (e[0], e[1]), default=None)
-    return current, furthest, events
-
-
-def _stale_reason(status, current, furthest):
-    rank, top = _rank(status), _rank(furthest[3]) if furthest else None
-    if rank is not None and top is not None and rank < top:
-        return f"Align status {status} comes before {furthest[3]}, which is already known."
-    return f"Align status {status} happened before {current[3]}, which is already known."
-
-
 def _apply_status(case, event, data) -> EventOutcome:
     status = data["status"]
-    current, furthest, _ = _status_record(case)
+    current, furthest, _ = status_record(case)
     known = AlignCaseStatus.objects.filter(case=case).first() or AlignCaseStatus(case=case)
     if current is not None:
         occurred_at, _, current_pk, current_status, previous = current
         record = (current_status, previous, occurred_at, current_pk, furthest[3] if furthest else "")
-        if record != (known.status, known.previous_status, known.occurred_at, known.event_id,
-                      known.furthest_status):
+        if record != (known.status, known.previous_status, known.occurred_at, known.event_id, known.furthest_status):
             known.status, known.previous_status, known.occurred_at = current_status, previous, occurred_at
             known.event_id, known.furthest_status = current_pk, record[4]
             known.save()
@@ -345,16 +335,21 @@ def _apply_status(case, event, data) -> EventOutcome:
         if is_current:
             return applied(f"Align status {status} recorded.")
         if furthest is not None and furthest[2] == event.pk:
-            return applied(f"Align status {status} recorded as the furthest so far; {current[3]}, dated later, "
-                           "stays the current status.")
-        return ignored(_stale_reason(status, current, furthest))
+            return applied(
+                f"Align status {status} recorded as the furthest so far; {current[3]}, dated later, "
+                "stays the current status."
+            )
+        return ignored(stale_reason(status, current, furthest))
     # SHIPPED and CANCELLED move the case whenever they come: the workflow decides whether
     # the case can take them, so the case ends the same whatever the delivery order.
     params = {}
     if trigger == "ship":
         shipment = data["shipment"]
-        params = {"carrier": shipment["carrier"], "tracking_number": shipment["trackingNumber"],
-                  "shipped_at": shipment["shippedAt"]}
+        params = {
+            "carrier": shipment["carrier"],
+            "tracking_number": shipment["trackingNumber"],
+            "shipped_at": shipment["shippedAt"],
+        }
     elif trigger == "cancel":
         params = {"reason": (data.get("reason") or "").strip() or "Cancelled by Align (no reason given)."}
     try:
@@ -394,10 +389,13 @@ def _not_now(case, exc: TransitionNotAllowed) -> EventOutcome:
     if exc.code == "wrong_state":
         sources = set(wf.BY_TRIGGER[exc.trigger].source)
         if sources & reachable_from(case.state):
-            return pending(f"Waiting for the case to reach {' or '.join(sorted(sources))} "
-                           f"(it is {wf.state_label(case.state)}).")
-        return ignored(f"Can never apply: the case is {wf.state_label(case.state)} and cannot "
-                       f"{wf.trigger_words(exc.trigger)} any more.")
+            return pending(
+                f"Waiting for the case to reach {' or '.join(sorted(sources))} (it is {wf.state_label(case.state)})."
+            )
+        return ignored(
+            f"Can never apply: the case is {wf.state_label(case.state)} and cannot "
+            f"{wf.trigger_words(exc.trigger)} any more."
+        )
     return ignored(f"Refused by the workflow ({exc.code}): {exc}")
 
 

@@ -29,15 +29,21 @@ def api(*methods):
         @functools.wraps(view)
         def wrapped(request, *args, **kwargs):
             if request.method not in methods:
-                response = _error(405, "REQUEST.METHOD_NOT_ALLOWED",
-                                  f"{request.method} is not allowed here; use {', '.join(methods)}.")
+                response = _error(
+                    405,
+                    "REQUEST.METHOD_NOT_ALLOWED",
+                    f"{request.method} is not allowed here; use {', '.join(methods)}.",
+                )
                 response["Allow"] = ", ".join(methods)
                 return response
             try:
                 return view(request, *args, **kwargs)
             except RequestDataTooBig:
-                return _error(413, "REQUEST.TOO_LARGE",
-                              f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.")
+                return _error(
+                    413,
+                    "REQUEST.TOO_LARGE",
+                    f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.",
+                )
 
         return wrapped
 
@@ -53,12 +59,14 @@ def receive_event(request):
     except events.EventRefused as refused:
         return _error(refused.http_status, refused.code, refused.message, refused.details)
     event = receipt.event
-    return JsonResponse({
-        "event_id": event.event_id,
-        "status": event.status,
-        "detail": event.status_detail,
-        "duplicate": receipt.duplicate,
-    })
+    return JsonResponse(
+        {
+            "event_id": event.event_id,
+            "status": event.status,
+            "detail": event.status_detail,
+            "duplicate": receipt.duplicate,
+        }
+    )
 
 
 def _bearer_ok(request):
@@ -78,10 +86,19 @@ def case_assets(request, case_id):
         return response
     if not Case.objects.filter(pk=case_id).exists():
         return _error(404, "CASE.NOT_FOUND", f"No case {case_id}.")
-    assets = (CaseAsset.objects.filter(case_id=case_id, kind__in=CaseAsset.STL_KINDS, removed=False)
-              .order_by("kind", "created", "id"))
-    return JsonResponse([
-        {"kind": a.kind, "vault_id": a.vault_id, "external_key": a.external_key, "filename": a.filename,
-         "sha256": a.sha256}
-        for a in assets
-    ], safe=False)
+    assets = CaseAsset.objects.filter(case_id=case_id, kind__in=CaseAsset.STL_KINDS, removed=False).order_by(
+        "kind", "created", "id"
+    )
+    return JsonResponse(
+        [
+            {
+                "kind": a.kind,
+                "vault_id": a.vault_id,
+                "external_key": a.external_key,
+                "filename": a.filename,
+                "sha256": a.sha256,
+            }
+            for a in assets
+        ],
+        safe=False,
+    )

@@ -83,8 +83,12 @@ class EventInline(ReadOnlyInline):
 
 
 class CancelReasonForm(forms.Form):
-    reason = forms.CharField(max_length=500, strip=True, widget=forms.TextInput(attrs={"size": 60}),
-                             error_messages={"required": "A reason is required to cancel a case."})
+    reason = forms.CharField(
+        max_length=500,
+        strip=True,
+        widget=forms.TextInput(attrs={"size": 60}),
+        error_messages={"required": "A reason is required to cancel a case."},
+    )
 
 
 @admin.register(Case)
@@ -93,12 +97,28 @@ class CaseAdmin(admin.ModelAdmin):
     list_filter = ("state", "needs_attention")
     search_fields = ("case_number", "patient__mrn")
     readonly_fields = (
-        "state", "state_changed_at", "align_pid", "needs_attention", "attention_reason",
-        "busy_with", "busy_until", "aligners_purchased_at", "cancel_reason", "carrier", "tracking_number",
+        "state",
+        "state_changed_at",
+        "align_pid",
+        "needs_attention",
+        "attention_reason",
+        "busy_with",
+        "busy_until",
+        "aligners_purchased_at",
+        "cancel_reason",
+        "carrier",
+        "tracking_number",
         "shipped_at",
     )
-    inlines = [StateLogInline, NoteInline, AssetInline, AlignOrderInline, TreatmentPlanInline, AttemptInline,
-               EventInline]
+    inlines = [
+        StateLogInline,
+        NoteInline,
+        AssetInline,
+        AlignOrderInline,
+        TreatmentPlanInline,
+        AttemptInline,
+        EventInline,
+    ]
     actions = ["cancel_cases"]
 
     def has_delete_permission(self, request, obj=None):
@@ -116,14 +136,18 @@ class CaseAdmin(admin.ModelAdmin):
     def cancel_cases(self, request, queryset):
         form = CancelReasonForm(request.POST if "apply" in request.POST else None)
         if not form.is_valid():
-            return TemplateResponse(request, "admin/cases/case/cancel_reason.html", {
-                **self.admin_site.each_context(request),
-                "title": "Cancel cases",
-                "opts": self.model._meta,
-                "cases": queryset,
-                "form": form,
-                "action_checkbox_name": ACTION_CHECKBOX_NAME,
-            })
+            return TemplateResponse(
+                request,
+                "admin/cases/case/cancel_reason.html",
+                {
+                    **self.admin_site.each_context(request),
+                    "title": "Cancel cases",
+                    "opts": self.model._meta,
+                    "cases": queryset,
+                    "form": form,
+                    "action_checkbox_name": ACTION_CHECKBOX_NAME,
+                },
+            )
         reason = form.cleaned_data["reason"]
         done = 0
         for case in queryset:

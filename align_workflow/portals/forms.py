@@ -27,16 +27,22 @@ class CaseFilterForm(forms.Form):
         if self.search_in_address:
             raise forms.ValidationError(
                 "Search terms are not accepted in the address (they would be kept in logs and browser "
-                "history): type them in the search box.")
+                "history): type them in the search box."
+            )
         return cleaned
 
 
 class CaseSearchForm(CaseFilterForm):
     """The search box: posted, never put in an address (names and MRNs are patient details)."""
 
-    q = forms.CharField(required=False, max_length=100, label="Search",
-                        widget=forms.TextInput(attrs={"placeholder": "Case number, MRN or patient name",
-                                                      "type": "search", "autofocus": True}))
+    q = forms.CharField(
+        required=False,
+        max_length=100,
+        label="Search",
+        widget=forms.TextInput(
+            attrs={"placeholder": "Case number, MRN or patient name", "type": "search", "autofocus": True}
+        ),
+    )
     field_order = ["q", "state", "attention", "stuck"]
 
     def __init__(self, *args, **kwargs):
@@ -80,22 +86,31 @@ class ContactForm(forms.ModelForm):
 
 
 class CancelForm(forms.Form):
-    reason = forms.CharField(max_length=500, strip=True,
-                             widget=forms.TextInput(attrs={"placeholder": "Why is the case leaving the Align workflow?"}),
-                             error_messages={"required": "A reason is required to cancel a case."})
+    reason = forms.CharField(
+        max_length=500,
+        strip=True,
+        widget=forms.TextInput(attrs={"placeholder": "Why is the case leaving the Align workflow?"}),
+        error_messages={"required": "A reason is required to cancel a case."},
+    )
 
 
 class RevisionForm(forms.Form):
-    comments = forms.CharField(max_length=2000, strip=True,
-                               widget=forms.Textarea(attrs={"rows": 4, "placeholder": "What should Align change?"}),
-                               error_messages={"required": "Write what should change: a revision needs a comment."})
+    comments = forms.CharField(
+        max_length=2000,
+        strip=True,
+        widget=forms.Textarea(attrs={"rows": 4, "placeholder": "What should Align change?"}),
+        error_messages={"required": "Write what should change: a revision needs a comment."},
+    )
 
 
 class ApproveForm(forms.Form):
     acceptance_screenshot = forms.CharField(
-        widget=forms.HiddenInput, strip=True,
-        error_messages={"required": "The acceptance screenshot is missing; the plan was not approved. "
-                                    "Reload the page and try again."},
+        widget=forms.HiddenInput,
+        strip=True,
+        error_messages={
+            "required": "The acceptance screenshot is missing; the plan was not approved. "
+            "Reload the page and try again."
+        },
     )
 
     def clean_acceptance_screenshot(self):

@@ -69,13 +69,19 @@ def state_counts() -> list[StateCount]:
     The query counts the old cases of every state and only the non-terminal ones are
     reported as stuck (the same as stuck_q()), so the database does not test each row's
     state against the list of non-terminal states (a third of this query's time)."""
-    rows = Case.objects.filter(in_align_workflow()).values("state").annotate(
-        total=Count("id"), old=Count("id", filter=Q(state_changed_at__lt=stuck_before()))
+    rows = (
+        Case.objects.filter(in_align_workflow())
+        .values("state")
+        .annotate(total=Count("id"), old=Count("id", filter=Q(state_changed_at__lt=stuck_before())))
     )
     by_state = {r["state"]: r for r in rows}
     return [
-        StateCount(s, wf.MEANINGS[s], by_state.get(s, {}).get("total", 0),
-                   by_state.get(s, {}).get("old", 0) if s in wf.NON_TERMINAL else 0)
+        StateCount(
+            s,
+            wf.MEANINGS[s],
+            by_state.get(s, {}).get("total", 0),
+            by_state.get(s, {}).get("old", 0) if s in wf.NON_TERMINAL else 0,
+        )
         for s in wf.STATES
     ]
 
@@ -96,8 +102,9 @@ def provider_cases(user):
         .select_related("patient")
         .annotate(
             plan_version=Max("treatment_plans__version"),
-            waiting_first=CaseWhen(When(state=wf.PLAN_RECEIVED, then=Value(0)), default=Value(1),
-                                   output_field=IntegerField()),
+            waiting_first=CaseWhen(
+                When(state=wf.PLAN_RECEIVED, then=Value(0)), default=Value(1), output_field=IntegerField()
+            ),
         )
         .order_by("waiting_first", "-state_changed_at", "-id")
     )
@@ -111,9 +118,7 @@ def provider_case(user, pk):
 
 
 def staff_case(pk):
-    return Case.objects.select_related(
-        "patient", "prescription__provider__user", "photo_assessment"
-    ).get(pk=pk)
+    return Case.objects.select_related("patient", "prescription__provider__user", "photo_assessment").get(pk=pk)
 
 
 @dataclass(frozen=True)
@@ -134,18 +139,27 @@ def _who(user):
 
 def _attempt_entries(case):
     """Calls to Align recorded for this case (OutboundAttempt rows), with their errors."""
-    return [attempt_entry(a) for a in OutboundAttempt.objects.filter(case=case).select_related("by").order_by("-created", "-id")[:200]]
+    return [
+        attempt_entry(a)
+        for a in OutboundAttempt.objects.filter(case=case).select_related("by").order_by("-created", "-id")[:200]
+    ]
 
 
 def attempt_entry(attempt):
     title = f"Call to Align: {attempt.label} (try {attempt.attempt}, {attempt.get_status_display().lower()})"
-    detail = " ".join(part for part in [f"HTTP {attempt.http_status}" if attempt.http_status else "", attempt.error]
-                      if part)
+    detail = " ".join(
+        part for part in [f"HTTP {attempt.http_status}" if attempt.http_status else "", attempt.error] if part
+    )
     if attempt.next_retry_at and attempt.failed:
         detail += f" Next automatic retry at {timezone.localtime(attempt.next_retry_at):%Y-%m-%d %H:%M:%S}."
-    return TimelineEntry(when=attempt.finished_at or attempt.started_at or attempt.created, kind="attempt",
-                         title=title, detail=detail.strip(), who=_who(attempt.by) if attempt.by_id else "",
-                         failed=attempt.failed)
+    return TimelineEntry(
+        when=attempt.finished_at or attempt.started_at or attempt.created,
+        kind="attempt",
+        title=title,
+        detail=detail.strip(),
+        who=_who(attempt.by) if attempt.by_id else "",
+        failed=attempt.failed,
+    )
 
 
 def _event_entries(case):
@@ -175,8 +189,13 @@ def timeline(case) -> list[TimelineEntry]:
         for log in state_logs(case)
     ]
     entries += [
-        TimelineEntry(when=note.created, kind="note", title="Note", detail=note.text,
-                      who=_who(note.author) if note.author_id else "")
+        TimelineEntry(
+            when=note.created,
+            kind="note",
+            title="Note",
+            detail=note.text,
+            who=_who(note.author) if note.author_id else "",
+        )
         for note in CaseNote.objects.filter(case=case).select_related("author")[:500]
     ]
     entries += _attempt_entries(case)
@@ -195,8 +214,7 @@ class RevisionComment:
 def revision_comments(case):
     """The earlier revision requests (from the case history, in full), oldest first."""
     return [
-        RevisionComment(log.timestamp, log.description, log.by_id,
-                        log.description.startswith(BATCH_REVISION_PREFIX))
+        RevisionComment(log.timestamp, log.description, log.by_id, log.description.startswith(BATCH_REVISION_PREFIX))
         for log in state_logs(case).filter(transition="request_revision")
         if log.description
     ]
@@ -204,9 +222,12 @@ def revision_comments(case):
 
 def case_stamp(case) -> str:
     """Changes whenever anything shown about the case's progress changes (for polling)."""
-    latest = Case.objects.filter(pk=case.pk).annotate(
-        last_note=Max("notes__id"), last_plan=Max("treatment_plans__id")
-    ).values_list("state", "state_changed_at", "busy_with", "needs_attention", "last_note", "last_plan").first()
+    latest = (
+        Case.objects.filter(pk=case.pk)
+        .annotate(last_note=Max("notes__id"), last_plan=Max("treatment_plans__id"))
+        .values_list("state", "state_changed_at", "busy_with", "needs_attention", "last_note", "last_plan")
+        .first()
+    )
     return "|".join(str(part) for part in latest or ())
 
 

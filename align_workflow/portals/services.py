@@ -26,8 +26,9 @@ def mark_aligners_purchased(case, *, by):
     try:
         outcome = purchases.report_purchase(case.pk, source="staff", by=by)
     except purchases.PurchaseRefused as refused:
-        raise TransitionNotAllowed(str(refused), code="wrong_state", trigger="accept_clincheck",
-                                   state=case.state) from refused
+        raise TransitionNotAllowed(
+            str(refused), code="wrong_state", trigger="accept_clincheck", state=case.state
+        ) from refused
     finally:
         case.refresh_from_db()
     return outcome
@@ -71,8 +72,9 @@ def set_patient_contact(case, form, *, by):
         # of twenty identical corrections at once, the first writes, the others find it done.
         locked = Case.objects.select_for_update().only("pk", "state", "patient_id").get(pk=case.pk)
         if locked.state in CONTACT_LOCKED_STATES:
-            raise ContactRefused(f"The patient's contact details cannot be changed from a case that is "
-                                 f"{wf.state_label(locked.state)}.")
+            raise ContactRefused(
+                f"The patient's contact details cannot be changed from a case that is {wf.state_label(locked.state)}."
+            )
         patient = Patient.objects.select_for_update().get(pk=locked.patient_id)
         changed = [name for name in form.Meta.fields if getattr(patient, name) != form.cleaned_data[name]]
         if not changed:

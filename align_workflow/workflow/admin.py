@@ -7,8 +7,18 @@ from .models import OutboundAttempt
 class OutboundAttemptAdmin(admin.ModelAdmin):
     """Every call to Align, for support: read-only (the workflow writes these)."""
 
-    list_display = ("id", "case", "step", "attempt", "status", "http_status", "error_code", "duration_ms",
-                    "created", "next_retry_at")
+    list_display = (
+        "id",
+        "case",
+        "step",
+        "attempt",
+        "status",
+        "http_status",
+        "error_code",
+        "duration_ms",
+        "created",
+        "next_retry_at",
+    )
     list_filter = ("status", "step")
     search_fields = ("case__case_number", "idempotency_key", "request_id")
     list_select_related = ("case",)

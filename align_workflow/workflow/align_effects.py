@@ -132,8 +132,10 @@ def _apply_create_patient(case, by, params, outcome):
     case.align_pid = patient.p_id
     notes = []
     if case.patient.gender not in ("M", "F"):
-        notes.append("The patient's gender is unknown here; it was sent to Align as M, because Align "
-                     "requires M or F. Correct it with Align if that is wrong.")
+        notes.append(
+            "The patient's gender is unknown here; it was sent to Align as M, because Align "
+            "requires M or F. Correct it with Align if that is wrong."
+        )
     summary = f"Align patient id {patient.p_id}" + ("" if patient.created else " (Align already had this patient).")
     outbound.record_success(case, outcome.attempt_id, outcome.duration_ms, summary, notes, attempt=outcome.attempt)
     return f"Align patient {patient.p_id}" + (" (gender unknown, sent as M)" if notes else "")
@@ -145,16 +147,25 @@ def _apply_create_patient(case, by, params, outcome):
 def _send_create_order(client, case, params, key):
     assessment = PhotoAssessment.objects.get(case_id=case.pk)
     return client.create_order(
-        case_id=case.pk, p_id=case.align_pid, mrn=case.patient.mrn, order_type="IAS",
-        treatment_option=assessment.treatment_option, chief_concern=settings.ALIGN_CHIEF_CONCERN,
+        case_id=case.pk,
+        p_id=case.align_pid,
+        mrn=case.patient.mrn,
+        order_type="IAS",
+        treatment_option=assessment.treatment_option,
+        chief_concern=settings.ALIGN_CHIEF_CONCERN,
         idempotency_key=key,
     )
 
 
 def _apply_create_order(case, by, params, outcome):
     order = outcome.result
-    outbound.record_success(case, outcome.attempt_id, outcome.duration_ms,
-                            f"{order.order_type} order, status {order.status}.", attempt=outcome.attempt)
+    outbound.record_success(
+        case,
+        outcome.attempt_id,
+        outcome.duration_ms,
+        f"{order.order_type} order, status {order.status}.",
+        attempt=outcome.attempt,
+    )
     return f"{order.order_type} order {order.status.lower()}"
 
 
@@ -170,8 +181,9 @@ def _send_upload_assets(client, case, params, key):
 
 def _apply_upload_assets(case, by, params, outcome):
     upload = outcome.result
-    outbound.record_success(case, outcome.attempt_id, outcome.duration_ms, f"{upload.asset_count} asset(s).",
-                            attempt=outcome.attempt)
+    outbound.record_success(
+        case, outcome.attempt_id, outcome.duration_ms, f"{upload.asset_count} asset(s).", attempt=outcome.attempt
+    )
     return f"{upload.asset_count} asset(s) uploaded"
 
 
@@ -204,14 +216,20 @@ def _check_request_revision(case, by, params):
 
 
 def _send_request_revision(client, case, params, key):
-    return client.request_modification(case_id=case.pk, mrn=case.patient.mrn, comments=params["comments"],
-                                       idempotency_key=key)
+    return client.request_modification(
+        case_id=case.pk, mrn=case.patient.mrn, comments=params["comments"], idempotency_key=key
+    )
 
 
 def _apply_request_revision(case, by, params, outcome):
     version = params.get("plan_version") or "?"
-    outbound.record_success(case, outcome.attempt_id, outcome.duration_ms,
-                            f"Revision requested for plan version {version}.", attempt=outcome.attempt)
+    outbound.record_success(
+        case,
+        outcome.attempt_id,
+        outcome.duration_ms,
+        f"Revision requested for plan version {version}.",
+        attempt=outcome.attempt,
+    )
     # The comment in full: the provider's plan page shows it from the history.
     if params.get("sent_by") == BATCH_SENDER:
         return f"{BATCH_REVISION_PREFIX} (plan version {version}): {params['comments']}"
@@ -232,8 +250,10 @@ def _check_accept_clincheck(case, by, params):
     if asked_for is None:
         params["screenshot_asset_id"] = asset.pk
     elif int(asked_for) != asset.pk:
-        raise EffectInputError("A newer acceptance screenshot was stored since this acceptance was first sent; "
-                               "send the acceptance again. Nothing was sent.")
+        raise EffectInputError(
+            "A newer acceptance screenshot was stored since this acceptance was first sent; "
+            "send the acceptance again. Nothing was sent."
+        )
     params.prepared["screenshot_asset"] = asset  # the row just read, for the pre-flight and the call
 
 
@@ -241,15 +261,21 @@ def _send_accept_clincheck(client, case, params, key):
     asset = params.prepared.get("screenshot_asset")
     if asset is None or asset.pk != int(params["screenshot_asset_id"]):
         asset = CaseAsset.objects.get(pk=params["screenshot_asset_id"], case_id=case.pk)
-    return client.accept_clincheck(case_id=case.pk, mrn=case.patient.mrn, vault_id=asset.vault_id,
-                                   external_key=asset.external_key, idempotency_key=key)
+    return client.accept_clincheck(
+        case_id=case.pk,
+        mrn=case.patient.mrn,
+        vault_id=asset.vault_id,
+        external_key=asset.external_key,
+        idempotency_key=key,
+    )
 
 
 def _apply_accept_clincheck(case, by, params, outcome):
     accepted = outcome.result
     so = f" Sales order {accepted.sales_order_number}." if accepted.sales_order_number else ""
-    outbound.record_success(case, outcome.attempt_id, outcome.duration_ms, f"Status {accepted.status}.{so}",
-                            attempt=outcome.attempt)
+    outbound.record_success(
+        case, outcome.attempt_id, outcome.duration_ms, f"Status {accepted.status}.{so}", attempt=outcome.attempt
+    )
     return f"ClinCheck accepted by Align ({accepted.status})"
 
 
@@ -269,20 +295,28 @@ def _call_approve_plan(case, by, params):
     # blob in the vault). A ScreenshotError here is a refusal (the engine releases the claim).
     shot = params.prepared["screenshot"] = decode_screenshot(params.get("acceptance_screenshot"))
     try:
-        return vault.get_vault().put(shot.jpeg, filename=f"clincheck-acceptance-case-{case.pk}.jpg",
-                               content_type="image/jpeg")
+        return vault.get_vault().put(
+            shot.jpeg, filename=f"clincheck-acceptance-case-{case.pk}.jpg", content_type="image/jpeg"
+        )
     except vault.VaultError as exc:
-        CaseNote.objects.create(case_id=case.pk, text=f"Could not store the acceptance screenshot in the vault ({exc}); "
-                                "the plan was not approved.")
-        raise EffectFailed(f"Could not store the acceptance screenshot ({exc}); the plan was not approved, "
-                           "please try again.") from exc
+        CaseNote.objects.create(
+            case_id=case.pk,
+            text=f"Could not store the acceptance screenshot in the vault ({exc}); the plan was not approved.",
+        )
+        raise EffectFailed(
+            f"Could not store the acceptance screenshot ({exc}); the plan was not approved, please try again."
+        ) from exc
 
 
 def _apply_approve_plan(case, by, params, blob):
     shot = params.prepared["screenshot"]
     CaseAsset.objects.create(
-        case=case, kind=CaseAsset.Kind.CCACCEPTSCREEN, filename=f"clincheck-acceptance-case-{case.pk}.jpg",
-        sha256=hashlib.sha256(shot.jpeg).hexdigest(), vault_id=blob.vault_id, external_key=blob.external_key,
+        case=case,
+        kind=CaseAsset.Kind.CCACCEPTSCREEN,
+        filename=f"clincheck-acceptance-case-{case.pk}.jpg",
+        sha256=hashlib.sha256(shot.jpeg).hexdigest(),
+        vault_id=blob.vault_id,
+        external_key=blob.external_key,
     )
     version = pending_plan_version(case.pk)
     plan = f"plan version {version}" if version else "the plan"
@@ -291,23 +325,54 @@ def _apply_approve_plan(case, by, params, blob):
 
 def _recover_approve_plan(case, by, params, blob, exc):
     if blob is not None:
-        logger.warning("case %s: approve_plan not applied (%s); vault blob %s is unreferenced",
-                       case.pk, type(exc).__name__, blob.external_key)
+        logger.warning(
+            "case %s: approve_plan not applied (%s); vault blob %s is unreferenced",
+            case.pk,
+            type(exc).__name__,
+            blob.external_key,
+        )
 
 
 def register_align_effects():
     """Register the effects that call Align and the vault (called when the app is ready)."""
-    register("create_patient", call=_align_step("create_patient", _send_create_patient),
-             apply=_apply_create_patient, recover=_recover)   # its pre-flight is the can_send_to_align guard
-    register("create_order", check=preflight("create_order"),
-             call=_align_step("create_order", _send_create_order), apply=_apply_create_order, recover=_recover)
-    register("upload_assets", check=preflight("upload_assets"), call=_align_step("upload_assets", _send_upload_assets),
-             apply=_apply_upload_assets, recover=_recover)
-    register("request_revision", check=_checks(_check_request_revision, preflight("request_revision")),
-             call=_align_step("request_revision", _send_request_revision), apply=_apply_request_revision,
-             recover=_recover)
-    register("accept_clincheck", check=_checks(_check_accept_clincheck, preflight("accept_clincheck")),
-             call=_align_step("accept_clincheck", _send_accept_clincheck), apply=_apply_accept_clincheck,
-             recover=_recover)
-    register("approve_plan", check=_check_approve_plan, call=_call_approve_plan, apply=_apply_approve_plan,
-             recover=_recover_approve_plan)
+    register(
+        "create_patient",
+        call=_align_step("create_patient", _send_create_patient),
+        apply=_apply_create_patient,
+        recover=_recover,
+    )  # its pre-flight is the can_send_to_align guard
+    register(
+        "create_order",
+        check=preflight("create_order"),
+        call=_align_step("create_order", _send_create_order),
+        apply=_apply_create_order,
+        recover=_recover,
+    )
+    register(
+        "upload_assets",
+        check=preflight("upload_assets"),
+        call=_align_step("upload_assets", _send_upload_assets),
+        apply=_apply_upload_assets,
+        recover=_recover,
+    )
+    register(
+        "request_revision",
+        check=_checks(_check_request_revision, preflight("request_revision")),
+        call=_align_step("request_revision", _send_request_revision),
+        apply=_apply_request_revision,
+        recover=_recover,
+    )
+    register(
+        "accept_clincheck",
+        check=_checks(_check_accept_clincheck, preflight("accept_clincheck")),
+        call=_align_step("accept_clincheck", _send_accept_clincheck),
+        apply=_apply_accept_clincheck,
+        recover=_recover,
+    )
+    register(
+        "approve_plan",
+        check=_check_approve_plan,
+        call=_call_approve_plan,
+        apply=_apply_approve_plan,
+        recover=_recover_approve_plan,
+    )

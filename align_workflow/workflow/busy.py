@@ -17,8 +17,9 @@ from .models import OutboundAttempt
 def open_attempt(case_id) -> OutboundAttempt | None:
     """The attempt being sent (or about to be) for this case, if any."""
     return (
-        OutboundAttempt.objects.filter(case_id=case_id, status__in=OutboundAttempt.OPEN,
-                                       claimed_until__gt=timezone.now())
+        OutboundAttempt.objects.filter(
+            case_id=case_id, status__in=OutboundAttempt.OPEN, claimed_until__gt=timezone.now()
+        )
         .order_by("-id")
         .first()
     )
@@ -48,5 +49,6 @@ def busy_message(step) -> str:
 
 def open_call_query():
     """The open attempts of the case in an outer query (`OuterRef("pk")`), for selections."""
-    return OutboundAttempt.objects.filter(case=OuterRef("pk"), status__in=OutboundAttempt.OPEN,
-                                          claimed_until__gt=timezone.now())
+    return OutboundAttempt.objects.filter(
+        case=OuterRef("pk"), status__in=OutboundAttempt.OPEN, claimed_until__gt=timezone.now()
+    )

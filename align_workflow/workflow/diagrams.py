@@ -28,8 +28,10 @@ log = logging.getLogger(__name__)
 DIAGRAM_DIR = Path(settings.BASE_DIR) / "diagrams"
 NAME = "align_case"
 
-MISSING_GRAPHVIZ = ("Diagrams need Graphviz, whose dot program is not installed on this server: "
-                    "make system-deps installs it (the Debian package graphviz).")
+MISSING_GRAPHVIZ = (
+    "Diagrams need Graphviz, whose dot program is not installed on this server: "
+    "make system-deps installs it (the Debian package graphviz)."
+)
 # Drawings are small (tens of KiB) and keyed by the workflow's version: a day is plenty.
 CACHE_SECONDS = 24 * 3600
 
@@ -75,8 +77,10 @@ def cached_svg(kind, key, build):
         # Not cached: once Graphviz is installed the next load draws the diagram.
         if not _missing_graphviz_logged:
             _missing_graphviz_logged = True
-            log.warning("Graphviz's `dot` program was not found: pages show no workflow diagrams "
-                        "until it is installed (`make system-deps`).")
+            log.warning(
+                "Graphviz's `dot` program was not found: pages show no workflow diagrams "
+                "until it is installed (`make system-deps`)."
+            )
         return None
     cache.set(cache_key, svg, CACHE_SECONDS)
     return svg

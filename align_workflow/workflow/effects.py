@@ -181,8 +181,12 @@ def record_plan(case, plan):
     if plan.get("preview"):
         p = plan["preview"]
         preview = CaseAsset.objects.create(
-            case=case, kind=CaseAsset.Kind.PROVPREV, url=p.get("url", ""), sha256=p.get("sha256", ""),
-            size=p.get("size"), filename=p.get("filename", ""),
+            case=case,
+            kind=CaseAsset.Kind.PROVPREV,
+            url=p.get("url", ""),
+            sha256=p.get("sha256", ""),
+            size=p.get("size"),
+            filename=p.get("filename", ""),
         )
     return TreatmentPlan.objects.create(
         case=case,

@@ -76,9 +76,7 @@ def roles_of(case, by) -> set[str]:
     roles = set()
     if is_staff(by):
         roles.add(wf.STAFF)
-    provider_user_id = (
-        Prescription.objects.filter(case_id=case.pk).values_list("provider__user_id", flat=True).first()
-    )
+    provider_user_id = Prescription.objects.filter(case_id=case.pk).values_list("provider__user_id", flat=True).first()
     if provider_user_id is not None and provider_user_id == by.pk:
         roles.add(wf.PROVIDER)
     return roles
@@ -108,7 +106,9 @@ def _check_actor(case, spec, by):
         raise TransitionNotAllowed(
             "This case belongs to another provider.", code="not_your_case", trigger=spec.trigger, state=case.state
         )
-    who = "Align or automation" if by is None else (", ".join(sorted(roles)) or "neither staff nor this case's provider")
+    who = (
+        "Align or automation" if by is None else (", ".join(sorted(roles)) or "neither staff nor this case's provider")
+    )
     raise TransitionNotAllowed(
         f"Only {' or '.join(spec.actor)} may {wf.trigger_words(spec.trigger)}; this request comes from {who}.",
         code="actor",
@@ -273,22 +273,25 @@ def _commit(case, spec, by, params, effect, result, claimed_from):
         move_and_log(case, source, changes, log, not_busy=claimed_from is None)
         case_id, trigger, target = case.pk, spec.trigger, spec.dest
         transaction.on_commit(
-            lambda: transition_applied.send(sender=Case, case_id=case_id, trigger=trigger, source=source,
-                                            target=target)
+            lambda: transition_applied.send(sender=Case, case_id=case_id, trigger=trigger, source=source, target=target)
         )
     return log
 
 
 def _input_refused(case, trigger, exc):
-    return TransitionNotAllowed(str(exc), code=exc.code, trigger=trigger, state=case.state,
-                                criteria=getattr(exc, "problems", None))
+    return TransitionNotAllowed(
+        str(exc), code=exc.code, trigger=trigger, state=case.state, criteria=getattr(exc, "problems", None)
+    )
 
 
 def _public(trigger, params):
     internal = sorted(name for name in params if name.startswith("_"))
     if internal:
-        raise TransitionNotAllowed(f"Unknown parameter(s) {', '.join(internal)} for {wf.trigger_words(trigger)}.",
-                                   code="invalid_input", trigger=trigger)
+        raise TransitionNotAllowed(
+            f"Unknown parameter(s) {', '.join(internal)} for {wf.trigger_words(trigger)}.",
+            code="invalid_input",
+            trigger=trigger,
+        )
     return params
 
 

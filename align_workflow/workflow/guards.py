@@ -48,7 +48,8 @@ def can_send_to_align(case) -> list[Criterion]:
     ]
     # What was just read is handed on, so the pre-flight does not read it again.
     records = preflight.Records(
-        case, lab=prescription.lab if prescription else None,
+        case,
+        lab=prescription.lab if prescription else None,
         treatment_option=assessment.treatment_option if assessment else None,
     )
     seen = {"lab_is_align", "patient_gender"}  # the gender has its own warning on the checklist

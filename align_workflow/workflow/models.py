@@ -21,16 +21,26 @@ class OutboundAttempt(AppendOnlyModel):
     and outcome as it is sent and answered. Never deleted (cases/records.py)."""
 
     class Status(models.TextChoices):
-        PENDING = "pending", "Pending"                          # recorded, not sent yet
-        IN_FLIGHT = "in_flight", "In flight"                    # a process is sending it (see claimed_until)
-        SUCCEEDED = "succeeded", "Succeeded"                    # Align accepted it
+        PENDING = "pending", "Pending"  # recorded, not sent yet
+        IN_FLIGHT = "in_flight", "In flight"  # a process is sending it (see claimed_until)
+        SUCCEEDED = "succeeded", "Succeeded"  # Align accepted it
         FAILED_RETRYABLE = "failed_retryable", "Failed, retryable"  # timeout, connection, 5xx, 429
         FAILED_PERMANENT = "failed_permanent", "Failed, needs a person"  # 4xx, credentials, our own error
-        SKIPPED = "skipped", "Not sent"                         # refused before sending (state moved on, flag off)
+        SKIPPED = "skipped", "Not sent"  # refused before sending (state moved on, flag off)
 
     OPEN = (Status.PENDING, Status.IN_FLIGHT)
-    LIFECYCLE_FIELDS = ("status", "http_status", "error_code", "message", "request_id", "duration_ms",
-                        "started_at", "finished_at", "next_retry_at", "claimed_until")
+    LIFECYCLE_FIELDS = (
+        "status",
+        "http_status",
+        "error_code",
+        "message",
+        "request_id",
+        "duration_ms",
+        "started_at",
+        "finished_at",
+        "next_retry_at",
+        "claimed_until",
+    )
 
     case = models.ForeignKey("cases.Case", on_delete=models.CASCADE, related_name="align_attempts")
     step = models.CharField(max_length=40, help_text="the workflow trigger this call belongs to")
@@ -42,8 +52,7 @@ class OutboundAttempt(AppendOnlyModel):
     # Part of "Send to Align": on success the next step of the sequence follows.
     chain = models.BooleanField(default=False)
     # The transition fires as this user (None: automation); a retry fires as the same actor.
-    by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                           related_name="+")
+    by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     # What is needed to send the step again (e.g. the provider's comments). Never PHI:
     # patient details are read from the patient record at send time.
     params = models.JSONField(default=dict, blank=True)

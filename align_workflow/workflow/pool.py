@@ -19,8 +19,9 @@ class Interrupted(Exception):
         self.done = done
 
 
-def run_each(fn: Callable, items: Iterable, *, workers: int, name: str,
-             on_result: Callable[[int, object], None] | None = None) -> list:
+def run_each(
+    fn: Callable, items: Iterable, *, workers: int, name: str, on_result: Callable[[int, object], None] | None = None
+) -> list:
     """`fn(item)` for every item, up to `workers` at a time in threads, in the order
     they finish (`on_result(index, result)`, called in this thread, one at a time).
     Returns the results in the items' order. With one worker or one item, runs here.

@@ -18,11 +18,11 @@ from align_workflow.cases.models import CaseAsset, Patient, PhotoAssessment, Pre
 
 
 class Required(NamedTuple):
-    name: str          # stable id of the group (the checklist's data-criterion)
-    label: str         # what staff see, e.g. "Patient phone number"
-    fields: tuple      # the contract's field names sent for it
-    source: str        # where we read it from
-    check: Callable    # (case, Records) -> None (fine) or the reason it is not
+    name: str  # stable id of the group (the checklist's data-criterion)
+    label: str  # what staff see, e.g. "Patient phone number"
+    fields: tuple  # the contract's field names sent for it
+    source: str  # where we read it from
+    check: Callable  # (case, Records) -> None (fine) or the reason it is not
     ok_reason: str = "present"
 
 
@@ -92,8 +92,13 @@ def _phone(case, r):
 
 def _address(case, r):
     p = r.patient
-    parts = (("street (line 1)", p.address_line1), ("city", p.city), ("state", p.state), ("ZIP code", p.zip_code),
-             ("country", p.country))
+    parts = (
+        ("street (line 1)", p.address_line1),
+        ("city", p.city),
+        ("state", p.state),
+        ("ZIP code", p.zip_code),
+        ("country", p.country),
+    )
     missing = [name for name, value in parts if _blank(value)]
     if missing:
         return f"missing: {', '.join(missing)}"
@@ -134,8 +139,9 @@ def _is_nil(value):
 
 def newest_screenshot(case_id):
     """The newest usable CCACCEPTSCREEN asset of the case, or None."""
-    for asset in CaseAsset.objects.filter(case_id=case_id, kind=CaseAsset.Kind.CCACCEPTSCREEN,
-                                          removed=False).order_by("-created", "-id"):
+    for asset in CaseAsset.objects.filter(case_id=case_id, kind=CaseAsset.Kind.CCACCEPTSCREEN, removed=False).order_by(
+        "-created", "-id"
+    ):
         if asset.vault_id and asset.external_key and not _is_nil(asset.vault_id) and not _is_nil(asset.external_key):
             return asset
     return None
@@ -143,8 +149,12 @@ def newest_screenshot(case_id):
 
 def stored_stl_count(case_id) -> int:
     """STL files the service can resolve: not removed, stored with their vault references."""
-    return (CaseAsset.objects.filter(case_id=case_id, kind__in=CaseAsset.STL_KINDS, removed=False)
-            .exclude(vault_id="").exclude(external_key="").count())
+    return (
+        CaseAsset.objects.filter(case_id=case_id, kind__in=CaseAsset.STL_KINDS, removed=False)
+        .exclude(vault_id="")
+        .exclude(external_key="")
+        .count()
+    )
 
 
 def _stl_files(case, r):
@@ -170,46 +180,68 @@ def _screenshot(case, r):
     return None
 
 
-_LAB = Required("lab_is_align", "Prescription lab is Align", (), "Prescription.lab == 'AL'", _lab,
-                "prescribed to the Align lab")
+_LAB = Required(
+    "lab_is_align", "Prescription lab is Align", (), "Prescription.lab == 'AL'", _lab, "prescribed to the Align lab"
+)
 _MRN = Required("patient_mrn", "Patient MRN", ("mrn",), "Patient.mrn", _mrn)
 
 # The table: per call, every group of fields Align requires.
 REQUIRED = {
-    "create_patient": (   # POST /patients
+    "create_patient": (  # POST /patients
         _LAB,
         _MRN,
         Required("patient_name", "Patient name", ("firstName", "lastName"), "Patient.first_name, last_name", _names),
-        Required("patient_date_of_birth", "Patient date of birth", ("dateOfBirth",), "Patient.date_of_birth",
-                 _date_of_birth),
+        Required(
+            "patient_date_of_birth", "Patient date of birth", ("dateOfBirth",), "Patient.date_of_birth", _date_of_birth
+        ),
         Required("patient_gender", "Patient gender", ("gender",), "Patient.gender (unknown is sent as M)", _gender),
         Required("patient_email", "Patient email", ("email",), "Patient.email", _email),
         Required("patient_phone", "Patient phone number", ("phone",), "Patient.phone", _phone),
-        Required("patient_address", "Patient address", ("address.line1", "address.city", "address.state",
-                                                        "address.zip", "address.country"),
-                 "Patient.address_line1, city, state, zip_code, country", _address),
+        Required(
+            "patient_address",
+            "Patient address",
+            ("address.line1", "address.city", "address.state", "address.zip", "address.country"),
+            "Patient.address_line1, city, state, zip_code, country",
+            _address,
+        ),
     ),
-    "create_order": (     # POST /orders
+    "create_order": (  # POST /orders
         _LAB,
         _MRN,
         Required("align_patient_id", "Align patient id", ("pId",), "Case.align_pid (from Create Patient)", _pid),
-        Required("treatment_option", "Treatment option", ("treatmentOption",), "PhotoAssessment.treatment_option",
-                 _treatment_option),
-        Required("chief_concern", "Chief concern", ("chiefConcern",), "settings.ALIGN_CHIEF_CONCERN",
-                 _chief_concern),
+        Required(
+            "treatment_option",
+            "Treatment option",
+            ("treatmentOption",),
+            "PhotoAssessment.treatment_option",
+            _treatment_option,
+        ),
+        Required("chief_concern", "Chief concern", ("chiefConcern",), "settings.ALIGN_CHIEF_CONCERN", _chief_concern),
     ),
-    "upload_assets": (    # POST /assets/upload (the service then reads our STL list)
+    "upload_assets": (  # POST /assets/upload (the service then reads our STL list)
         _LAB,
         _MRN,
         Required("align_patient_id", "Align patient id", ("pId",), "Case.align_pid (from Create Patient)", _pid),
-        Required("two_stl_files", "At least two STL files", (), "CaseAsset STL_UPPER/STL_LOWER, not removed, "
-                 "with vault_id and external_key", _stl_files, "at least 2 stored STL files"),
+        Required(
+            "two_stl_files",
+            "At least two STL files",
+            (),
+            "CaseAsset STL_UPPER/STL_LOWER, not removed, with vault_id and external_key",
+            _stl_files,
+            "at least 2 stored STL files",
+        ),
     ),
     "accept_clincheck": (  # PUT /orders/{caseId}/accept
         _LAB,
         _MRN,
-        Required("acceptance_screenshot", "Acceptance screenshot", ("vault_id", "external_key"),
-                 "the newest CCACCEPTSCREEN CaseAsset", _screenshot, "stored"),
+        Required(
+            "acceptance_screenshot",
+            "Acceptance screenshot",
+            ("vault_id", "external_key"),
+            "the newest CCACCEPTSCREEN CaseAsset",
+            _screenshot,
+            "stored",
+        ),
     ),
     "request_revision": (  # PUT /orders/{caseId}/modify; the comments are checked with the request
         _LAB,
@@ -240,13 +272,18 @@ class Records:
 
     @property
     def lab(self):
-        return self._get("lab", lambda: Prescription.objects.filter(case_id=self.case.pk)
-                         .values_list("lab", flat=True).first())
+        return self._get(
+            "lab", lambda: Prescription.objects.filter(case_id=self.case.pk).values_list("lab", flat=True).first()
+        )
 
     @property
     def treatment_option(self):
-        return self._get("treatment_option", lambda: PhotoAssessment.objects.filter(case_id=self.case.pk)
-                         .values_list("treatment_option", flat=True).first())
+        return self._get(
+            "treatment_option",
+            lambda: (
+                PhotoAssessment.objects.filter(case_id=self.case.pk).values_list("treatment_option", flat=True).first()
+            ),
+        )
 
     @property
     def stl_count(self):

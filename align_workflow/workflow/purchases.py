@@ -39,12 +39,12 @@ PURCHASABLE = (wf.PROVIDER_APPROVED, wf.ACCEPTED, wf.SHIPPING)
 SOURCES = {"staff": "staff", "shop": "the shop", "batch": "align_batch"}
 
 # What happened to the acceptance.
-SENT = "sent"                  # Align accepted the ClinCheck now
-WAITING = "waiting"            # the flag is off: sent by the retry sweep once it is on
-ALREADY = "already_sent"       # accepted before, or being sent by another process
-IN_RETRIES = "in_retries"      # an acceptance call failed earlier; the retries own it
-FAILED = "failed"              # the call failed; a retry is planned or the case needs attention
-REFUSED = "refused"            # a rule refuses it (lab, screenshot, ...): a person must fix the case
+SENT = "sent"  # Align accepted the ClinCheck now
+WAITING = "waiting"  # the flag is off: sent by the retry sweep once it is on
+ALREADY = "already_sent"  # accepted before, or being sent by another process
+IN_RETRIES = "in_retries"  # an acceptance call failed earlier; the retries own it
+FAILED = "failed"  # the call failed; a retry is planned or the case needs attention
+REFUSED = "refused"  # a rule refuses it (lab, screenshot, ...): a person must fix the case
 
 
 class PurchaseRefused(Exception):
@@ -59,8 +59,8 @@ class PurchaseRefused(Exception):
 class PurchaseOutcome:
     case_id: int
     purchased_at: datetime
-    recorded: bool           # this report recorded the purchase (False: it was already recorded)
-    acceptance: str          # SENT, WAITING, ALREADY, IN_RETRIES, FAILED, REFUSED or "" (nothing to send)
+    recorded: bool  # this report recorded the purchase (False: it was already recorded)
+    acceptance: str  # SENT, WAITING, ALREADY, IN_RETRIES, FAILED, REFUSED or "" (nothing to send)
     detail: str = ""
 
     @property
@@ -71,8 +71,11 @@ class PurchaseOutcome:
 
 def is_waiting(case) -> bool:
     """The case's acceptance waits: bought and approved, but nothing sent yet."""
-    return (case.state == wf.PROVIDER_APPROVED and case.aligners_purchased_at is not None
-            and not OutboundAttempt.objects.filter(case_id=case.pk, step="accept_clincheck").exists())
+    return (
+        case.state == wf.PROVIDER_APPROVED
+        and case.aligners_purchased_at is not None
+        and not OutboundAttempt.objects.filter(case_id=case.pk, step="accept_clincheck").exists()
+    )
 
 
 def report_purchase(case_id, *, source, by=None, purchased_at=None, order_reference="") -> PurchaseOutcome:
@@ -91,20 +94,33 @@ def report_purchase(case_id, *, source, by=None, purchased_at=None, order_refere
         if case.state not in PURCHASABLE:
             raise PurchaseRefused(
                 f"The case is {wf.state_label(case.state)} ({wf.MEANINGS[case.state]}): aligners can be bought "
-                "only once the provider approved the plan; nothing was recorded.", code="not_purchasable")
+                "only once the provider approved the plan; nothing was recorded.",
+                code="not_purchasable",
+            )
         recorded = case.aligners_purchased_at is None
         if recorded:
             case.aligners_purchased_at = purchased_at or timezone.now()
             case.aligners_purchase_source = source
             case.aligners_purchase_reported_by = by
             case.aligners_order_reference = order_reference or ""
-            case.save(update_fields=["aligners_purchased_at", "aligners_purchase_source",
-                                     "aligners_purchase_reported_by", "aligners_order_reference"])
+            case.save(
+                update_fields=[
+                    "aligners_purchased_at",
+                    "aligners_purchase_source",
+                    "aligners_purchase_reported_by",
+                    "aligners_order_reference",
+                ]
+            )
             who = f"{SOURCES[source]} ({by.get_username()})" if by is not None else SOURCES[source]
             ref = f", order reference {order_reference}" if order_reference else ""
-            CaseNote.objects.create(case_id=case.pk, author=by, text=(
-                f"Aligner purchase recorded: bought {timezone.localtime(case.aligners_purchased_at):%Y-%m-%d %H:%M}, "
-                f"reported by {who}{ref}."))
+            CaseNote.objects.create(
+                case_id=case.pk,
+                author=by,
+                text=(
+                    f"Aligner purchase recorded: bought {timezone.localtime(case.aligners_purchased_at):%Y-%m-%d %H:%M}, "
+                    f"reported by {who}{ref}."
+                ),
+            )
     # The same answer for every report: the time as stored, in UTC.
     outcome = PurchaseOutcome(case.pk, case.aligners_purchased_at.astimezone(UTC), recorded, "")
     if case.state != wf.PROVIDER_APPROVED:
@@ -116,8 +132,11 @@ def report_purchase(case_id, *, source, by=None, purchased_at=None, order_refere
         outcome.acceptance, outcome.detail = send_acceptance(case, by=by, raise_errors=by is not None)
     else:
         outcome.acceptance = WAITING if is_waiting(case) else ALREADY
-        outcome.detail = ("The acceptance waits to be sent." if outcome.acceptance == WAITING
-                          else "The acceptance was already sent or is being sent.")
+        outcome.detail = (
+            "The acceptance waits to be sent."
+            if outcome.acceptance == WAITING
+            else "The acceptance was already sent or is being sent."
+        )
     return outcome
 
 
@@ -135,8 +154,10 @@ def send_acceptance(case, *, by=None, raise_errors=False) -> tuple[str, str]:
     if case.state != wf.PROVIDER_APPROVED or case.aligners_purchased_at is None:
         return ALREADY, "The ClinCheck was already accepted."
     if not flag_is_on(wf.FLAG_SET_ORDER_STATUS, by):
-        return WAITING, (f"The acceptance waits: the '{wf.FLAG_SET_ORDER_STATUS}' flag is off. It is sent "
-                         "to Align automatically (align_retry_due) once the flag is on.")
+        return WAITING, (
+            f"The acceptance waits: the '{wf.FLAG_SET_ORDER_STATUS}' flag is off. It is sent "
+            "to Align automatically (align_retry_due) once the flag is on."
+        )
     if by is None and OutboundAttempt.objects.filter(case_id=case.pk, step="accept_clincheck").exists():
         return IN_RETRIES, "An earlier acceptance call for this case is handled by the retries."
     try:
@@ -157,10 +178,12 @@ def send_acceptance(case, *, by=None, raise_errors=False) -> tuple[str, str]:
 def waiting_case_ids() -> list[int]:
     """Bought, approved Align cases whose acceptance has not been sent at all."""
     return list(
-        Case.objects.filter(state=wf.PROVIDER_APPROVED, aligners_purchased_at__isnull=False,
-                            prescription__lab=Prescription.Lab.ALIGN)
+        Case.objects.filter(
+            state=wf.PROVIDER_APPROVED, aligners_purchased_at__isnull=False, prescription__lab=Prescription.Lab.ALIGN
+        )
         .exclude(pk__in=OutboundAttempt.objects.filter(step="accept_clincheck").values("case_id"))
-        .order_by("aligners_purchased_at", "pk").values_list("pk", flat=True)
+        .order_by("aligners_purchased_at", "pk")
+        .values_list("pk", flat=True)
     )
 
 

@@ -29,8 +29,9 @@ from PIL import Image, UnidentifiedImageError
 
 from .effects import EffectInputError
 
-_DATA_URL = re.compile(r"data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(?:;[\w.+-]+=[\w.+-]+)*)(?P<b64>;base64)?,",
-                       re.ASCII)
+_DATA_URL = re.compile(
+    r"data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(?:;[\w.+-]+=[\w.+-]+)*)(?P<b64>;base64)?,", re.ASCII
+)
 _FORMAT_OF_MIME = {"image/png": "PNG", "image/jpeg": "JPEG", "image/jpg": "JPEG"}
 
 
@@ -83,7 +84,7 @@ def check_data_url(data_url) -> tuple[str, str]:
         )
     if not match["b64"]:
         raise ScreenshotError("The acceptance screenshot is not base64-encoded.")
-    payload = data_url[match.end():]
+    payload = data_url[match.end() :]
     if len(payload) > max_bytes:
         raise ScreenshotError(
             f"The acceptance screenshot is too large: {_megabytes(len(payload))} encoded "
@@ -101,7 +102,9 @@ def decode_screenshot(data_url) -> Screenshot:
     try:
         raw = base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
-        raise ScreenshotError("The acceptance screenshot is not valid base64 (it may have been cut off or altered).") from None
+        raise ScreenshotError(
+            "The acceptance screenshot is not valid base64 (it may have been cut off or altered)."
+        ) from None
     if not raw:
         raise ScreenshotError("The acceptance screenshot is empty.")
 
@@ -142,7 +145,9 @@ def decode_screenshot(data_url) -> Screenshot:
         raise ScreenshotError(f"The acceptance screenshot is not a readable {actual} image.") from None
     except (OSError, SyntaxError, ValueError) as exc:
         if "truncated" in str(exc).lower():
-            raise ScreenshotError(f"The acceptance screenshot is truncated: the {actual} data ends too early.") from None
+            raise ScreenshotError(
+                f"The acceptance screenshot is truncated: the {actual} data ends too early."
+            ) from None
         raise ScreenshotError(f"The acceptance screenshot is a damaged {actual} image.") from None
 
     try:

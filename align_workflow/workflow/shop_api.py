@@ -30,10 +30,12 @@ MAX_BODY_BYTES = 10 * 1024
 # A shop's clock may be a little ahead of ours; a purchase further in the future is a mistake.
 CLOCK_SKEW = timedelta(minutes=5)
 
-BODY = Obj({
-    "purchased_at": DateTime(),
-    "order_reference": Str(max_length=100),
-})
+BODY = Obj(
+    {
+        "purchased_at": DateTime(),
+        "order_reference": Str(max_length=100),
+    }
+)
 
 
 def _error(status, code, message, details=None, headers=None):
@@ -82,11 +84,16 @@ def aligners_purchased(request, case_id):
         return _error(405, "METHOD_NOT_ALLOWED", "Use POST.", headers={"Allow": "POST"})
     expected = settings.SHOP_API_TOKEN or ""
     if not expected:
-        return _error(503, "NOT_CONFIGURED", "The shop API is not configured (SHOP_API_TOKEN is unset); "
-                                             "nothing was recorded.")
+        return _error(
+            503, "NOT_CONFIGURED", "The shop API is not configured (SHOP_API_TOKEN is unset); nothing was recorded."
+        )
     if not _token_ok(request, expected):
-        return _error(401, "AUTH.TOKEN_INVALID", "A valid bearer token is required.",
-                      headers={"WWW-Authenticate": 'Bearer realm="shop"'})
+        return _error(
+            401,
+            "AUTH.TOKEN_INVALID",
+            "A valid bearer token is required.",
+            headers={"WWW-Authenticate": 'Bearer realm="shop"'},
+        )
     try:
         length = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
@@ -100,16 +107,19 @@ def aligners_purchased(request, case_id):
     if case_id > 2**31 - 1:
         return _error(404, "CASE.NOT_FOUND", f"No case {case_id}.")
     try:
-        outcome = purchases.report_purchase(case_id, source="shop", purchased_at=data["purchased_at"],
-                                            order_reference=data["order_reference"])
+        outcome = purchases.report_purchase(
+            case_id, source="shop", purchased_at=data["purchased_at"], order_reference=data["order_reference"]
+        )
     except purchases.PurchaseRefused as refused:
         if refused.code == "not_found":
             return _error(404, "CASE.NOT_FOUND", f"No case {case_id}.")
         return _error(409, "CASE.NOT_PURCHASABLE", str(refused))
-    return JsonResponse({
-        "case_id": outcome.case_id,
-        "purchased_at": outcome.purchased_at.isoformat(),
-        "recorded": outcome.recorded,
-        "acceptance": outcome.acceptance or "not_needed",
-        "detail": outcome.detail,
-    })
+    return JsonResponse(
+        {
+            "case_id": outcome.case_id,
+            "purchased_at": outcome.purchased_at.isoformat(),
+            "recorded": outcome.recorded,
+            "acceptance": outcome.acceptance or "not_needed",
+            "detail": outcome.detail,
+        }
+    )

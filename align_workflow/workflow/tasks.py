@@ -18,8 +18,14 @@ logger = logging.getLogger(__name__)
 def run_attempt_task(attempt_id):
     result = outbound.run_attempt(attempt_id)
     if result is not None:
-        logger.info("attempt %s: case %s now %s (done: %s; failed: %s)", attempt_id, result.case_id, result.state,
-                    ",".join(result.done) or "-", result.failed_step or "-")
+        logger.info(
+            "attempt %s: case %s now %s (done: %s; failed: %s)",
+            attempt_id,
+            result.case_id,
+            result.state,
+            ",".join(result.done) or "-",
+            result.failed_step or "-",
+        )
 
 
 @app.task(name="align.sweep", ignore_result=True)
@@ -32,6 +38,5 @@ def sweep_task():
     if sent:
         logger.info("align sweep: %s waiting acceptance(s) looked at", len(sent))
     if run.expired or to_run:
-        logger.info("align sweep: %s expired, %s restarted, %s retries queued", run.expired, run.restarted,
-                    run.retried)
+        logger.info("align sweep: %s expired, %s restarted, %s retries queued", run.expired, run.restarted, run.retried)
     return len(to_run)

@@ -11,6 +11,7 @@ def terminal_safe(text) -> str:
     """`text` with control characters (ANSI escapes, bells, carriage returns, bidi
     overrides) written as escapes like \\x1b, so that a value from the database or a
     file cannot redraw or hide what the terminal shows."""
+
     def escape(match):
         char = match.group()
         code = ord(char)

@@ -14,7 +14,11 @@ def test_benchmarks_run_at_tiny_sizes():
         env["DATABASE_URL"] = "sqlite:///:memory:"
     result = subprocess.run(
         [sys.executable, "-m", "bench", "--scale", "0.01"],
-        cwd=settings.BASE_DIR, env=env, capture_output=True, text=True, timeout=300,
+        cwd=settings.BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "1 engine" in result.stdout
@@ -30,8 +34,11 @@ def test_benchmarks_run_at_tiny_sizes():
     else:
         assert len(token) == 2 and "token requests" in token[0] and token[0].rstrip().endswith("yes"), result.stdout
     measured = db["ENGINE"] == "django.db.backends.postgresql"
-    for figure, measure in (("2 flow", "eligible -> shipping, inline"), ("3 scale-out", "Celery (8 threads)"),
-                            ("4 batch", "align_batch --concurrency 16")):
+    for figure, measure in (
+        ("2 flow", "eligible -> shipping, inline"),
+        ("3 scale-out", "Celery (8 threads)"),
+        ("4 batch", "align_batch --concurrency 16"),
+    ):
         rows = [line for line in result.stdout.splitlines() if line.startswith(figure)]
         assert rows, f"no {figure} row:\n{result.stdout}"
         if measured:

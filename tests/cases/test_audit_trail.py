@@ -35,14 +35,26 @@ def shipped_case():
 
 
 def an_attempt(case):
-    return OutboundAttempt.objects.create(case=case, step="create_patient", idempotency_key="k-1", attempt=1,
-                                          status=OutboundAttempt.Status.IN_FLIGHT, params={"x": 1})
+    return OutboundAttempt.objects.create(
+        case=case,
+        step="create_patient",
+        idempotency_key="k-1",
+        attempt=1,
+        status=OutboundAttempt.Status.IN_FLIGHT,
+        params={"x": 1},
+    )
 
 
 def an_event(case):
-    return InboundEvent.objects.create(event_id="evt-audit", type="case.status_changed", case=case,
-                                       summary="status SHIPPED", payload={"a": 1}, raw_body="{}",
-                                       occurred_at=timezone.now())
+    return InboundEvent.objects.create(
+        event_id="evt-audit",
+        type="case.status_changed",
+        case=case,
+        summary="status SHIPPED",
+        payload={"a": 1},
+        raw_body="{}",
+        occurred_at=timezone.now(),
+    )
 
 
 # --- the models ---------------------------------------------------------------------
@@ -80,15 +92,21 @@ def test_a_state_history_row_is_never_changed_or_deleted(local_effects_only):
 def test_an_attempt_s_record_is_fixed_and_only_its_progress_moves():
     attempt = an_attempt(make_case())
     # The lifecycle: what the engine writes as the call goes out and is answered.
-    OutboundAttempt.objects.filter(pk=attempt.pk).update(status=OutboundAttempt.Status.FAILED_RETRYABLE,
-                                                          http_status=503, next_retry_at=timezone.now())
+    OutboundAttempt.objects.filter(pk=attempt.pk).update(
+        status=OutboundAttempt.Status.FAILED_RETRYABLE, http_status=503, next_retry_at=timezone.now()
+    )
     attempt = OutboundAttempt.objects.get(pk=attempt.pk)
     attempt.status, attempt.message = OutboundAttempt.Status.SUCCEEDED, "ok"
     attempt.save()
     assert OutboundAttempt.objects.get(pk=attempt.pk).status == OutboundAttempt.Status.SUCCEEDED
     # The record: which call it was.
-    for field, value in [("idempotency_key", "k-2"), ("step", "create_order"), ("attempt", 2),
-                         ("params", {"x": 2}), ("by", None)]:
+    for field, value in [
+        ("idempotency_key", "k-2"),
+        ("step", "create_order"),
+        ("attempt", 2),
+        ("params", {"x": 2}),
+        ("by", None),
+    ]:
         if field == "by":
             continue
         with pytest.raises(RecordIsImmutable):
@@ -104,8 +122,12 @@ def test_an_attempt_s_record_is_fixed_and_only_its_progress_moves():
     with pytest.raises(RecordIsImmutable):
         OutboundAttempt.objects.all().delete()
     stored = OutboundAttempt.objects.get(pk=attempt.pk)
-    assert (stored.idempotency_key, stored.step, stored.attempt, stored.params) == ("k-1", "create_patient", 1,
-                                                                                   {"x": 1})
+    assert (stored.idempotency_key, stored.step, stored.attempt, stored.params) == (
+        "k-1",
+        "create_patient",
+        1,
+        {"x": 1},
+    )
 
 
 def test_an_event_s_record_is_fixed_and_only_its_outcome_moves():
@@ -113,8 +135,14 @@ def test_an_event_s_record_is_fixed_and_only_its_outcome_moves():
     event.status, event.attempts = InboundEvent.Status.APPLIED, 1
     event.save()
     InboundEvent.objects.filter(pk=event.pk).update(status_detail="done")
-    for field, value in [("payload", {"a": 2}), ("raw_body", "{}x"), ("event_id", "evt-other"),
-                         ("occurred_at", timezone.now()), ("received_at", timezone.now()), ("type", "x")]:
+    for field, value in [
+        ("payload", {"a": 2}),
+        ("raw_body", "{}x"),
+        ("event_id", "evt-other"),
+        ("occurred_at", timezone.now()),
+        ("received_at", timezone.now()),
+        ("type", "x"),
+    ]:
         with pytest.raises(RecordIsImmutable):
             InboundEvent.objects.filter(pk=event.pk).update(**{field: value})
         fresh = InboundEvent.objects.get(pk=event.pk)
@@ -156,9 +184,12 @@ def test_postgres_refuses_raw_update_and_delete_of_the_state_history(require_pos
     assert StateLog.objects.get(pk=log.pk).state == wf.SHIPPING
     # Inserting is what the engine does: still allowed.
     with connection.cursor() as cursor:
-        cursor.execute(f"INSERT INTO {table} (timestamp, source_state, state, transition, content_type_id, "
-                       f"object_id) SELECT timestamp, state, state, 'noop', content_type_id, object_id FROM {table} "
-                       "WHERE id = %s", [log.pk])
+        cursor.execute(
+            f"INSERT INTO {table} (timestamp, source_state, state, transition, content_type_id, "
+            f"object_id) SELECT timestamp, state, state, 'noop', content_type_id, object_id FROM {table} "
+            "WHERE id = %s",
+            [log.pk],
+        )
     assert StateLog.objects.for_(case).count() == 2
 
 
@@ -217,15 +248,20 @@ def test_the_admin_shows_assets_and_the_purchase_time_read_only(admin):
     page = admin.get(f"/admin/cases/case/{case.pk}/change/")
     form = page.context["adminform"].form
     assert "aligners_purchased_at" not in form.fields
-    assert "aligners_purchased_at" in [f for fs in page.context["adminform"] for line in fs for f in
-                                       [field.field["name"] if isinstance(field.field, dict) else field.field.name
-                                        for field in line]]
+    assert "aligners_purchased_at" in [
+        f
+        for fs in page.context["adminform"]
+        for line in fs
+        for f in [field.field["name"] if isinstance(field.field, dict) else field.field.name for field in line]
+    ]
     formsets = {fs.opts.model: fs for fs in page.context["inline_admin_formsets"]}
     assets = formsets[CaseAsset]
     assert not assets.has_add_permission and not assets.has_change_permission and not assets.has_delete_permission
     before = list(CaseAsset.objects.filter(case=case).values_list("pk", "filename", "removed"))
-    admin.post(f"/admin/cases/case/{case.pk}/change/", {
-        "case_number": case.case_number, "aligners_purchased_at_0": "2020-01-01", "aligners_purchased_at_1": "10:00"})
+    admin.post(
+        f"/admin/cases/case/{case.pk}/change/",
+        {"case_number": case.case_number, "aligners_purchased_at_0": "2020-01-01", "aligners_purchased_at_1": "10:00"},
+    )
     assert Case.objects.get(pk=case.pk).aligners_purchased_at is None
     assert list(CaseAsset.objects.filter(case=case).values_list("pk", "filename", "removed")) == before
 
@@ -236,13 +272,17 @@ def test_the_admin_cancel_asks_for_a_reason(admin, staff):
     assert asked.status_code == 200
     assert 'name="reason"' in asked.content.decode()
     assert Case.objects.get(pk=case.pk).state == wf.ORDER_CREATED
-    blank = admin.post("/admin/cases/case/", {"action": "cancel_cases", "_selected_action": [case.pk],
-                                              "apply": "1", "reason": "   "})
+    blank = admin.post(
+        "/admin/cases/case/", {"action": "cancel_cases", "_selected_action": [case.pk], "apply": "1", "reason": "   "}
+    )
     assert blank.status_code == 200
     assert "A reason is required" in blank.content.decode()
     assert Case.objects.get(pk=case.pk).state == wf.ORDER_CREATED
-    done = admin.post("/admin/cases/case/", {"action": "cancel_cases", "_selected_action": [case.pk],
-                                             "apply": "1", "reason": "Patient moved abroad"}, follow=True)
+    done = admin.post(
+        "/admin/cases/case/",
+        {"action": "cancel_cases", "_selected_action": [case.pk], "apply": "1", "reason": "Patient moved abroad"},
+        follow=True,
+    )
     assert done.status_code == 200
     case = Case.objects.get(pk=case.pk)
     assert case.state == wf.CANCELLED

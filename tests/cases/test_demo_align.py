@@ -29,8 +29,12 @@ def demo(simulator, live_server, settings, tmp_path):
     """The demo data, and the simulator talking to this app as `make run` sets it up."""
     settings.ALIGN_VAULT_URL = "local"
     settings.MEDIA_ROOT = tmp_path / "media"
-    simulator.config(app_url=live_server.url, callback_base_url=live_server.url,
-                     callback_secret=settings.ALIGN_EVENTS_SECRET, inbound_token=settings.ALIGN_INBOUND_TOKEN)
+    simulator.config(
+        app_url=live_server.url,
+        callback_base_url=live_server.url,
+        callback_secret=settings.ALIGN_EVENTS_SECRET,
+        inbound_token=settings.ALIGN_INBOUND_TOKEN,
+    )
     call_command("seed_demo", stdout=io.StringIO())
     return simulator
 
@@ -72,7 +76,7 @@ def test_every_demo_case_past_eligible_is_adopted(demo):
     assert Align().get_case(demo_case("DEMO-1013").pk).status == "SHIPPED"
     assert Align().get_case(demo_case("DEMO-1014").pk).status == "CANCELLED"
 
-    again = adopt_cases(demo.url)   # run_demo twice against one simulator: nothing changes
+    again = adopt_cases(demo.url)  # run_demo twice against one simulator: nothing changes
     assert again.adopted == PAST_ELIGIBLE and demo.state()["orders"] == state["orders"]
 
 
@@ -129,11 +133,11 @@ def test_without_the_adopt_step_align_has_never_heard_of_them(demo):
 
 
 def test_the_description_follows_our_records(demo):
-    case = demo_case("DEMO-1014")   # cancelled after its order was created
+    case = demo_case("DEMO-1014")  # cancelled after its order was created
     body, why_not = adoption(case)
     assert why_not is None
     assert (body["stage"], body["cancelled"], body["pId"]) == ("order_created", True, case.align_pid)
-    assert adoption(demo_case("DEMO-1011"))[0]["stage"] == "plan_submitted"   # approval not sent yet
+    assert adoption(demo_case("DEMO-1011"))[0]["stage"] == "plan_submitted"  # approval not sent yet
     shot = adoption(demo_case("DEMO-1012"))[0]["screenshot"]
     assert set(shot) == {"vault_id", "external_key"}
     assert adoption(demo_case("DEMO-1001")) == (None, "never sent to Align (state eligible)")
@@ -145,7 +149,8 @@ def test_run_demo_adopts_once_the_simulator_answers_and_says_how_many_in_one_lin
     out, err = io.StringIO(), io.StringIO()
     RunDemo(stdout=out, stderr=err)._adopt(demo.url, demo.process)
     assert out.getvalue().splitlines() == [
-        "Align simulator: 10 case(s) past eligible adopted (" + ", ".join(PAST_ELIGIBLE) + ")."]
+        "Align simulator: 10 case(s) past eligible adopted (" + ", ".join(PAST_ELIGIBLE) + ")."
+    ]
     assert err.getvalue() == "" and len(demo.state()["adopted"]) == 10
 
 

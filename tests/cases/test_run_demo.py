@@ -33,17 +33,35 @@ def free_port():
 def demo_env(directory):
     """The environment `make run` would have, on a SQLite database in `directory`:
     nothing says where Align or the app are (run_demo decides)."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("REDIS_URL", "ALIGN_SERVICE_URL", "APP_BASE_URL", "CELERY_BROKER_URL",
-                        "ALIGN_EXECUTION", "PYTEST_CURRENT_TEST")}
-    env.update(DATABASE_URL=f"sqlite:///{directory / 'db.sqlite3'}", MEDIA_ROOT=str(directory / "media"),
-               PYTHONUNBUFFERED="1")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k
+        not in (
+            "REDIS_URL",
+            "ALIGN_SERVICE_URL",
+            "APP_BASE_URL",
+            "CELERY_BROKER_URL",
+            "ALIGN_EXECUTION",
+            "PYTEST_CURRENT_TEST",
+        )
+    }
+    env.update(
+        DATABASE_URL=f"sqlite:///{directory / 'db.sqlite3'}", MEDIA_ROOT=str(directory / "media"), PYTHONUNBUFFERED="1"
+    )
     return env
 
 
 def manage(env, *args):
-    return subprocess.run([sys.executable, str(ROOT / "manage.py"), *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120, check=True)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -69,13 +87,27 @@ class RunDemo:
         self.port, self.simulator_port = port, simulator_port
         self.lines = []
         self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "manage.py"), "run_demo", "--port", str(port),
-             "--simulator-port", str(simulator_port)],
-            cwd=ROOT, env=demo_env(directory), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            start_new_session=True)
+            [
+                sys.executable,
+                str(ROOT / "manage.py"),
+                "run_demo",
+                "--port",
+                str(port),
+                "--simulator-port",
+                str(simulator_port),
+            ],
+            cwd=ROOT,
+            env=demo_env(directory),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
         self.stderr = []
-        self._readers = [threading.Thread(target=self._read, args=(self.proc.stdout, self.lines), daemon=True),
-                         threading.Thread(target=self._read, args=(self.proc.stderr, self.stderr), daemon=True)]
+        self._readers = [
+            threading.Thread(target=self._read, args=(self.proc.stdout, self.lines), daemon=True),
+            threading.Thread(target=self._read, args=(self.proc.stderr, self.stderr), daemon=True),
+        ]
         for reader in self._readers:
             reader.start()
 
@@ -194,11 +226,13 @@ def test_a_taken_port_stops_run_demo_before_anything_is_sent(run_demo, taken):
     finally:
         listener.close()
     assert code != 0
-    assert demo.stderr == [f"CommandError: Port {listener.port} "
-                           f"({'the web server' if taken == 'web' else 'the Align simulator'}'s) is already in use "
-                           f"on 127.0.0.1: stop what listens there or choose another port "
-                           f"({'--port; make run PORT' if taken == 'web' else '--simulator-port; make run SIM_PORT'}"
-                           f"=...). Nothing was started."], demo.output
+    assert demo.stderr == [
+        f"CommandError: Port {listener.port} "
+        f"({'the web server' if taken == 'web' else 'the Align simulator'}'s) is already in use "
+        f"on 127.0.0.1: stop what listens there or choose another port "
+        f"({'--port; make run PORT' if taken == 'web' else '--simulator-port; make run SIM_PORT'}"
+        f"=...). Nothing was started."
+    ], demo.output
     assert (listener.connections, listener.received) == (0, [])
     assert "adopted" not in demo.output and "listening on" not in demo.output
     assert demo.group() == []
@@ -211,24 +245,29 @@ def test_on_custom_ports_send_to_align_goes_through_the_simulator_on_its_port(ru
     banner = [line.strip() for line in demo.lines]
     assert f"Staff portal      {app}/staff/" in banner
     assert f"Align simulator   {sim}/_sim/state" in banner
-    assert not any("Calls to Align" in line for line in banner)   # they go to the simulator
+    assert not any("Calls to Align" in line for line in banner)  # they go to the simulator
     assert any(line.startswith("Align simulator: 10 case(s) past eligible adopted") for line in demo.lines)
 
     http = requests.Session()
     http.get(f"{app}/accounts/login/", timeout=10)
-    signed_in = http.post(f"{app}/accounts/login/", timeout=10, data={
-        "username": "staff", "password": "demo-staff-pass", "csrfmiddlewaretoken": http.cookies["csrftoken"]})
+    signed_in = http.post(
+        f"{app}/accounts/login/",
+        timeout=10,
+        data={"username": "staff", "password": "demo-staff-pass", "csrfmiddlewaretoken": http.cookies["csrftoken"]},
+    )
     assert signed_in.url == f"{app}/staff/", signed_in.url
     for page in ("/", "/staff/", "/support/workflow/", "/admin/"):
         assert http.get(app + page, timeout=10).status_code == 200, page
     # The search is POSTed and answered with a redirect to an opaque search id.
-    listing = http.post(f"{app}/staff/", timeout=10, data={
-        "q": "DEMO-1001", "csrfmiddlewaretoken": http.cookies["csrftoken"]}).text
+    listing = http.post(
+        f"{app}/staff/", timeout=10, data={"q": "DEMO-1001", "csrfmiddlewaretoken": http.cookies["csrftoken"]}
+    ).text
     pk = int(re.search(r"/staff/cases/(\d+)/", listing).group(1))
     assert http.get(f"{app}/staff/cases/{pk}/", timeout=10).status_code == 200
 
-    sent = http.post(f"{app}/staff/cases/{pk}/send/", timeout=30,
-                     data={"csrfmiddlewaretoken": http.cookies["csrftoken"]})
+    sent = http.post(
+        f"{app}/staff/cases/{pk}/send/", timeout=30, data={"csrfmiddlewaretoken": http.cookies["csrftoken"]}
+    )
     assert sent.status_code == 200
     assert "The case is now assets uploaded." in sent.text, sent.text[:3000]
 
@@ -237,8 +276,7 @@ def test_on_custom_ports_send_to_align_goes_through_the_simulator_on_its_port(ru
     called = {(r["method"], r["path"]) for r in requests.get(f"{sim}/_sim/requests", timeout=10).json()}
     assert {("POST", "/patients"), ("POST", "/orders"), ("POST", "/assets/upload")} <= called
     with sqlite3.connect(demo_dir / "db.sqlite3") as db:
-        reached = {row[0] for row in db.execute(
-            "SELECT state FROM django_fsm_log_statelog WHERE object_id = ?", (pk,))}
+        reached = {row[0] for row in db.execute("SELECT state FROM django_fsm_log_statelog WHERE object_id = ?", (pk,))}
     assert "assets_uploaded" in reached
 
 
@@ -246,7 +284,7 @@ def test_on_custom_ports_send_to_align_goes_through_the_simulator_on_its_port(ru
 def test_a_stop_signal_stops_every_child(run_demo, sig):
     demo = run_demo().wait_until_running()
     children = demo.children()
-    assert len(children) == 3, demo.output       # simulator, retry loop, web server
+    assert len(children) == 3, demo.output  # simulator, retry loop, web server
     started = time.monotonic()
     demo.proc.send_signal(sig)
     code = demo.wait(timeout=15)
@@ -254,7 +292,7 @@ def test_a_stop_signal_stops_every_child(run_demo, sig):
     assert code == 0, demo.output
     assert [pid for pid in children if alive(pid)] == []
     assert demo.group() == []
-    for port in (demo.port, demo.simulator_port):   # the ports are free again
+    for port in (demo.port, demo.simulator_port):  # the ports are free again
         with socket.socket() as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             probe.bind(("127.0.0.1", port))

@@ -20,8 +20,14 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def align(simulator, live_server, settings):
     settings.ALIGN_EXECUTION = "inline"
     settings.ALIGN_VAULT_URL = simulator.url
-    simulator.config(app_url=live_server.url, callback_base_url=live_server.url, auto_advance=True, delay_ms=10,
-                     callback_secret=settings.ALIGN_EVENTS_SECRET, inbound_token=settings.ALIGN_INBOUND_TOKEN)
+    simulator.config(
+        app_url=live_server.url,
+        callback_base_url=live_server.url,
+        auto_advance=True,
+        delay_ms=10,
+        callback_secret=settings.ALIGN_EVENTS_SECRET,
+        inbound_token=settings.ALIGN_INBOUND_TOKEN,
+    )
     return simulator
 
 

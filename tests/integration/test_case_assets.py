@@ -32,8 +32,13 @@ def test_lists_the_current_stl_files_of_that_case_only(client):
     response = get(client, case.pk, f"Bearer {TOKEN}")
     assert response.status_code == 200
     expected = [
-        {"kind": a.kind, "vault_id": a.vault_id, "external_key": a.external_key, "filename": a.filename,
-         "sha256": a.sha256}
+        {
+            "kind": a.kind,
+            "vault_id": a.vault_id,
+            "external_key": a.external_key,
+            "filename": a.filename,
+            "sha256": a.sha256,
+        }
         for a in case.assets.filter(kind__in=CaseAsset.STL_KINDS, removed=False).order_by("kind", "created", "id")
     ]
     assert response.json() == expected
@@ -46,10 +51,20 @@ def test_a_case_without_stl_files_has_an_empty_list(client):
     assert get(client, case.pk, f"Bearer {TOKEN}").json() == []
 
 
-@pytest.mark.parametrize("authorization", [
-    None, "", "Bearer", "Bearer ", f"Basic {TOKEN}", f"Bearer {TOKEN}x", f"Bearer {TOKEN[:-1]}", "Bearer wrong",
-    TOKEN,
-])
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        None,
+        "",
+        "Bearer",
+        "Bearer ",
+        f"Basic {TOKEN}",
+        f"Bearer {TOKEN}x",
+        f"Bearer {TOKEN[:-1]}",
+        "Bearer wrong",
+        TOKEN,
+    ],
+)
 def test_without_the_right_token_401(client, authorization):
     case = make_case()
     response = get(client, case.pk, authorization)
@@ -108,9 +123,12 @@ def test_other_methods_are_a_json_405_even_without_a_csrf_token(method):
 
     case = make_case(stl_files=2)
     client = Client(enforce_csrf_checks=True)
-    response = getattr(client, method)(f"/api/align/cases/{case.pk}/assets", data=b"{}",
-                                       content_type="application/json",
-                                       headers={"Authorization": f"Bearer {TOKEN}"})
+    response = getattr(client, method)(
+        f"/api/align/cases/{case.pk}/assets",
+        data=b"{}",
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )
     assert response.status_code == 405
     assert response["Content-Type"] == "application/json"
     assert response.json()["error"]["code"] == "REQUEST.METHOD_NOT_ALLOWED"

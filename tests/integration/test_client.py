@@ -297,7 +297,12 @@ def test_other_4xx_is_rejected_with_the_evidence(align, fake, status, code):
         invoke(align, *MUTATING[1][:2])
 
     error = caught.value
-    assert (error.status, error.code, error.message, error.request_id) == (status, code, "the service says no", "req-42")
+    assert (error.status, error.code, error.message, error.request_id) == (
+        status,
+        code,
+        "the service says no",
+        "req-42",
+    )
     assert error.retryable is False
     assert json.loads(error.body) == envelope(code, "the service says no")
     assert (error.method, error.path) == ("POST", "/orders")
@@ -322,7 +327,12 @@ def test_5xx_and_429_are_unavailable_with_retry_after(align, fake, status, heade
         align.create_patient(**PATIENT, idempotency_key="k")
 
     error = caught.value
-    assert (error.status, error.code, error.message, error.request_id) == (status, "ALIGN.UNAVAILABLE", "try later", "req-42")
+    assert (error.status, error.code, error.message, error.request_id) == (
+        status,
+        "ALIGN.UNAVAILABLE",
+        "try later",
+        "req-42",
+    )
     assert error.retryable is True
     assert error.retry_after == retry_after
 

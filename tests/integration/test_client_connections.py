@@ -149,8 +149,7 @@ def test_an_injected_session_is_used_as_given(server):
             Counting.sent += 1
             return super().request(*args, **kwargs)
 
-    align = Align(server.url, "demo", "demo-secret", cache=LocMemCache(f"conn-{uuid.uuid4()}", {}),
-                  session=Counting())
+    align = Align(server.url, "demo", "demo-secret", cache=LocMemCache(f"conn-{uuid.uuid4()}", {}), session=Counting())
     align.get_case(1)
     assert Counting.sent == 2  # the token and the call
 

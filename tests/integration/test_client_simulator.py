@@ -42,7 +42,14 @@ def patient_fields(case_id, **changes):
         gender="F",
         email="ada@example.org",
         phone="+1 555 0100",
-        address={"line1": "1 Main St", "line2": "", "city": "Springfield", "state": "IL", "zip": "62701", "country": "US"},
+        address={
+            "line1": "1 Main St",
+            "line2": "",
+            "city": "Springfield",
+            "state": "IL",
+            "zip": "62701",
+            "country": "US",
+        },
     )
     fields.update(changes)
     return fields
@@ -92,7 +99,9 @@ def test_a_case_through_every_call(simulator, fake_app, align):
     )
     assert order == CreatedOrder(case_id=case_id, p_id=patient.p_id, order_type="IAS", status="RECEIVED")
 
-    upload = align.upload_assets(case_id=case_id, p_id=patient.p_id, mrn=patient.mrn, idempotency_key=f"case-{case_id}-up")
+    upload = align.upload_assets(
+        case_id=case_id, p_id=patient.p_id, mrn=patient.mrn, idempotency_key=f"case-{case_id}-up"
+    )
     assert upload == AssetUpload(case_id=case_id, accepted=True, asset_count=2)
 
     assert simulator.wait_for(pending_plan_version(case_id)) == 1
@@ -129,7 +138,9 @@ def test_a_case_through_every_call(simulator, fake_app, align):
         "accepts": 1,
         "tokens": 1,  # one token for the whole case
     }
-    sent = [r for r in simulator.requests() if r["route"] and not r["route"].startswith(("GET", "POST /auth", "POST /v1"))]
+    sent = [
+        r for r in simulator.requests() if r["route"] and not r["route"].startswith(("GET", "POST /auth", "POST /v1"))
+    ]
     assert all(r["idempotency_key"] for r in sent)
     assert all(r["content_type"] == "application/json" for r in sent)
 
@@ -160,17 +171,28 @@ def test_a_key_reused_with_other_parameters_is_rejected(simulator, align):
 @pytest.mark.parametrize(
     "call, status, code",
     [
-        (lambda a, c: a.create_patient(**patient_fields(c, gender="X"), idempotency_key=f"g-{c}"), 422, "PATIENT.INVALID_GENDER"),
+        (
+            lambda a, c: a.create_patient(**patient_fields(c, gender="X"), idempotency_key=f"g-{c}"),
+            422,
+            "PATIENT.INVALID_GENDER",
+        ),
         (lambda a, c: a.get_case(c), 404, "ORDER.NOT_FOUND"),
         (
             lambda a, c: a.create_order(
-                case_id=c, p_id="P-UNKNOWN", mrn="MRN-x", treatment_option="BOTH_ARCHES", chief_concern="x", idempotency_key=f"o-{c}"
+                case_id=c,
+                p_id="P-UNKNOWN",
+                mrn="MRN-x",
+                treatment_option="BOTH_ARCHES",
+                chief_concern="x",
+                idempotency_key=f"o-{c}",
             ),
             404,
             "PATIENT.NOT_FOUND",
         ),
         (
-            lambda a, c: a.request_modification(case_id=c, mrn=new_order(a, c).mrn, comments=" ", idempotency_key=f"m-{c}"),
+            lambda a, c: a.request_modification(
+                case_id=c, mrn=new_order(a, c).mrn, comments=" ", idempotency_key=f"m-{c}"
+            ),
             400,
             "REQUEST.MISSING_FIELD",
         ),
@@ -228,7 +250,12 @@ def test_a_dropped_connection_is_unavailable(simulator, align):
     simulator.fault(route="POST /orders", mode="reset", count=1)
     with pytest.raises(AlignUnavailable) as caught:
         align.create_order(
-            case_id=next(CASE_IDS), p_id="P", mrn="M", treatment_option="BOTH_ARCHES", chief_concern="x", idempotency_key="k"
+            case_id=next(CASE_IDS),
+            p_id="P",
+            mrn="M",
+            treatment_option="BOTH_ARCHES",
+            chief_concern="x",
+            idempotency_key="k",
         )
     assert (caught.value.status, caught.value.code) == (None, "CONNECTION")
 

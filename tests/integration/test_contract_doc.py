@@ -25,7 +25,8 @@ def test_every_route_the_contract_names_is_served():
 
 
 def test_nothing_in_the_repository_points_outside_it():
-    pattern = r"\.\./s[h]ared|s[h]ared/d[e]sign"   # written so that this line does not match itself
-    found = subprocess.run(["git", "grep", "-n", "-I", "-E", pattern, "--", "."],
-                           cwd=ROOT, capture_output=True, text=True)
-    assert found.returncode == 1, found.stdout   # 1: no line matched
+    pattern = r"\.\./s[h]ared|s[h]ared/d[e]sign"  # written so that this line does not match itself
+    found = subprocess.run(
+        ["git", "grep", "-n", "-I", "-E", pattern, "--", "."], cwd=ROOT, capture_output=True, text=True
+    )
+    assert found.returncode == 1, found.stdout  # 1: no line matched

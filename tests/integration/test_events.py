@@ -30,8 +30,14 @@ def ok(response):
 
 
 def plan_event(case, version=1, minutes=0, **data):
-    return make_event("treatment_plan.submitted", case, occurred_at=at(minutes), version=version,
-                      treatmentPlanId=f"TP-{case.pk}-{version}", **data)
+    return make_event(
+        "treatment_plan.submitted",
+        case,
+        occurred_at=at(minutes),
+        version=version,
+        treatmentPlanId=f"TP-{case.pk}-{version}",
+        **data,
+    )
 
 
 def status_event(case, status, minutes=0, **data):
@@ -55,11 +61,20 @@ def test_sales_order_created(client):
     payload = make_event("sales_order.created", case)
     body = ok(deliver(client, payload))
 
-    assert body == {"event_id": payload["event_id"], "status": "applied", "duplicate": False,
-                    "detail": "Sales order SO-100001 (PRIMARY) recorded."}
+    assert body == {
+        "event_id": payload["event_id"],
+        "status": "applied",
+        "duplicate": False,
+        "detail": "Sales order SO-100001 (PRIMARY) recorded.",
+    }
     order = AlignOrder.objects.get()
     assert (order.case, order.sales_order_number, order.order_kind, order.order_type, order.p_id) == (
-        case, "SO-100001", "PRIMARY", "IAS", "P0001234")
+        case,
+        "SO-100001",
+        "PRIMARY",
+        "IAS",
+        "P0001234",
+    )
     assert order.align_created_at == datetime(2026, 3, 2, 9, 14, 58, tzinfo=UTC)
     assert (case.align_sales_order_number, case.align_patient_id) == ("SO-100001", "P0001234")
     event = stored(payload)
@@ -83,12 +98,20 @@ def test_treatment_plan_submitted(client):
     assert plan.notes == "Mild crowding, upper and lower arches."
     preview = plan.preview
     assert (preview.kind, preview.case, preview.filename, preview.size) == (
-        CaseAsset.Kind.PROVPREV, case, "preview.mp4", 482133)
+        CaseAsset.Kind.PROVPREV,
+        case,
+        "preview.mp4",
+        482133,
+    )
     assert preview.url == "https://align.example.com/previews/TP-500001/preview.mp4"
     assert preview.sha256 == "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
     log = StateLog.objects.for_(case).get()
-    assert (log.source_state, log.state, log.transition, log.by) == (wf.ASSETS_UPLOADED, wf.PLAN_RECEIVED,
-                                                                     "receive_plan", None)
+    assert (log.source_state, log.state, log.transition, log.by) == (
+        wf.ASSETS_UPLOADED,
+        wf.PLAN_RECEIVED,
+        "receive_plan",
+        None,
+    )
     assert log.description == "Plan TP-500001 version 1 received"
 
 
@@ -103,7 +126,11 @@ def test_case_status_changed_shipped(client):
     assert case.shipped_at == datetime(2026, 3, 20, 15, 58, tzinfo=UTC)
     known = AlignCaseStatus.objects.get(case=case)
     assert (known.status, known.previous_status, known.furthest_status, known.event) == (
-        "SHIPPED", "IN_MANUFACTURING", "SHIPPED", stored(payload))
+        "SHIPPED",
+        "IN_MANUFACTURING",
+        "SHIPPED",
+        stored(payload),
+    )
     assert StateLog.objects.for_(case).get().transition == "ship"
 
 
@@ -124,8 +151,18 @@ def test_cancelled_without_a_reason_still_cancels(client):
     assert "no reason given" in case.cancel_reason
 
 
-@pytest.mark.parametrize("status", ["RECEIVED", "SETUP_IN_PROGRESS", "CLINCHECK_READY", "APPROVED",
-                                    "IN_MANUFACTURING", "ON_HOLD", "MODIFICATION_REQUESTED"])
+@pytest.mark.parametrize(
+    "status",
+    [
+        "RECEIVED",
+        "SETUP_IN_PROGRESS",
+        "CLINCHECK_READY",
+        "APPROVED",
+        "IN_MANUFACTURING",
+        "ON_HOLD",
+        "MODIFICATION_REQUESTED",
+    ],
+)
 def test_other_statuses_are_recorded_without_a_state_change(client, status):
     case = make_case(state=wf.ASSETS_UPLOADED)
     payload = status_event(case, status, reason="Waiting for records" if status == "ON_HOLD" else None)
@@ -185,10 +222,20 @@ def test_the_newest_primary_order_counts_whatever_the_arrival_order(client):
     Case.objects.filter(pk=case.pk).update(align_pid="P-FROM-CREATE")
     case.refresh_from_db()
     assert (case.align_sales_order_number, case.align_patient_id) == ("", "P-FROM-CREATE")
-    newer = make_event("sales_order.created", case, salesOrderNumber="SO-2", pId="P-2", createdAt="2026-05-01T00:00:00Z")
-    older = make_event("sales_order.created", case, salesOrderNumber="SO-1", pId="P-1", createdAt="2026-04-01T00:00:00Z")
-    secondary = make_event("sales_order.created", case, salesOrderNumber="SO-3", pId="P-3", orderKind="SECONDARY",
-                           createdAt="2026-06-01T00:00:00Z")
+    newer = make_event(
+        "sales_order.created", case, salesOrderNumber="SO-2", pId="P-2", createdAt="2026-05-01T00:00:00Z"
+    )
+    older = make_event(
+        "sales_order.created", case, salesOrderNumber="SO-1", pId="P-1", createdAt="2026-04-01T00:00:00Z"
+    )
+    secondary = make_event(
+        "sales_order.created",
+        case,
+        salesOrderNumber="SO-3",
+        pId="P-3",
+        orderKind="SECONDARY",
+        createdAt="2026-06-01T00:00:00Z",
+    )
     for payload in (newer, secondary, older):
         ok(deliver(client, payload))
     assert AlignOrder.objects.filter(case=case).count() == 3
@@ -218,15 +265,17 @@ def test_a_new_version_after_a_revision_request_brings_the_case_back(client):
 
 
 def test_a_plan_refused_while_a_call_holds_the_case_applies_when_the_failed_call_lets_go(
-        client, django_capture_on_commit_callbacks):
+    client, django_capture_on_commit_callbacks
+):
     from django.utils import timezone as django_tz
 
     from align_workflow.workflow.engine import _release
 
     case = make_case(state=wf.PLAN_RECEIVED)
     TreatmentPlan.objects.create(case=case, plan_id=f"TP-{case.pk}-1", version=1)
-    Case.objects.filter(pk=case.pk).update(busy_with="request_revision",
-                                           busy_until=django_tz.now() + timedelta(minutes=1))
+    Case.objects.filter(pk=case.pk).update(
+        busy_with="request_revision", busy_until=django_tz.now() + timedelta(minutes=1)
+    )
     payload = plan_event(case, 2, minutes=5)
     assert ok(deliver(client, payload))["status"] == "pending"
     with django_capture_on_commit_callbacks(execute=True):
@@ -301,8 +350,9 @@ def test_a_status_behind_in_align_order_is_stale_even_with_a_later_timestamp(cli
 
 def test_the_setup_steps_repeat_after_a_modification_request(client):
     case = make_case(state=wf.ASSETS_UPLOADED)
-    for minutes, status in enumerate(["CLINCHECK_READY", "MODIFICATION_REQUESTED", "SETUP_IN_PROGRESS",
-                                      "CLINCHECK_READY"]):
+    for minutes, status in enumerate(
+        ["CLINCHECK_READY", "MODIFICATION_REQUESTED", "SETUP_IN_PROGRESS", "CLINCHECK_READY"]
+    ):
         assert ok(deliver(client, status_event(case, status, minutes=minutes)))["status"] == "applied"
     assert ok(deliver(client, status_event(case, "SETUP_IN_PROGRESS", minutes=2)))["status"] == "ignored"
     known = AlignCaseStatus.objects.get(case=case)
@@ -336,8 +386,9 @@ def commit_hooks(django_capture_on_commit_callbacks):
     return lambda: django_capture_on_commit_callbacks(execute=True)
 
 
-def test_a_plan_before_the_assets_waits_and_applies_when_the_case_is_ready(client, staff, flags_on,
-                                                                           local_effects_only, commit_hooks):
+def test_a_plan_before_the_assets_waits_and_applies_when_the_case_is_ready(
+    client, staff, flags_on, local_effects_only, commit_hooks
+):
     case = make_case(state=wf.ORDER_CREATED)
     payload = plan_event(case)
     body = ok(deliver(client, payload))
@@ -355,8 +406,9 @@ def test_a_plan_before_the_assets_waits_and_applies_when_the_case_is_ready(clien
     assert [log.transition for log in StateLog.objects.for_(case).order_by("id")] == ["upload_assets", "receive_plan"]
 
 
-def test_shipped_before_accepted_waits_and_ships_on_acceptance(client, staff, flags_on, local_effects_only,
-                                                               commit_hooks):
+def test_shipped_before_accepted_waits_and_ships_on_acceptance(
+    client, staff, flags_on, local_effects_only, commit_hooks
+):
     case = make_case(state=wf.PROVIDER_APPROVED)
     payload = shipped_event(case)
     assert ok(deliver(client, payload))["status"] == "pending"
@@ -395,15 +447,17 @@ def test_a_pending_event_that_can_no_longer_apply_becomes_ignored(client, staff,
 
 def test_a_pending_event_waits_while_an_outbound_call_holds_the_case(client):
     case = make_case(state=wf.ASSETS_UPLOADED)
-    Case.objects.filter(pk=case.pk).update(busy_with="upload_assets",
-                                           busy_until=datetime.now(tz=UTC) + timedelta(minutes=1))
+    Case.objects.filter(pk=case.pk).update(
+        busy_with="upload_assets", busy_until=datetime.now(tz=UTC) + timedelta(minutes=1)
+    )
     body = ok(deliver(client, plan_event(case)))
     assert body["status"] == "pending"
     assert "already being sent" in body["detail"]
 
 
-def test_an_unrelated_transition_leaves_pending_events_pending(client, staff, flags_on, local_effects_only,
-                                                               commit_hooks):
+def test_an_unrelated_transition_leaves_pending_events_pending(
+    client, staff, flags_on, local_effects_only, commit_hooks
+):
     case = make_case(state=wf.ASSETS_UPLOADED)
     payload = shipped_event(case)
     ok(deliver(client, payload))
@@ -438,11 +492,20 @@ def test_pending_too_long_or_failed_needs_attention(client, settings):
     ok(deliver(client, applied))
     # Test setup: age the rows. The app never rewrites received_at (cases/records.py),
     # so the base QuerySet.update is called past the model's guard.
-    QuerySet.update(InboundEvent.objects.filter(event_id__in=[old["event_id"], applied["event_id"]]),
-        received_at=datetime.now(tz=UTC) - timedelta(seconds=3601))
+    QuerySet.update(
+        InboundEvent.objects.filter(event_id__in=[old["event_id"], applied["event_id"]]),
+        received_at=datetime.now(tz=UTC) - timedelta(seconds=3601),
+    )
     failed = make_case(state=wf.ORDER_CREATED)
-    broken = InboundEvent.objects.create(event_id="evt_failed", type="sales_order.created", case=failed,
-                                         payload={}, raw_body="{}", occurred_at=T0, status="failed")
+    broken = InboundEvent.objects.create(
+        event_id="evt_failed",
+        type="sales_order.created",
+        case=failed,
+        payload={},
+        raw_body="{}",
+        occurred_at=T0,
+        status="failed",
+    )
 
     attention = set(InboundEvent.objects.needing_attention().values_list("event_id", flat=True))
     assert attention == {old["event_id"], broken.event_id}
@@ -527,19 +590,34 @@ REFUSALS = {
     "unknown type": (lambda p: encode({**p, "type": "plan.deleted"}), 400, "type"),
     "missing occurred_at": (lambda p: encode({k: v for k, v in p.items() if k != "occurred_at"}), 400, "occurred_at"),
     "naive occurred_at": (lambda p: encode({**p, "occurred_at": "2026-03-01T12:00:00"}), 400, "occurred_at"),
-    "missing caseId": (lambda p: encode({**p, "data": {k: v for k, v in p["data"].items() if k != "caseId"}}), 400,
-                       "data.caseId"),
-    "caseId as a string": (lambda p: encode({**p, "data": {**p["data"], "caseId": str(p["data"]["caseId"])}}), 400,
-                           "data.caseId"),
+    "missing caseId": (
+        lambda p: encode({**p, "data": {k: v for k, v in p["data"].items() if k != "caseId"}}),
+        400,
+        "data.caseId",
+    ),
+    "caseId as a string": (
+        lambda p: encode({**p, "data": {**p["data"], "caseId": str(p["data"]["caseId"])}}),
+        400,
+        "data.caseId",
+    ),
     "version as a string": (lambda p: encode({**p, "data": {**p["data"], "version": "1"}}), 400, "data.version"),
-    "too many stages": (lambda p: encode({**p, "data": {**p["data"], "stages": {"upper": 21, "lower": 3}}}), 400,
-                        "data.stages.upper"),
-    "attachments not a bool": (lambda p: encode({**p, "data": {**p["data"], "attachments": "false"}}), 400,
-                               "data.attachments"),
+    "too many stages": (
+        lambda p: encode({**p, "data": {**p["data"], "stages": {"upper": 21, "lower": 3}}}),
+        400,
+        "data.stages.upper",
+    ),
+    "attachments not a bool": (
+        lambda p: encode({**p, "data": {**p["data"], "attachments": "false"}}),
+        400,
+        "data.attachments",
+    ),
     "NUL in notes": (lambda p: encode({**p, "data": {**p["data"], "notes": "a\x00b"}}), 400, "data.notes"),
     "unknown case": (lambda p: encode({**p, "data": {**p["data"], "caseId": 999999}}), 404, None),
-    "MRN of another patient": (lambda p: encode({**p, "data": {**p["data"], "mrn": "MRN-NOT-THIS-ONE"}}), 422,
-                               "data.mrn"),
+    "MRN of another patient": (
+        lambda p: encode({**p, "data": {**p["data"], "mrn": "MRN-NOT-THIS-ONE"}}),
+        422,
+        "data.mrn",
+    ),
 }
 
 
@@ -560,8 +638,14 @@ def test_refusals_store_nothing_and_name_the_field(client, caplog, name):
     # The refusal is logged with the event id only: no name, birth date, email, phone, MRN.
     assert payload["event_id"] in caplog.text
     patient = case.patient
-    for phi in (patient.first_name, patient.last_name, patient.mrn, patient.email, patient.phone,
-                str(patient.date_of_birth)):
+    for phi in (
+        patient.first_name,
+        patient.last_name,
+        patient.mrn,
+        patient.email,
+        patient.phone,
+        str(patient.date_of_birth),
+    ):
         assert phi not in caplog.text
 
 
@@ -592,8 +676,9 @@ def test_the_sweep_applies_what_can_apply_and_leaves_the_rest(client):
     from django.core.management import call_command
 
     case = make_case(state=wf.ASSETS_UPLOADED)
-    Case.objects.filter(pk=case.pk).update(busy_with="upload_assets",
-                                           busy_until=datetime.now(tz=UTC) + timedelta(minutes=1))
+    Case.objects.filter(pk=case.pk).update(
+        busy_with="upload_assets", busy_until=datetime.now(tz=UTC) + timedelta(minutes=1)
+    )
     waiting_for_call = plan_event(case)
     waiting_for_state = shipped_event(make_case(state=wf.PLAN_RECEIVED))
     for payload in (waiting_for_call, waiting_for_state):
@@ -621,8 +706,9 @@ def test_a_plan_before_any_sales_order_has_no_sales_order_number(client):
 def test_an_event_dated_in_the_future_is_refused_with_a_field_error(client, settings):
     settings.ALIGN_EVENT_FUTURE_SKEW_SECONDS = 300
     case = make_case(state=wf.ACCEPTED)
-    future = make_event("case.status_changed", case, occurred_at="2099-01-01T00:00:00Z", status="ON_HOLD",
-                        shipment=None, reason="Clock")
+    future = make_event(
+        "case.status_changed", case, occurred_at="2099-01-01T00:00:00Z", status="ON_HOLD", shipment=None, reason="Clock"
+    )
     response = deliver(client, future)
     assert response.status_code == 400, response.content
     body = response.json()

@@ -37,10 +37,15 @@ def some_events(client, settings):
         deliver(client, payload)
     # Test setup: age the rows. The app never rewrites received_at (cases/records.py),
     # so the base QuerySet.update is called past the model's guard.
-    QuerySet.update(InboundEvent.objects.filter(event_id=old_pending["event_id"]),
-        received_at=timezone.now() - timedelta(minutes=5))
-    return {"applied": applied["event_id"], "old_pending": old_pending["event_id"],
-            "new_pending": new_pending["event_id"], "old_pending_case": old_pending_case}
+    QuerySet.update(
+        InboundEvent.objects.filter(event_id=old_pending["event_id"]), received_at=timezone.now() - timedelta(minutes=5)
+    )
+    return {
+        "applied": applied["event_id"],
+        "old_pending": old_pending["event_id"],
+        "new_pending": new_pending["event_id"],
+        "old_pending_case": old_pending_case,
+    }
 
 
 def listed(response):
@@ -48,10 +53,15 @@ def listed(response):
 
 
 def test_the_log_is_filterable_by_status_type_and_attention(admin_client, some_events):
-    assert listed(admin_client.get(URL)) == {some_events["applied"], some_events["old_pending"],
-                                             some_events["new_pending"]}
-    assert listed(admin_client.get(URL, {"status": "pending"})) == {some_events["old_pending"],
-                                                                    some_events["new_pending"]}
+    assert listed(admin_client.get(URL)) == {
+        some_events["applied"],
+        some_events["old_pending"],
+        some_events["new_pending"],
+    }
+    assert listed(admin_client.get(URL, {"status": "pending"})) == {
+        some_events["old_pending"],
+        some_events["new_pending"],
+    }
     assert listed(admin_client.get(URL, {"type": "sales_order.created"})) == {some_events["applied"]}
     assert listed(admin_client.get(URL, {"attention": "yes"})) == {some_events["old_pending"]}
 

@@ -91,8 +91,9 @@ def test_the_unique_event_id_decides_when_every_thread_passed_the_duplicate_chec
 
 
 @pytest.mark.django_db(transaction=True)
-def test_an_early_event_racing_the_transition_it_waits_for_is_never_left_behind(require_postgres, staff, flags_on,
-                                                                                local_effects_only):
+def test_an_early_event_racing_the_transition_it_waits_for_is_never_left_behind(
+    require_postgres, staff, flags_on, local_effects_only
+):
     # The plan arrives while staff upload the assets: whichever commits first, the plan
     # ends applied (no lost wake-up between "pending" and the transition). The upload
     # starts a little later each round, so both orders happen.

@@ -21,18 +21,38 @@ OTHER_SECRET = "whsec_" + base64.b64encode(b"not-the-align-service-secret-123").
 # The required fields of each event (contract section 5), and what kind of value each takes.
 FIELDS = {
     "sales_order.created": {
-        "caseId": "int", "mrn": "str", "pId": "str", "salesOrderNumber": "str", "orderKind": "choice",
-        "orderType": "str", "createdAt": "datetime",
+        "caseId": "int",
+        "mrn": "str",
+        "pId": "str",
+        "salesOrderNumber": "str",
+        "orderKind": "choice",
+        "orderType": "str",
+        "createdAt": "datetime",
     },
     "treatment_plan.submitted": {
-        "caseId": "int", "mrn": "str", "treatmentPlanId": "str",
-        "version": "int", "stages": "object", "stages.upper": "int", "stages.lower": "int", "attachments": "bool",
-        "ipr": "bool", "notes": "str", "assets": "list", "assets.0.url": "str", "assets.0.sha256": "str",
-        "assets.0.size": "int", "assets.0.kind": "choice",
+        "caseId": "int",
+        "mrn": "str",
+        "treatmentPlanId": "str",
+        "version": "int",
+        "stages": "object",
+        "stages.upper": "int",
+        "stages.lower": "int",
+        "attachments": "bool",
+        "ipr": "bool",
+        "notes": "str",
+        "assets": "list",
+        "assets.0.url": "str",
+        "assets.0.sha256": "str",
+        "assets.0.size": "int",
+        "assets.0.kind": "choice",
     },
     "case.status_changed": {
-        "caseId": "int", "mrn": "str", "status": "choice", "shipment.carrier": "str",
-        "shipment.trackingNumber": "str", "shipment.shippedAt": "datetime",
+        "caseId": "int",
+        "mrn": "str",
+        "status": "choice",
+        "shipment.carrier": "str",
+        "shipment.trackingNumber": "str",
+        "shipment.shippedAt": "datetime",
     },
 }
 ENVELOPE = {"type": "choice", "event_id": "str", "occurred_at": "datetime", "data": "object"}
@@ -92,7 +112,7 @@ class Generator:
         headers = self.signed(body, p["event_id"])
         i = self.rng.randrange(len(body))
         flipped = bytes([body[i] ^ (1 << self.rng.randrange(7))])
-        return body[:i] + flipped + body[i + 1:], headers
+        return body[:i] + flipped + body[i + 1 :], headers
 
     def tampered_field(self, p):
         body = encode(p)
@@ -136,20 +156,32 @@ class Generator:
         body = encode(p)
         headers = self.signed(body, p["event_id"])
         sig = headers["webhook-signature"][3:]
-        headers["webhook-signature"] = self.rng.choice([
-            sig,                                          # no version
-            "v0," + sig, "V1," + sig, "v1;" + sig, "v1, " + sig, "v1," + sig[::-1],
-            "v1," + base64.b64encode(self.rng.randbytes(32)).decode(),
-            "v1," + base64.b64encode(self.rng.randbytes(self.rng.randint(0, 64))).decode(),
-            "v1,%%%%", "v1,,", ",", "v1", "v1," + sig[:-4], "v1," + "A" * 5000,
-        ])
+        headers["webhook-signature"] = self.rng.choice(
+            [
+                sig,  # no version
+                "v0," + sig,
+                "V1," + sig,
+                "v1;" + sig,
+                "v1, " + sig,
+                "v1," + sig[::-1],
+                "v1," + base64.b64encode(self.rng.randbytes(32)).decode(),
+                "v1," + base64.b64encode(self.rng.randbytes(self.rng.randint(0, 64))).decode(),
+                "v1,%%%%",
+                "v1,,",
+                ",",
+                "v1",
+                "v1," + sig[:-4],
+                "v1," + "A" * 5000,
+            ]
+        )
         return body, headers
 
     def garbage_timestamp(self, p):
         body = encode(p)
         headers = self.signed(body, p["event_id"])
         headers["webhook-timestamp"] = self.rng.choice(
-            ["abc", "1e10", "nan", "inf", "-5", "0x10", headers["webhook-timestamp"] + ".0", "9" * 40, "١٢٣"])
+            ["abc", "1e10", "nan", "inf", "-5", "0x10", headers["webhook-timestamp"] + ".0", "9" * 40, "١٢٣"]
+        )
         return body, headers
 
     # -- malformed: correctly signed, but not an acceptable event --------------------
@@ -177,12 +209,21 @@ class Generator:
     def out_of_range(self, p):
         p["type"] = "treatment_plan.submitted"
         p["data"] = make_event(p["type"], self.case)["data"]
-        path, value = self.rng.choice([
-            ("data.stages.upper", 21), ("data.stages.lower", -1), ("data.version", 0),
-            ("data.assets.0.size", -5), ("data.assets.0.sha256", "abc"), ("data.assets.0.url", "ftp://x/y"),
-            ("data.salesOrderNumber", "S" * 41), ("data.notes", "n" * 5001), ("data.caseId", 0),
-            ("data.caseId", 2**31), ("data.treatmentPlanId", " "),
-        ])
+        path, value = self.rng.choice(
+            [
+                ("data.stages.upper", 21),
+                ("data.stages.lower", -1),
+                ("data.version", 0),
+                ("data.assets.0.size", -5),
+                ("data.assets.0.sha256", "abc"),
+                ("data.assets.0.url", "ftp://x/y"),
+                ("data.salesOrderNumber", "S" * 41),
+                ("data.notes", "n" * 5001),
+                ("data.caseId", 0),
+                ("data.caseId", 2**31),
+                ("data.treatmentPlanId", " "),
+            ]
+        )
         _set(p, path, value)
         return self._resigned(p)
 
@@ -200,9 +241,20 @@ class Generator:
 
     def not_json(self, p):
         body = encode(p)
-        body = self.rng.choice([body[: self.rng.randrange(1, len(body))], b"", b"null", b"[]", b"\"event\"",
-                                b"{" * 5000, body.replace(b"{", b"(", 1), b"\xef\xbb\xbf" + body,
-                                body + b"}", json.dumps(p).replace('"type"', "type").encode()])
+        body = self.rng.choice(
+            [
+                body[: self.rng.randrange(1, len(body))],
+                b"",
+                b"null",
+                b"[]",
+                b'"event"',
+                b"{" * 5000,
+                body.replace(b"{", b"(", 1),
+                b"\xef\xbb\xbf" + body,
+                body + b"}",
+                json.dumps(p).replace('"type"', "type").encode(),
+            ]
+        )
         return self._resigned(p, body)
 
     def unstorable(self, p):
@@ -212,11 +264,26 @@ class Generator:
         return self._resigned(p, body)
 
     def generators(self):
-        return [self.other_secret, self.tampered_body, self.tampered_field, self.other_id, self.missing_headers,
-                self.empty_header, self.stale_or_future, self.header_timestamp_not_signed_one,
-                self.garbage_signature, self.garbage_timestamp, self.missing_field, self.wrong_type,
-                self.out_of_range, self.event_id_mismatch, self.unknown_case, self.mrn_mismatch, self.not_json,
-                self.unstorable]
+        return [
+            self.other_secret,
+            self.tampered_body,
+            self.tampered_field,
+            self.other_id,
+            self.missing_headers,
+            self.empty_header,
+            self.stale_or_future,
+            self.header_timestamp_not_signed_one,
+            self.garbage_signature,
+            self.garbage_timestamp,
+            self.missing_field,
+            self.wrong_type,
+            self.out_of_range,
+            self.event_id_mismatch,
+            self.unknown_case,
+            self.mrn_mismatch,
+            self.not_json,
+            self.unstorable,
+        ]
 
 
 def test_two_hundred_forged_or_malformed_deliveries_write_nothing(client):

@@ -20,58 +20,144 @@ T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 
 
 def so(n, kind, minute, number=None):
-    return ("sales_order.created", minute, {"orderKind": kind, "salesOrderNumber": number or f"SO-{{tag}}-{n}-{kind[0]}",
-                                            "createdAt": iso(T0 + timedelta(minutes=minute))})
+    return (
+        "sales_order.created",
+        minute,
+        {
+            "orderKind": kind,
+            "salesOrderNumber": number or f"SO-{{tag}}-{n}-{kind[0]}",
+            "createdAt": iso(T0 + timedelta(minutes=minute)),
+        },
+    )
 
 
 def plan(n, version, minute):
-    return ("treatment_plan.submitted", minute, {
-        "version": version, "treatmentPlanId": f"TP-{{tag}}-{n}-{version}",
-        "revisionOf": f"TP-{{tag}}-{n}-{version - 1}" if version > 1 else None,
-        "stages": {"upper": 10 + version, "lower": 8 + version}, "notes": f"Plan version {version}.",
-        "assets": [{"kind": "PROVPREV", "url": f"https://align.example.com/p/TP-{{tag}}-{n}-{version}.mp4",
-                    "sha256": f"{version:064x}", "size": 1000 * version}],
-    })
+    return (
+        "treatment_plan.submitted",
+        minute,
+        {
+            "version": version,
+            "treatmentPlanId": f"TP-{{tag}}-{n}-{version}",
+            "revisionOf": f"TP-{{tag}}-{n}-{version - 1}" if version > 1 else None,
+            "stages": {"upper": 10 + version, "lower": 8 + version},
+            "notes": f"Plan version {version}.",
+            "assets": [
+                {
+                    "kind": "PROVPREV",
+                    "url": f"https://align.example.com/p/TP-{{tag}}-{n}-{version}.mp4",
+                    "sha256": f"{version:064x}",
+                    "size": 1000 * version,
+                }
+            ],
+        },
+    )
 
 
 def status(status_name, minute, **extra):
     data = {"status": status_name, "previousStatus": None, "shipment": None, **extra}
     if status_name == "SHIPPED":
-        data["shipment"] = {"carrier": "FedEx", "trackingNumber": "TRK-{tag}-" + str(minute),
-                            "shippedAt": iso(T0 + timedelta(minutes=minute)), "alignerCount": 20}
+        data["shipment"] = {
+            "carrier": "FedEx",
+            "trackingNumber": "TRK-{tag}-" + str(minute),
+            "shippedAt": iso(T0 + timedelta(minutes=minute)),
+            "alignerCount": 20,
+        }
     return ("case.status_changed", minute, data)
 
 
 # kind: (start state, how many cases, events for case n, the staff action after delivery)
 SCENARIOS = {
-    "first plan": (wf.ASSETS_UPLOADED, 4, lambda n: [
-        so(n, "PRIMARY", 0), so(n, "SECONDARY", 1), status("SETUP_IN_PROGRESS", 2), status("CLINCHECK_READY", 3),
-        plan(n, 1, 4)], None),
-    "revision": (wf.ASSETS_UPLOADED, 4, lambda n: [
-        so(n, "PRIMARY", 0), so(n, "SECONDARY", 1), plan(n, 1, 2), status("MODIFICATION_REQUESTED", 3),
-        status("SETUP_IN_PROGRESS", 4), plan(n, 2, 5), status("CLINCHECK_READY", 6)], None),
-    "shipping": (wf.ACCEPTED, 4, lambda n: [
-        status("APPROVED", 0), status("IN_MANUFACTURING", 1), status("SHIPPED", 2)], None),
-    "shipped before accepted": (wf.PROVIDER_APPROVED, 4, lambda n: [
-        status("APPROVED", 0), status("IN_MANUFACTURING", 1), status("SHIPPED", 2)], "accept_clincheck"),
-    "plans before the assets": (wf.ORDER_CREATED, 4, lambda n: [
-        so(n, "PRIMARY", 0), so(n, "SECONDARY", 1), plan(n, 1, 2), plan(n, 2, 3)], "upload_assets"),
-    "cancelled by Align": (wf.PLAN_RECEIVED, 2, lambda n: [
-        status("ON_HOLD", 0, reason="Records missing"), status("CANCELLED", 1, reason="Patient declined")], None),
-    "a newer primary order": (wf.ASSETS_UPLOADED, 2, lambda n: [
-        so(n, "PRIMARY", 0, f"SO-{{tag}}-{n}-P1"), so(n, "SECONDARY", 1), so(n, "PRIMARY", 2, f"SO-{{tag}}-{n}-P2"),
-        status("RECEIVED", 3)], None),
+    "first plan": (
+        wf.ASSETS_UPLOADED,
+        4,
+        lambda n: [
+            so(n, "PRIMARY", 0),
+            so(n, "SECONDARY", 1),
+            status("SETUP_IN_PROGRESS", 2),
+            status("CLINCHECK_READY", 3),
+            plan(n, 1, 4),
+        ],
+        None,
+    ),
+    "revision": (
+        wf.ASSETS_UPLOADED,
+        4,
+        lambda n: [
+            so(n, "PRIMARY", 0),
+            so(n, "SECONDARY", 1),
+            plan(n, 1, 2),
+            status("MODIFICATION_REQUESTED", 3),
+            status("SETUP_IN_PROGRESS", 4),
+            plan(n, 2, 5),
+            status("CLINCHECK_READY", 6),
+        ],
+        None,
+    ),
+    "shipping": (
+        wf.ACCEPTED,
+        4,
+        lambda n: [status("APPROVED", 0), status("IN_MANUFACTURING", 1), status("SHIPPED", 2)],
+        None,
+    ),
+    "shipped before accepted": (
+        wf.PROVIDER_APPROVED,
+        4,
+        lambda n: [status("APPROVED", 0), status("IN_MANUFACTURING", 1), status("SHIPPED", 2)],
+        "accept_clincheck",
+    ),
+    "plans before the assets": (
+        wf.ORDER_CREATED,
+        4,
+        lambda n: [so(n, "PRIMARY", 0), so(n, "SECONDARY", 1), plan(n, 1, 2), plan(n, 2, 3)],
+        "upload_assets",
+    ),
+    "cancelled by Align": (
+        wf.PLAN_RECEIVED,
+        2,
+        lambda n: [status("ON_HOLD", 0, reason="Records missing"), status("CANCELLED", 1, reason="Patient declined")],
+        None,
+    ),
+    "a newer primary order": (
+        wf.ASSETS_UPLOADED,
+        2,
+        lambda n: [
+            so(n, "PRIMARY", 0, f"SO-{{tag}}-{n}-P1"),
+            so(n, "SECONDARY", 1),
+            so(n, "PRIMARY", 2, f"SO-{{tag}}-{n}-P2"),
+            status("RECEIVED", 3),
+        ],
+        None,
+    ),
     # ON_HOLD or CANCELLED first must not change the furthest status.
-    "cancelled after approval": (wf.PROVIDER_APPROVED, 2, lambda n: [
-        status("APPROVED", 0), status("ON_HOLD", 1, reason="Payment"), status("CANCELLED", 2, reason="Refund")],
-        None),
+    "cancelled after approval": (
+        wf.PROVIDER_APPROVED,
+        2,
+        lambda n: [
+            status("APPROVED", 0),
+            status("ON_HOLD", 1, reason="Payment"),
+            status("CANCELLED", 2, reason="Refund"),
+        ],
+        None,
+    ),
     # A plan dated before the cancel, and one after it: both kept, whatever arrives first.
-    "plans around a cancel": (wf.ASSETS_UPLOADED, 2, lambda n: [
-        so(n, "PRIMARY", 0), plan(n, 1, 1), status("CANCELLED", 2, reason="Moved away"), plan(n, 2, 3)], None),
+    "plans around a cancel": (
+        wf.ASSETS_UPLOADED,
+        2,
+        lambda n: [so(n, "PRIMARY", 0), plan(n, 1, 1), status("CANCELLED", 2, reason="Moved away"), plan(n, 2, 3)],
+        None,
+    ),
     # One clock running ahead (within the skew of the real time, hours after the others).
-    "an on-hold from a clock running ahead": (wf.ACCEPTED, 2, lambda n: [
-        status("APPROVED", 0), status("ON_HOLD", 600, reason="Clock ahead"), status("IN_MANUFACTURING", 2),
-        status("SHIPPED", 3)], None),
+    "an on-hold from a clock running ahead": (
+        wf.ACCEPTED,
+        2,
+        lambda n: [
+            status("APPROVED", 0),
+            status("ON_HOLD", 600, reason="Clock ahead"),
+            status("IN_MANUFACTURING", 2),
+            status("SHIPPED", 3),
+        ],
+        None,
+    ),
 }
 
 EVENTS = sum(count * len(script(1)) for _, count, script, _ in SCENARIOS.values())
@@ -88,17 +174,39 @@ def build_world(tag):
             number += 1
             for j, (event_type, minute, data) in enumerate(script(number)):
                 data = json.loads(json.dumps(data).replace("{tag}", tag))
-                case_events.append(make_event(event_type, case, event_id=f"evt-{tag}-{case.pk}-{j}",
-                                              occurred_at=T0 + timedelta(minutes=minute), **data))
+                case_events.append(
+                    make_event(
+                        event_type,
+                        case,
+                        event_id=f"evt-{tag}-{case.pk}-{j}",
+                        occurred_at=T0 + timedelta(minutes=minute),
+                        **data,
+                    )
+                )
             world.append((kind, n, case, case_events, follow_up))
     return world
 
 
 # Set by the database or the clock when a row is written, not by what Align said.
-VOLATILE = {"id", "case", "case_id", "created", "updated_at", "received_at", "state_changed_at", "event",
-            "event_id", "preview", "preview_id", "busy_with", "busy_until",
-            # who the factory made the case for: differs between two worlds by construction
-            "case_number", "patient", "patient_id"}
+VOLATILE = {
+    "id",
+    "case",
+    "case_id",
+    "created",
+    "updated_at",
+    "received_at",
+    "state_changed_at",
+    "event",
+    "event_id",
+    "preview",
+    "preview_id",
+    "busy_with",
+    "busy_until",
+    # who the factory made the case for: differs between two worlds by construction
+    "case_number",
+    "patient",
+    "patient_id",
+}
 
 
 def fingerprint(row):
@@ -120,8 +228,13 @@ def full_snapshot(case, tag):
     view = {
         "case": fingerprint(case),
         "align_status": fingerprint(AlignCaseStatus.objects.filter(case=case).first()),
-        "plans": sorted((dict(fingerprint(p), preview=fingerprint(p.preview))
-                         for p in case.treatment_plans.select_related("preview")), key=lambda p: p["version"]),
+        "plans": sorted(
+            (
+                dict(fingerprint(p), preview=fingerprint(p.preview))
+                for p in case.treatment_plans.select_related("preview")
+            ),
+            key=lambda p: p["version"],
+        ),
         "orders": sorted((fingerprint(o) for o in case.align_orders.all()), key=lambda o: o["sales_order_number"]),
     }
     return json.loads(json.dumps(view, default=str).replace(tag, "W"))
@@ -136,14 +249,28 @@ def snapshot(case, tag):
         "shipping": [case.carrier, case.tracking_number, case.shipped_at and case.shipped_at.isoformat()],
         "sales_order_number": case.align_sales_order_number,
         "patient_id": case.align_patient_id,
-        "orders": sorted([o.sales_order_number, o.order_kind, o.order_type, o.p_id, o.align_created_at.isoformat()]
-                         for o in case.align_orders.all()),
-        "plans": sorted([p.plan_id, p.version, p.revision_of, p.sales_order_number, p.stages_upper, p.stages_lower,
-                         p.notes, p.preview.url, p.preview.sha256, p.preview.size]
-                        for p in case.treatment_plans.select_related("preview")),
+        "orders": sorted(
+            [o.sales_order_number, o.order_kind, o.order_type, o.p_id, o.align_created_at.isoformat()]
+            for o in case.align_orders.all()
+        ),
+        "plans": sorted(
+            [
+                p.plan_id,
+                p.version,
+                p.revision_of,
+                p.sales_order_number,
+                p.stages_upper,
+                p.stages_lower,
+                p.notes,
+                p.preview.url,
+                p.preview.sha256,
+                p.preview.size,
+            ]
+            for p in case.treatment_plans.select_related("preview")
+        ),
         "current_plan": getattr(case.treatment_plans.first(), "version", None),
-        "align_status": known and [known.status, known.previous_status, known.furthest_status,
-                                   known.occurred_at.isoformat()],
+        "align_status": known
+        and [known.status, known.previous_status, known.furthest_status, known.occurred_at.isoformat()],
     }
     return json.loads(json.dumps(view).replace(tag, "W"))
 
@@ -160,7 +287,8 @@ def run(client, staff, tag, deliveries, *, full=False):
     events = InboundEvent.objects.filter(event_id__startswith=f"evt-{tag}-")
     assert events.count() == len(everything) == EVENTS
     assert not events.filter(status__in=["pending", "failed"]).exists(), list(
-        events.filter(status__in=["pending", "failed"]).values_list("event_id", "status_detail"))
+        events.filter(status__in=["pending", "failed"]).values_list("event_id", "status_detail")
+    )
     take = full_snapshot if full else snapshot
     return {(kind, n): take(case, tag) for kind, n, case, _, _ in world}
 
@@ -181,10 +309,15 @@ def test_shuffled_repeated_delivery_ends_like_in_order_delivery(client, staff, f
         assert shuffled[key] == in_order[key], key
     # The scenarios really reached where they should.
     assert {k: v["state"] for k, v in in_order.items() if k[1] == 0} == {
-        ("first plan", 0): wf.PLAN_RECEIVED, ("revision", 0): wf.PLAN_RECEIVED, ("shipping", 0): wf.SHIPPING,
-        ("shipped before accepted", 0): wf.SHIPPING, ("plans before the assets", 0): wf.PLAN_RECEIVED,
-        ("cancelled by Align", 0): wf.CANCELLED, ("a newer primary order", 0): wf.ASSETS_UPLOADED,
-        ("cancelled after approval", 0): wf.CANCELLED, ("plans around a cancel", 0): wf.CANCELLED,
+        ("first plan", 0): wf.PLAN_RECEIVED,
+        ("revision", 0): wf.PLAN_RECEIVED,
+        ("shipping", 0): wf.SHIPPING,
+        ("shipped before accepted", 0): wf.SHIPPING,
+        ("plans before the assets", 0): wf.PLAN_RECEIVED,
+        ("cancelled by Align", 0): wf.CANCELLED,
+        ("a newer primary order", 0): wf.ASSETS_UPLOADED,
+        ("cancelled after approval", 0): wf.CANCELLED,
+        ("plans around a cancel", 0): wf.CANCELLED,
         ("an on-hold from a clock running ahead", 0): wf.SHIPPING,
     }
     assert in_order[("cancelled after approval", 0)]["align_status"][:3] == ["CANCELLED", "", "APPROVED"]
@@ -228,8 +361,14 @@ def test_pending_event_ids_are_the_case_pending_events_oldest_first(staff, flags
 
     def event(n, case, status, occurred):
         return InboundEvent.objects.create(
-            event_id=f"evt-order-{n}", type=InboundEvent.Type.CASE_STATUS_CHANGED, case=case, payload={},
-            raw_body="{}", status=status, occurred_at=now + timedelta(seconds=occurred))
+            event_id=f"evt-order-{n}",
+            type=InboundEvent.Type.CASE_STATUS_CHANGED,
+            case=case,
+            payload={},
+            raw_body="{}",
+            status=status,
+            occurred_at=now + timedelta(seconds=occurred),
+        )
 
     late = event(1, case, InboundEvent.Status.PENDING, 30)
     early = event(2, case, InboundEvent.Status.PENDING, 10)

@@ -124,14 +124,16 @@ def test_one_good_signature_among_bad_ones_is_accepted(client, delivery):
     payload, body = delivery
     good = svix_headers(body, payload["event_id"])
     bad = svix_headers(body, payload["event_id"], secret=OTHER_SECRET)["webhook-signature"]
-    good["webhook-signature"] = " ".join([
-        bad,
-        "v1,not-base64!!",                      # malformed: the package alone would crash here
-        "v1",                                   # no comma
-        "v2," + good["webhook-signature"][3:],  # a future scheme we do not know
-        good["webhook-signature"],
-        "v1,AAAA",
-    ])
+    good["webhook-signature"] = " ".join(
+        [
+            bad,
+            "v1,not-base64!!",  # malformed: the package alone would crash here
+            "v1",  # no comma
+            "v2," + good["webhook-signature"][3:],  # a future scheme we do not know
+            good["webhook-signature"],
+            "v1,AAAA",
+        ]
+    )
     assert_accepted(client, body, good)
 
 
@@ -182,8 +184,11 @@ def test_a_body_that_is_not_utf8_is_refused(client, delivery):
     timestamp = int(datetime.now(tz=UTC).timestamp())
     from django.conf import settings
 
-    headers = {"webhook-id": payload["event_id"], "webhook-timestamp": str(timestamp),
-               "webhook-signature": spec_signature(settings.ALIGN_EVENTS_SECRET, payload["event_id"], timestamp, body)}
+    headers = {
+        "webhook-id": payload["event_id"],
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": spec_signature(settings.ALIGN_EVENTS_SECRET, payload["event_id"], timestamp, body),
+    }
     assert_refused(client, body, headers)
 
 

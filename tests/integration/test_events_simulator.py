@@ -23,6 +23,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def wait_until_settled(simulator, case, state, timeout=15):
     """Every event the simulator sent for the case was answered 2xx, and the case is in `state`."""
+
     def settled(sim_state):
         mine = [e for e in sim_state["events"] if e["caseId"] == case.pk]
         if not mine or any(e["state"] != "delivered" for e in mine):
@@ -50,20 +51,39 @@ def app_server(live_server):
 @pytest.fixture
 def align_side(simulator, app_server):
     live_server = app_server
-    simulator.config(app_url=live_server.url, callback_base_url=live_server.url, auto_advance=True, delay_ms=20,
-                     duplicates=True, shuffle=True, shuffle_window_ms=150, seed=11,
-                     callback_secret=settings.ALIGN_EVENTS_SECRET, inbound_token=settings.ALIGN_INBOUND_TOKEN)
+    simulator.config(
+        app_url=live_server.url,
+        callback_base_url=live_server.url,
+        auto_advance=True,
+        delay_ms=20,
+        duplicates=True,
+        shuffle=True,
+        shuffle_window_ms=150,
+        seed=11,
+        callback_secret=settings.ALIGN_EVENTS_SECRET,
+        inbound_token=settings.ALIGN_INBOUND_TOKEN,
+    )
     return simulator
 
 
-def test_simulator_events_take_a_case_to_a_plan_a_revised_plan_and_shipping(align_side, api, staff, flags_on,
-                                                                            local_effects_only):
+def test_simulator_events_take_a_case_to_a_plan_a_revised_plan_and_shipping(
+    align_side, api, staff, flags_on, local_effects_only
+):
     case = make_case(state=wf.ORDER_CREATED)
     mrn = case.patient.mrn
     # Align gets the patient and the order (what create_patient and create_order send).
     _, patient = api.new_patient(case.pk, mrn=mrn)
-    order = api.post("/orders", {"caseId": case.pk, "pId": patient["pId"], "mrn": mrn, "orderType": "IAS",
-                                 "treatmentOption": "BOTH_ARCHES", "chiefConcern": "Straighten teeth"})
+    order = api.post(
+        "/orders",
+        {
+            "caseId": case.pk,
+            "pId": patient["pId"],
+            "mrn": mrn,
+            "orderType": "IAS",
+            "treatmentOption": "BOTH_ARCHES",
+            "chiefConcern": "Straighten teeth",
+        },
+    )
     assert order.status_code == 200, order.text
 
     # The upload: the simulator reads our asset list, answers, then sends its events;
@@ -107,8 +127,14 @@ def test_simulator_events_take_a_case_to_a_plan_a_revised_plan_and_shipping(alig
 def align(simulator, app_server, settings):
     settings.ALIGN_EXECUTION = "inline"
     settings.ALIGN_VAULT_URL = simulator.url  # the acceptance screenshot goes to the simulator's vault
-    simulator.config(app_url=app_server.url, callback_base_url=app_server.url, auto_advance=True, delay_ms=10,
-                     callback_secret=settings.ALIGN_EVENTS_SECRET, inbound_token=settings.ALIGN_INBOUND_TOKEN)
+    simulator.config(
+        app_url=app_server.url,
+        callback_base_url=app_server.url,
+        auto_advance=True,
+        delay_ms=10,
+        callback_secret=settings.ALIGN_EVENTS_SECRET,
+        inbound_token=settings.ALIGN_INBOUND_TOKEN,
+    )
     return simulator
 
 
@@ -152,10 +178,15 @@ def test_after_accept_clincheck_the_case_reaches_shipping_with_the_tracking_numb
     fire(case, "accept_clincheck", by=staff)
     assert case.state == wf.ACCEPTED
     case = wait_until_settled(align, case, wf.SHIPPING)
-    shipped = [e["body"]["data"] for e in align.events()
-               if e["caseId"] == case.pk and e["body"]["data"].get("status") == "SHIPPED"]
+    shipped = [
+        e["body"]["data"]
+        for e in align.events()
+        if e["caseId"] == case.pk and e["body"]["data"].get("status") == "SHIPPED"
+    ]
     assert len(shipped) == 1
-    assert (case.carrier, case.tracking_number) == (shipped[0]["shipment"]["carrier"],
-                                                    shipped[0]["shipment"]["trackingNumber"])
+    assert (case.carrier, case.tracking_number) == (
+        shipped[0]["shipment"]["carrier"],
+        shipped[0]["shipment"]["trackingNumber"],
+    )
     assert case.tracking_number.startswith("1Z") and case.shipped_at is not None
     assert transitions(case)[-3:] == ["approve_plan", "accept_clincheck", "ship"]

@@ -46,7 +46,7 @@ def test_routes_need_a_bearer_token(simulator, api):
     unknown = requests.get(f"{simulator.url}/orders/1", headers={"Authorization": "Bearer made-up"}, timeout=5)
     assert error_code(unknown) == "AUTH.TOKEN_INVALID"
     known = api.get("/orders/1")
-    assert known.status_code == 404   # past auth: the case is unknown
+    assert known.status_code == 404  # past auth: the case is unknown
 
 
 def test_token_expires_after_token_ttl(simulator, api):

@@ -11,6 +11,7 @@ SCREENSHOT_REF = {"vault_id": str(uuid.uuid4()), "external_key": str(uuid.uuid4(
 
 # --- conventions -----------------------------------------------------------------------
 
+
 def test_every_answer_is_json_even_unknown_routes_and_methods(simulator, api):
     assert error_code(api.get("/nowhere")) == "ROUTE.NOT_FOUND"
     wrong_method = api.call("DELETE", "/patients")
@@ -22,16 +23,29 @@ def test_every_answer_is_json_even_unknown_routes_and_methods(simulator, api):
 
 def test_form_encoded_bodies_are_accepted(simulator, api):
     case_id = next(CASE_IDS)
-    form = {"caseId": str(case_id), "mrn": "MRN-FORM", "firstName": "A", "lastName": "B",
-            "dateOfBirth": "1990-01-02", "gender": "M", "email": "a@example.org", "phone": "1",
-            "address[line1]": "1 Main", "address[line2]": "", "address[city]": "C",
-            "address.state": "IL", "address.zip": "62701", "address[country]": "US"}
+    form = {
+        "caseId": str(case_id),
+        "mrn": "MRN-FORM",
+        "firstName": "A",
+        "lastName": "B",
+        "dateOfBirth": "1990-01-02",
+        "gender": "M",
+        "email": "a@example.org",
+        "phone": "1",
+        "address[line1]": "1 Main",
+        "address[line2]": "",
+        "address[city]": "C",
+        "address.state": "IL",
+        "address.zip": "62701",
+        "address[country]": "US",
+    }
     response = api.post("/patients", data=form)
     assert response.status_code == 200, response.text
     assert simulator.state()["patients"][0]["address"]["state"] == "IL"
 
 
 # --- patients ----------------------------------------------------------------------------
+
 
 def test_create_patient_is_idempotent_per_mrn(simulator, api):
     case_id, first = api.new_patient()
@@ -66,9 +80,16 @@ def test_patient_missing_fields_are_400_and_named(simulator, api):
 
 # --- orders ----------------------------------------------------------------------------------
 
+
 def order_body(case_id, patient, **changes):
-    body = {"caseId": case_id, "pId": patient["pId"], "mrn": patient["mrn"], "orderType": "IAS",
-            "treatmentOption": "BOTH_ARCHES", "chiefConcern": "Straighten teeth"}
+    body = {
+        "caseId": case_id,
+        "pId": patient["pId"],
+        "mrn": patient["mrn"],
+        "orderType": "IAS",
+        "treatmentOption": "BOTH_ARCHES",
+        "chiefConcern": "Straighten teeth",
+    }
     body.update(changes)
     return body
 
@@ -95,6 +116,7 @@ def test_create_order_and_its_errors(simulator, api):
 
 
 # --- assets ----------------------------------------------------------------------------------
+
 
 def test_upload_asks_the_app_for_the_asset_list(simulator, api, fake_app):
     case_id, patient = api.new_order()
@@ -130,13 +152,14 @@ def test_upload_is_503_with_retry_after_when_the_app_cannot_answer(simulator, ap
     response = api.upload(case_id, patient)
     assert response.status_code == 503 and response.headers["Retry-After"] == "5"
     assert error_code(response) == "ASSETS.SOURCE_UNAVAILABLE"
-    simulator.config(app_url="http://127.0.0.1:9")   # nothing listens there
+    simulator.config(app_url="http://127.0.0.1:9")  # nothing listens there
     unreachable = api.upload(case_id, patient)
     assert unreachable.status_code == 503 and unreachable.headers["Retry-After"]
     assert simulator.state()["effects"]["uploads"] == 0
 
 
 # --- ClinCheck ----------------------------------------------------------------------------------
+
 
 def case_with_plan(simulator, api, fake_app):
     case_id, patient = api.new_order()
@@ -184,15 +207,23 @@ def test_accept_errors(simulator, api, fake_app):
 def test_accept_checks_a_screenshot_held_in_its_own_vault(simulator, api, fake_app):
     case_id, patient = case_with_plan(simulator, api, fake_app)
     vault_id = str(uuid.uuid4())
-    stored = requests.post(f"{simulator.url}/v1/vaults/{vault_id}/blobs", auth=("demo-vault-key", ""),
-                           files={"file": ("shot.png", b"this is no image", "image/png")}, timeout=5)
+    stored = requests.post(
+        f"{simulator.url}/v1/vaults/{vault_id}/blobs",
+        auth=("demo-vault-key", ""),
+        files={"file": ("shot.png", b"this is no image", "image/png")},
+        timeout=5,
+    )
     body = {"caseId": case_id, "mrn": patient["mrn"], "vault_id": vault_id, "external_key": stored.json()["blob_id"]}
     unreadable = api.put(f"/orders/{case_id}/accept", body)
     assert unreadable.status_code == 422 and error_code(unreadable) == "SCREENSHOT.UNREADABLE"
 
     preview = requests.get(simulator.state()["plans"][0]["assets"][0]["url"], timeout=5).content
-    stored = requests.post(f"{simulator.url}/v1/vaults/{vault_id}/blobs", auth=("demo-vault-key", ""),
-                           files={"file": ("shot.png", preview, "image/png")}, timeout=5)
+    stored = requests.post(
+        f"{simulator.url}/v1/vaults/{vault_id}/blobs",
+        auth=("demo-vault-key", ""),
+        files={"file": ("shot.png", preview, "image/png")},
+        timeout=5,
+    )
     readable = api.put(f"/orders/{case_id}/accept", dict(body, external_key=stored.json()["blob_id"]))
     assert readable.status_code == 200, readable.text
     assert simulator.state()["plans"][0]["screenshot"]["checked"] is True
@@ -216,6 +247,7 @@ def test_modify_asks_for_a_revision(simulator, api, fake_app):
 
 
 # --- read back --------------------------------------------------------------------------------
+
 
 def test_read_back_the_case(simulator, api, fake_app):
     case_id, patient = case_with_plan(simulator, api, fake_app)

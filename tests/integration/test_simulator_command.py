@@ -18,8 +18,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def start(argv, env=None):
-    process = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env=env or dict(os.environ, PYTHONUNBUFFERED="1"))
+    process = subprocess.Popen(
+        argv,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env or dict(os.environ, PYTHONUNBUFFERED="1"),
+    )
     line = process.stdout.readline()
     assert "listening on http://127.0.0.1:" in line, line + process.stdout.read()
     return process, line.split("listening on ")[1].split()[0]
@@ -27,8 +33,9 @@ def start(argv, env=None):
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
 def test_the_command_serves_and_stops_cleanly(stop_signal):
-    process, url = start([sys.executable, "manage.py", "run_align_simulator", "--port", "0",
-                          "--app-url", "http://127.0.0.1:9"])
+    process, url = start(
+        [sys.executable, "manage.py", "run_align_simulator", "--port", "0", "--app-url", "http://127.0.0.1:9"]
+    )
     try:
         config = requests.get(f"{url}/_sim/config", timeout=5).json()
         assert config["callback_base_url"] == "http://127.0.0.1:9" and config["client_id"] == "demo"
@@ -43,13 +50,21 @@ def test_the_command_serves_and_stops_cleanly(stop_signal):
 def test_python_dash_m_runs_without_django():
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
     env["PYTHONUNBUFFERED"] = "1"
-    probe = subprocess.run([sys.executable, "-c", "import sys, align_simulator; "
-                            "print('django' in sys.modules)"], cwd=ROOT, env=env, capture_output=True, text=True)
+    probe = subprocess.run(
+        [sys.executable, "-c", "import sys, align_simulator; print('django' in sys.modules)"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert probe.stdout.strip() == "False", probe.stderr
     process, url = start([sys.executable, "-m", "align_simulator", "--port", "0"], env)
     try:
-        token = requests.post(f"{url}/auth/token", json={"grant_type": "client_credentials", "client_id": "demo",
-                                                          "client_secret": "demo-secret"}, timeout=5)
+        token = requests.post(
+            f"{url}/auth/token",
+            json={"grant_type": "client_credentials", "client_id": "demo", "client_secret": "demo-secret"},
+            timeout=5,
+        )
         assert token.status_code == 200
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=10) == 0

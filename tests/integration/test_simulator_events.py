@@ -19,8 +19,20 @@ OTHER_SECRET = "whsec_" + "b3RoZXItc2VjcmV0LWtleS0zMi1ieXRlcy1sb25nIQ=="
 
 DATA_FIELDS = {
     "sales_order.created": {"caseId", "mrn", "pId", "salesOrderNumber", "orderKind", "orderType", "createdAt"},
-    "treatment_plan.submitted": {"caseId", "mrn", "pId", "salesOrderNumber", "treatmentPlanId", "version",
-                                 "revisionOf", "stages", "attachments", "ipr", "notes", "assets"},
+    "treatment_plan.submitted": {
+        "caseId",
+        "mrn",
+        "pId",
+        "salesOrderNumber",
+        "treatmentPlanId",
+        "version",
+        "revisionOf",
+        "stages",
+        "attachments",
+        "ipr",
+        "notes",
+        "assets",
+    },
     "case.status_changed": {"caseId", "mrn", "salesOrderNumber", "status", "previousStatus"},
 }
 
@@ -43,7 +55,7 @@ def verified(fake_app, secret=SECRET):
     """Every received event body, each checked against its signature headers."""
     bodies = []
     for raw, headers, _status in fake_app.events:
-        SvixWebhook(secret).verify(raw, headers)   # raises when the signature does not match
+        SvixWebhook(secret).verify(raw, headers)  # raises when the signature does not match
         body = json.loads(raw)
         assert headers["webhook-id"] == body["event_id"]
         bodies.append(body)
@@ -68,9 +80,12 @@ def test_after_an_upload_align_sends_sales_orders_then_plan_version_1(simulator,
     wait_for_received(simulator, fake_app, 5)
     events = verified(fake_app)
     assert [describe(e) for e in events] == [
-        "sales_order.created:PRIMARY", "sales_order.created:SECONDARY",
-        "case.status_changed:SETUP_IN_PROGRESS", "treatment_plan.submitted:v1",
-        "case.status_changed:CLINCHECK_READY"]
+        "sales_order.created:PRIMARY",
+        "sales_order.created:SECONDARY",
+        "case.status_changed:SETUP_IN_PROGRESS",
+        "treatment_plan.submitted:v1",
+        "case.status_changed:CLINCHECK_READY",
+    ]
     for event in events:
         check_contract_shape(event)
         assert event["data"]["caseId"] == case_id and event["data"]["mrn"] == patient["mrn"]
@@ -97,8 +112,10 @@ def test_a_revision_brings_the_next_plan_version(simulator, api, fake_app):
     assert api.put(f"/orders/{case_id}/modify", body).status_code == 200
     events = wait_for_received(simulator, fake_app, 8)[5:]
     assert [describe(e) for e in events] == [
-        "case.status_changed:SETUP_IN_PROGRESS", "treatment_plan.submitted:v2",
-        "case.status_changed:CLINCHECK_READY"]
+        "case.status_changed:SETUP_IN_PROGRESS",
+        "treatment_plan.submitted:v2",
+        "case.status_changed:CLINCHECK_READY",
+    ]
     assert events[0]["data"]["previousStatus"] == "MODIFICATION_REQUESTED"
     assert events[1]["data"]["revisionOf"] == first_plan["treatmentPlanId"]
     assert "Close the lower gap" in events[1]["data"]["notes"]
@@ -107,8 +124,12 @@ def test_a_revision_brings_the_next_plan_version(simulator, api, fake_app):
 def test_an_accept_brings_manufacturing_then_shipping(simulator, api, fake_app):
     case_id, patient = run_to_plan(simulator, api, fake_app)
     plan = wait_for_received(simulator, fake_app, 5)[3]["data"]
-    body = {"caseId": case_id, "mrn": patient["mrn"], "vault_id": "8a1c3a57-9f4f-4d5e-9a57-1f0c2b3d4e5f",
-            "external_key": "0b7e6f1a-2c3d-4e5f-8a9b-0c1d2e3f4a5b"}
+    body = {
+        "caseId": case_id,
+        "mrn": patient["mrn"],
+        "vault_id": "8a1c3a57-9f4f-4d5e-9a57-1f0c2b3d4e5f",
+        "external_key": "0b7e6f1a-2c3d-4e5f-8a9b-0c1d2e3f4a5b",
+    }
     assert api.put(f"/orders/{case_id}/accept", body).status_code == 200
     events = wait_for_received(simulator, fake_app, 7)[5:]
     assert [describe(e) for e in events] == ["case.status_changed:IN_MANUFACTURING", "case.status_changed:SHIPPED"]
@@ -124,7 +145,7 @@ def test_without_auto_advance_nothing_is_sent(simulator, api, fake_app):
     case_id, patient = api.new_order()
     fake_app.assets[case_id] = STL_ASSETS
     assert api.upload(case_id, patient).status_code == 200
-    simulator.emit(case_id, "case.status_changed", status="ON_HOLD")   # a marker, sent after anything else
+    simulator.emit(case_id, "case.status_changed", status="ON_HOLD")  # a marker, sent after anything else
     simulator.wait_for(lambda state: fake_app.received())
     assert [describe(e) for e in fake_app.received()] == ["case.status_changed:ON_HOLD"]
     assert fake_app.received()[0]["data"]["reason"]
@@ -132,9 +153,17 @@ def test_without_auto_advance_nothing_is_sent(simulator, api, fake_app):
 
 def test_emit_sends_one_event_now_with_overrides(simulator, api, fake_app):
     case_id, patient = api.new_order()
-    result = simulator.emit(case_id, "case.status_changed", status="SHIPPED",
-                            shipment={"carrier": "FedEx", "trackingNumber": "7777", "shippedAt": "2024-05-01T10:00:00Z",
-                                      "alignerCount": 14})
+    result = simulator.emit(
+        case_id,
+        "case.status_changed",
+        status="SHIPPED",
+        shipment={
+            "carrier": "FedEx",
+            "trackingNumber": "7777",
+            "shippedAt": "2024-05-01T10:00:00Z",
+            "alignerCount": 14,
+        },
+    )
     assert result["body"]["data"]["previousStatus"] == "RECEIVED"
     [event] = simulator.wait_for(lambda state: fake_app.received())
     assert event["event_id"] == result["event_id"]
@@ -158,7 +187,7 @@ def test_a_non_2xx_answer_is_retried_with_the_same_event(simulator, api, fake_ap
 
 
 def test_a_network_error_is_retried(simulator, api, fake_app):
-    simulator.config(callback_base_url="http://127.0.0.1:9", retry_base_ms=200)   # nothing listens there
+    simulator.config(callback_base_url="http://127.0.0.1:9", retry_base_ms=200)  # nothing listens there
     case_id, _ = api.new_order()
     simulator.emit(case_id, "sales_order.created")
     simulator.wait_for(lambda state: state["events"][0]["attempts"] >= 1)

@@ -11,13 +11,19 @@ from tests.support.simulator_api import CASE_IDS, error_code, patient_body
 def test_a_status_fault_answers_count_times_then_stops(simulator, api):
     case_id, patient = api.new_patient()
     simulator.fault(route="POST /orders", status=503, count=2)
-    body = {"caseId": case_id, "pId": patient["pId"], "mrn": patient["mrn"], "orderType": "IAS",
-            "treatmentOption": "BOTH_ARCHES", "chiefConcern": "Crowding"}
+    body = {
+        "caseId": case_id,
+        "pId": patient["pId"],
+        "mrn": patient["mrn"],
+        "orderType": "IAS",
+        "treatmentOption": "BOTH_ARCHES",
+        "chiefConcern": "Crowding",
+    }
     answers = [api.post("/orders", body, key="order-after-503") for _ in range(3)]
     assert [a.status_code for a in answers] == [503, 503, 200]
     assert answers[0].headers["Retry-After"] == "1"
     assert error_code(answers[0]) == "SERVICE.UNAVAILABLE"
-    assert simulator.state()["effects"]["orders"] == 1   # faults did no work and were not kept for the key
+    assert simulator.state()["effects"]["orders"] == 1  # faults did no work and were not kept for the key
     assert simulator.faults()[0]["remaining"] == 0 and simulator.faults()[0]["fired"] == 2
     logged = [(entry["status"], bool(entry["fault"])) for entry in simulator.requests() if entry["path"] == "/orders"]
     assert logged == [(503, True), (503, True), (200, False)]
@@ -57,7 +63,7 @@ def test_timeout_after_commit_does_the_work_and_answers_too_late(simulator, api)
     body = patient_body(next(CASE_IDS))
     with pytest.raises(requests.ReadTimeout):
         api.post("/patients", body, key="slow-key", timeout=0.5)
-    assert simulator.state()["effects"]["patients"] == 1   # committed before the client gave up
+    assert simulator.state()["effects"]["patients"] == 1  # committed before the client gave up
     retry = api.post("/patients", body, key="slow-key")
     assert retry.status_code == 200 and retry.json()["created"] is True
     assert retry.headers["Idempotent-Replayed"] == "true"

@@ -39,8 +39,14 @@ def test_the_same_key_with_other_parameters_is_422_mismatch(simulator, api):
 
 def test_form_and_json_with_the_same_values_are_the_same_parameters(simulator, api):
     case_id, patient = api.new_patient()
-    json_body = {"caseId": case_id, "pId": patient["pId"], "mrn": patient["mrn"], "orderType": "IAS",
-                 "treatmentOption": "UPPER_ONLY", "chiefConcern": "Crowding"}
+    json_body = {
+        "caseId": case_id,
+        "pId": patient["pId"],
+        "mrn": patient["mrn"],
+        "orderType": "IAS",
+        "treatmentOption": "UPPER_ONLY",
+        "chiefConcern": "Crowding",
+    }
     first = api.post("/orders", json_body, key="order-k")
     replay = api.post("/orders", data={k: str(v) for k, v in json_body.items()}, key="order-k")
     assert replay.json() == first.json()
@@ -52,7 +58,7 @@ def test_a_refusal_is_replayed_too(simulator, api):
     first = api.post("/patients", body, key="refused")
     replay = api.post("/patients", body, key="refused")
     assert first.status_code == replay.status_code == 422
-    assert replay.json() == first.json()   # the same body, request_id included
+    assert replay.json() == first.json()  # the same body, request_id included
 
 
 def test_twenty_concurrent_requests_with_one_key_do_the_work_once(simulator, api):

@@ -9,8 +9,12 @@ KEY = ("demo-vault-key", "")
 
 
 def test_store_and_read_back_a_blob(simulator):
-    stored = requests.post(f"{simulator.url}/v1/vaults/{VAULT}/blobs", auth=KEY,
-                           files={"file": ("shot.png", b"\x89PNG-bytes", "image/png")}, timeout=5)
+    stored = requests.post(
+        f"{simulator.url}/v1/vaults/{VAULT}/blobs",
+        auth=KEY,
+        files={"file": ("shot.png", b"\x89PNG-bytes", "image/png")},
+        timeout=5,
+    )
     assert stored.status_code == 200
     body = stored.json()
     assert body["result"] == "success" and uuid.UUID(body["blob_id"]) and body["transaction_id"]
@@ -44,6 +48,7 @@ def test_vault_errors_have_the_vault_shape(simulator):
 
 def test_a_fault_on_the_vault_answers_in_the_vault_shape(simulator):
     simulator.fault(route="POST /v1/vaults/{vault_id}/blobs", status=503, count=1)
-    response = requests.post(f"{simulator.url}/v1/vaults/{VAULT}/blobs", auth=KEY,
-                             files={"file": ("a", b"x")}, timeout=5)
+    response = requests.post(
+        f"{simulator.url}/v1/vaults/{VAULT}/blobs", auth=KEY, files={"file": ("a", b"x")}, timeout=5
+    )
     assert response.status_code == 503 and vault_error(response) == "SERVICE.UNAVAILABLE"

@@ -166,9 +166,7 @@ def test_http_success_without_a_blob_id_is_a_vault_error(http_vault, fake):
     assert caught.value.type == "INVALID_RESPONSE"
 
 
-@pytest.mark.parametrize(
-    "exc, kind", [(requests.ReadTimeout(), "TIMEOUT"), (requests.ConnectionError(), "CONNECTION")]
-)
+@pytest.mark.parametrize("exc, kind", [(requests.ReadTimeout(), "TIMEOUT"), (requests.ConnectionError(), "CONNECTION")])
 def test_http_unreachable_is_a_retryable_vault_error(http_vault, fake, exc, kind):
     fake.post(f"{BASE}/v1/vaults/{VAULT_ID}/blobs", body=exc)
     with pytest.raises(VaultError) as caught:

@@ -32,8 +32,10 @@ def _require(condition, reason):
 
 @pytest.fixture
 def require_postgres(settings):
-    _require(settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql",
-             "needs PostgreSQL: set DATABASE_URL=postgres://...")
+    _require(
+        settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql",
+        "needs PostgreSQL: set DATABASE_URL=postgres://...",
+    )
 
 
 @pytest.fixture
@@ -79,6 +81,7 @@ def local_effects_only(monkeypatch):
     effects that call Align or the vault are replaced by effects that do nothing)."""
     from align_workflow.workflow import effects
 
-    monkeypatch.setattr(effects, "EFFECTS", {t: (e if e.call is None else effects.Effect())
-                                             for t, e in effects.EFFECTS.items()})
+    monkeypatch.setattr(
+        effects, "EFFECTS", {t: (e if e.call is None else effects.Effect()) for t, e in effects.EFFECTS.items()}
+    )
     return effects

@@ -43,8 +43,11 @@ def test_posting_a_state_to_the_admin_changes_nothing(admin_client_):
 def test_admin_cancel_action_goes_through_the_engine(admin_client_, staff):
     case = make_case(state=wf.ORDER_CREATED)
     finished = make_case(state=wf.SHIPPING)
-    response = admin_client_.post("/admin/cases/case/", {"action": "cancel_cases", "_selected_action": [case.pk, finished.pk],
-                                                         "apply": "1", "reason": "Clinic closed"}, follow=True)
+    response = admin_client_.post(
+        "/admin/cases/case/",
+        {"action": "cancel_cases", "_selected_action": [case.pk, finished.pk], "apply": "1", "reason": "Clinic closed"},
+        follow=True,
+    )
     assert Case.objects.get(pk=case.pk).state == wf.CANCELLED
     assert StateLog.objects.for_(case).get().by == staff
     assert Case.objects.get(pk=finished.pk).state == wf.SHIPPING
@@ -58,12 +61,27 @@ def test_case_change_page_lists_calls_to_align_and_events(admin_client_):
     from align_workflow.workflow.models import OutboundAttempt
 
     case = make_case()
-    OutboundAttempt.objects.create(case=case, step="create_patient", idempotency_key="k1", attempt=1,
-                                   status=OutboundAttempt.Status.FAILED_PERMANENT, http_status=422,
-                                   error_code="PATIENT.INVALID", message="zip code is not valid")
-    InboundEvent.objects.create(event_id="evt-1", type="case.status_changed", case=case, summary="status SHIPPED",
-                                payload={}, raw_body="{}", occurred_at=timezone.now(), status="failed",
-                                status_detail="case is eligible")
+    OutboundAttempt.objects.create(
+        case=case,
+        step="create_patient",
+        idempotency_key="k1",
+        attempt=1,
+        status=OutboundAttempt.Status.FAILED_PERMANENT,
+        http_status=422,
+        error_code="PATIENT.INVALID",
+        message="zip code is not valid",
+    )
+    InboundEvent.objects.create(
+        event_id="evt-1",
+        type="case.status_changed",
+        case=case,
+        summary="status SHIPPED",
+        payload={},
+        raw_body="{}",
+        occurred_at=timezone.now(),
+        status="failed",
+        status_detail="case is eligible",
+    )
     html = admin_client_.get(f"/admin/cases/case/{case.pk}/change/").content.decode()
     assert "zip code is not valid" in html and "PATIENT.INVALID" in html
     assert "status SHIPPED" in html and "case is eligible" in html

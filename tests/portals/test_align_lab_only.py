@@ -64,9 +64,16 @@ def test_the_admin_refuses_a_lab_change_after_sending(staff):
     client.force_login(staff)
     case = make_case(state=wf.ASSETS_UPLOADED)
     rx = case.prescription
-    response = client.post(f"/admin/cases/prescription/{rx.pk}/change/", {
-        "case": case.pk, "provider": rx.provider_id, "lab": Prescription.Lab.IN_HOUSE,
-        "created_0": "2026-01-01", "created_1": "10:00:00"})
+    response = client.post(
+        f"/admin/cases/prescription/{rx.pk}/change/",
+        {
+            "case": case.pk,
+            "provider": rx.provider_id,
+            "lab": Prescription.Lab.IN_HOUSE,
+            "created_0": "2026-01-01",
+            "created_1": "10:00:00",
+        },
+    )
     assert response.status_code == 200  # the form again, with the error
     assert "cannot be changed" in response.content.decode()
     assert Prescription.objects.get(pk=rx.pk).lab == Prescription.Lab.ALIGN
@@ -119,8 +126,9 @@ def test_an_other_lab_case_has_no_align_panel(staff_client, flags_on):
 
 def test_lab_changed_before_acceptance_is_refused_and_nothing_is_sent(staff_client, fake_align, flags_on):
     case = make_case(state=wf.PROVIDER_APPROVED)
-    CaseAsset.objects.create(case=case, kind=CaseAsset.Kind.CCACCEPTSCREEN, vault_id=str(uuid.uuid4()),
-                             external_key=str(uuid.uuid4()))
+    CaseAsset.objects.create(
+        case=case, kind=CaseAsset.Kind.CCACCEPTSCREEN, vault_id=str(uuid.uuid4()), external_key=str(uuid.uuid4())
+    )
     Prescription.objects.filter(case=case).update(lab=Prescription.Lab.IN_HOUSE)  # from before the rule
     response = staff_client.post(f"/staff/cases/{case.pk}/aligners-purchased/", follow=True)
     case.refresh_from_db()

@@ -20,8 +20,7 @@ def flags():
         get_waffle_flag_model().objects.update_or_create(name=name, defaults={"everyone": True})
 
 
-def test_provider_cannot_open_another_providers_case_and_failed_criteria_hide_send(portal, browser, live_server,
-                                                                                   flags):
+def test_provider_cannot_open_another_providers_case_and_failed_criteria_hide_send(portal, browser, live_server, flags):
     signin = Portal(browser, live_server.url)
     signin.open("/")
     signin.page.wait_for_url("**/accounts/login/")
@@ -165,8 +164,15 @@ def test_a_ratio_3_screen_approves_a_plan(browser, live_server, flags, settings,
     doctor = ProviderFactory()
     case = make_case(provider=doctor, state=wf.PLAN_RECEIVED)
     preview = CaseAsset.objects.create(case=case, kind=CaseAsset.Kind.PROVPREV, url="https://example.com/preview/1")
-    TreatmentPlan.objects.create(case=case, plan_id=f"TP-{case.pk}-1", version=1, stages_upper=14, stages_lower=12,
-                                 notes="Upper and lower arches; attachments on 13 and 23.", preview=preview)
+    TreatmentPlan.objects.create(
+        case=case,
+        plan_id=f"TP-{case.pk}-1",
+        version=1,
+        stages_upper=14,
+        stages_lower=12,
+        notes="Upper and lower arches; attachments on 13 and 23.",
+        preview=preview,
+    )
 
     tab = Portal(browser, live_server.url, device_scale_factor=3).sign_in(doctor.user.username)
     try:

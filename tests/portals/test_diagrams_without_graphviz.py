@@ -65,8 +65,9 @@ def test_the_diagram_comes_back_once_dot_is_installed(staff_client, monkeypatch,
     assert '<svg class="diagram"' in html
 
 
-def test_a_case_diagram_is_rendered_once_per_state_and_path(staff_client, staff, flags_on, local_effects_only,
-                                                            dot_runs):
+def test_a_case_diagram_is_rendered_once_per_state_and_path(
+    staff_client, staff, flags_on, local_effects_only, dot_runs
+):
     from align_workflow.workflow import fire
 
     case = make_case(state=wf.ORDER_CREATED)
@@ -93,7 +94,7 @@ def test_the_support_diagram_is_rendered_once_per_set_of_counts(staff_client, do
     make_case(state=wf.ORDER_CREATED)
     html = staff_client.get("/support/workflow/").content.decode()
     assert len(dot_runs) == 2
-    assert "2 cases" in html[html.index('id="workflow-diagram"'):]
+    assert "2 cases" in html[html.index('id="workflow-diagram"') :]
 
 
 def test_the_cache_key_changes_with_the_workflow(monkeypatch):

@@ -48,8 +48,9 @@ def test_wrong_password_shows_an_error(client, staff):
 
 
 def test_login_redirects_back_to_next(client, provider):
-    response = client.post("/accounts/login/?next=/provider/",
-                           {"username": provider.user.username, "password": "pw", "next": "/provider/"})
+    response = client.post(
+        "/accounts/login/?next=/provider/", {"username": provider.user.username, "password": "pw", "next": "/provider/"}
+    )
     assert response["Location"] == "/provider/"
 
 

@@ -74,8 +74,10 @@ def test_after_the_admin_lifts_the_lock_out_the_user_signs_in():
     assert changelist.status_code == 200
     assert user.username in changelist.content.decode()
     locked = AccessAttempt.objects.filter(username=user.username)
-    response = admin_client.post("/admin/axes/accessattempt/", {
-        "action": "delete_selected", "_selected_action": [a.pk for a in locked], "post": "yes"})
+    response = admin_client.post(
+        "/admin/axes/accessattempt/",
+        {"action": "delete_selected", "_selected_action": [a.pk for a in locked], "post": "yes"},
+    )
     assert response.status_code == 302
     assert not AccessAttempt.objects.filter(username=user.username).exists()
 

@@ -11,9 +11,16 @@ from tests.support.pages import messages_of
 
 pytestmark = pytest.mark.django_db
 
-GOOD = {"contact-phone": "+1 (217) 555-0142", "contact-email": "new.address@example.org",
-        "contact-address_line1": "12 Elm St", "contact-address_line2": "", "contact-city": "Peoria",
-        "contact-state": "IL", "contact-zip_code": "61602", "contact-country": "us"}
+GOOD = {
+    "contact-phone": "+1 (217) 555-0142",
+    "contact-email": "new.address@example.org",
+    "contact-address_line1": "12 Elm St",
+    "contact-address_line2": "",
+    "contact-city": "Peoria",
+    "contact-state": "IL",
+    "contact-zip_code": "61602",
+    "contact-country": "us",
+}
 
 
 def post(client, case, **changes):
@@ -39,14 +46,17 @@ def test_a_patient_without_phone_and_address_is_fixed_from_the_case_page(staff_c
     assert 'id="send-button"' in response.content.decode()
 
 
-@pytest.mark.parametrize("field,value,message", [
-    ("contact-phone", "call me", "Enter a phone number"),
-    ("contact-phone", "", "This field is required"),
-    ("contact-email", "nobody", "Enter a valid email address"),
-    ("contact-country", "U1", "two-letter code"),
-    ("contact-country", "USA", "at most 2 characters"),
-    ("contact-city", "  ", "This field is required"),
-])
+@pytest.mark.parametrize(
+    "field,value,message",
+    [
+        ("contact-phone", "call me", "Enter a phone number"),
+        ("contact-phone", "", "This field is required"),
+        ("contact-email", "nobody", "Enter a valid email address"),
+        ("contact-country", "U1", "two-letter code"),
+        ("contact-country", "USA", "at most 2 characters"),
+        ("contact-city", "  ", "This field is required"),
+    ],
+)
 def test_bad_contact_details_are_refused_with_a_message_and_nothing_changes(staff_client, field, value, message):
     case = make_case()
     before = Patient.objects.filter(pk=case.patient_id).values().get()

@@ -14,10 +14,19 @@ pytestmark = pytest.mark.django_db
 
 
 def plan(case, version=1, **fields):
-    preview = CaseAsset.objects.create(case=case, kind=CaseAsset.Kind.PROVPREV, url=f"https://example.com/preview/{version}")
-    return TreatmentPlan.objects.create(case=case, plan_id=f"TP-{case.pk}-{version}", version=version,
-                                        stages_upper=14, stages_lower=12, notes=f"Plan notes v{version}",
-                                        preview=preview, **fields)
+    preview = CaseAsset.objects.create(
+        case=case, kind=CaseAsset.Kind.PROVPREV, url=f"https://example.com/preview/{version}"
+    )
+    return TreatmentPlan.objects.create(
+        case=case,
+        plan_id=f"TP-{case.pk}-{version}",
+        version=version,
+        stages_upper=14,
+        stages_lower=12,
+        notes=f"Plan notes v{version}",
+        preview=preview,
+        **fields,
+    )
 
 
 @pytest.fixture
@@ -53,13 +62,20 @@ def test_list_shows_only_own_cases_waiting_first(provider_client, provider, othe
     assert mine_old.pk
 
 
-@pytest.mark.parametrize("method,path", [
-    ("get", ""), ("get", "status/"), ("post", "approve/"), ("post", "request-revision/"),
-])
+@pytest.mark.parametrize(
+    "method,path",
+    [
+        ("get", ""),
+        ("get", "status/"),
+        ("post", "approve/"),
+        ("post", "request-revision/"),
+    ],
+)
 def test_another_providers_case_is_404(client, other_provider, review_case, method, path):
     client.force_login(other_provider.user)
-    response = getattr(client, method)(f"/provider/cases/{review_case.pk}/{path}",
-                                       {"comments": "x", "acceptance_screenshot": jpeg_data_url()})
+    response = getattr(client, method)(
+        f"/provider/cases/{review_case.pk}/{path}", {"comments": "x", "acceptance_screenshot": jpeg_data_url()}
+    )
     assert response.status_code == 404
     assert Case.objects.get(pk=review_case.pk).state == wf.PLAN_RECEIVED
 
@@ -74,10 +90,19 @@ def test_review_page_shows_patient_comments_and_latest_plan(provider_client, rev
     html = response.content.decode()
     assert response.status_code == 200
     assert 'id="acceptance-block"' in html
-    block = html[html.index('id="acceptance-block"'):html.index("</section>", html.index('id="acceptance-block"'))]
+    block = html[html.index('id="acceptance-block"') : html.index("</section>", html.index('id="acceptance-block"'))]
     patient = review_case.patient
-    for text in [patient.first_name, patient.last_name, patient.mrn, review_case.case_number,
-                 "version 2", "14 upper", "12 lower", "Plan notes v2", "https://example.com/preview/2"]:
+    for text in [
+        patient.first_name,
+        patient.last_name,
+        patient.mrn,
+        review_case.case_number,
+        "version 2",
+        "14 upper",
+        "12 lower",
+        "Plan notes v2",
+        "https://example.com/preview/2",
+    ]:
         assert text in block, text
     assert "Plan notes v1" not in block
     assert 'name="acceptance_screenshot"' in html and 'type="hidden"' in html
@@ -96,8 +121,9 @@ def test_no_decision_buttons_outside_plan_received(provider_client, provider):
 
 def test_approve_with_a_screenshot(provider_client, provider, review_case, settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path
-    response = provider_client.post(f"/provider/cases/{review_case.pk}/approve/",
-                                    {"acceptance_screenshot": jpeg_data_url()}, follow=True)
+    response = provider_client.post(
+        f"/provider/cases/{review_case.pk}/approve/", {"acceptance_screenshot": jpeg_data_url()}, follow=True
+    )
     review_case.refresh_from_db()
     assert review_case.state == wf.PROVIDER_APPROVED
     assert StateLog.objects.for_(review_case).get().by == provider.user
@@ -107,14 +133,18 @@ def test_approve_with_a_screenshot(provider_client, provider, review_case, setti
     assert 'id="approve-button"' not in html
 
 
-@pytest.mark.parametrize("value,message", [
-    ("", "The acceptance screenshot is missing"),
-    ("data:image/png;base64,iVBORw0KGgo=", "The acceptance screenshot is not a readable PNG image."),
-    ("data:image/gif;base64,R0lGODlhAQABAAAAACw=", "only JPEG or PNG images are accepted"),
-])
+@pytest.mark.parametrize(
+    "value,message",
+    [
+        ("", "The acceptance screenshot is missing"),
+        ("data:image/png;base64,iVBORw0KGgo=", "The acceptance screenshot is not a readable PNG image."),
+        ("data:image/gif;base64,R0lGODlhAQABAAAAACw=", "only JPEG or PNG images are accepted"),
+    ],
+)
 def test_approve_without_a_usable_screenshot_is_refused(provider_client, review_case, value, message):
-    response = provider_client.post(f"/provider/cases/{review_case.pk}/approve/",
-                                    {"acceptance_screenshot": value}, follow=True)
+    response = provider_client.post(
+        f"/provider/cases/{review_case.pk}/approve/", {"acceptance_screenshot": value}, follow=True
+    )
     assert response.status_code == 200
     assert any(message in m for m in messages_of(response))
     assert Case.objects.get(pk=review_case.pk).state == wf.PLAN_RECEIVED
@@ -131,15 +161,17 @@ def test_approve_twice_is_refused_with_a_message(provider_client, review_case, s
 
 
 def test_request_revision_needs_a_comment(provider_client, review_case, flags_on):
-    response = provider_client.post(f"/provider/cases/{review_case.pk}/request-revision/",
-                                    {"comments": "  "}, follow=True)
+    response = provider_client.post(
+        f"/provider/cases/{review_case.pk}/request-revision/", {"comments": "  "}, follow=True
+    )
     assert "Write what should change: a revision needs a comment." in messages_of(response)
     assert Case.objects.get(pk=review_case.pk).state == wf.PLAN_RECEIVED
 
 
 def test_request_revision(provider_client, review_case, flags_on, local_effects_only):
-    response = provider_client.post(f"/provider/cases/{review_case.pk}/request-revision/",
-                                    {"comments": "Less IPR on the lower arch"}, follow=True)
+    response = provider_client.post(
+        f"/provider/cases/{review_case.pk}/request-revision/", {"comments": "Less IPR on the lower arch"}, follow=True
+    )
     assert Case.objects.get(pk=review_case.pk).state == wf.REVISION_REQUESTED
     assert any(m.startswith("Revision requested.") for m in messages_of(response))
 
@@ -148,8 +180,9 @@ def test_request_revision_flag_off_is_refused_and_hidden(provider_client, review
     get_waffle_flag_model().objects.update_or_create(name=wf.FLAG_SET_ORDER_STATUS, defaults={"everyone": False})
     html = provider_client.get(f"/provider/cases/{review_case.pk}/").content.decode()
     assert 'id="revision-button"' not in html and "switched off" in html
-    response = provider_client.post(f"/provider/cases/{review_case.pk}/request-revision/",
-                                    {"comments": "Please change"}, follow=True)
+    response = provider_client.post(
+        f"/provider/cases/{review_case.pk}/request-revision/", {"comments": "Please change"}, follow=True
+    )
     assert any("set-align-order-status" in m for m in messages_of(response))
     assert Case.objects.get(pk=review_case.pk).state == wf.PLAN_RECEIVED
 
@@ -166,9 +199,14 @@ def test_case_page_with_an_approval_by_nobody_shows_the_page(provider_client, pr
 
     case = make_case(provider=provider, state=wf.PROVIDER_APPROVED)
     plan(case, 1)
-    StateLog.objects.create(by=None, source_state=wf.PLAN_RECEIVED, state=wf.PROVIDER_APPROVED,
-                            transition="approve_plan", content_type=ContentType.objects.get_for_model(Case),
-                            object_id=case.pk)
+    StateLog.objects.create(
+        by=None,
+        source_state=wf.PLAN_RECEIVED,
+        state=wf.PROVIDER_APPROVED,
+        transition="approve_plan",
+        content_type=ContentType.objects.get_for_model(Case),
+        object_id=case.pk,
+    )
     response = provider_client.get(f"/provider/cases/{case.pk}/")
     assert response.status_code == 200
     assert "Approved by the provider on" in response.content.decode()
@@ -205,8 +243,9 @@ def test_a_ratio_3_sized_screenshot_is_accepted(provider_client, review_case, se
     shot = noise_jpeg_data_url(1900, 1550)
     assert 3_000_000 < len(shot) < settings.ALIGN_SCREENSHOT_MAX_BYTES
     assert len(shot) > settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-    response = post_like_a_browser(provider_client, f"/provider/cases/{review_case.pk}/approve/",
-                                   {"acceptance_screenshot": shot})
+    response = post_like_a_browser(
+        provider_client, f"/provider/cases/{review_case.pk}/approve/", {"acceptance_screenshot": shot}
+    )
     assert response.status_code == 200
     assert any(m.startswith("Plan approved.") for m in messages_of(response)), messages_of(response)
     assert Case.objects.get(pk=review_case.pk).state == wf.PROVIDER_APPROVED
@@ -217,12 +256,14 @@ def test_an_oversize_screenshot_gets_a_message_not_a_bare_400(provider_client, r
     settings.ALIGN_SCREENSHOT_MAX_BYTES = 300_000
     shot = noise_jpeg_data_url(700, 700)
     assert len(shot) > 300_000 * 1.3  # over the request limit too, not only the field's
-    response = post_like_a_browser(provider_client, f"/provider/cases/{review_case.pk}/approve/",
-                                   {"acceptance_screenshot": shot})
+    response = post_like_a_browser(
+        provider_client, f"/provider/cases/{review_case.pk}/approve/", {"acceptance_screenshot": shot}
+    )
     assert response.status_code == 200
     assert response.redirect_chain == [(f"/provider/cases/{review_case.pk}/", 302)]
-    assert any("too large" in m and "0.3 MB" in m and "not approved" in m for m in messages_of(response)), \
-        messages_of(response)
+    assert any("too large" in m and "0.3 MB" in m and "not approved" in m for m in messages_of(response)), messages_of(
+        response
+    )
     assert Case.objects.get(pk=review_case.pk).state == wf.PLAN_RECEIVED
 
 
@@ -247,8 +288,9 @@ def test_a_larger_limit_is_honoured_by_the_form_too(provider_client, review_case
     settings.ALIGN_SCREENSHOT_MAX_BYTES = 12 * 1024 * 1024
     shot = noise_jpeg_data_url(2800, 2600)
     assert 8 * 1024 * 1024 < len(shot) < settings.ALIGN_SCREENSHOT_MAX_BYTES
-    response = post_like_a_browser(provider_client, f"/provider/cases/{review_case.pk}/approve/",
-                                   {"acceptance_screenshot": shot})
+    response = post_like_a_browser(
+        provider_client, f"/provider/cases/{review_case.pk}/approve/", {"acceptance_screenshot": shot}
+    )
     assert any(m.startswith("Plan approved.") for m in messages_of(response)), messages_of(response)
 
 
@@ -262,8 +304,9 @@ def test_a_png_screenshot_is_accepted_as_the_readme_says(provider_client, review
     out = io.BytesIO()
     Image.new("RGB", (200, 120), "white").save(out, format="PNG")
     shot = "data:image/png;base64," + base64.b64encode(out.getvalue()).decode()
-    response = post_like_a_browser(provider_client, f"/provider/cases/{review_case.pk}/approve/",
-                                   {"acceptance_screenshot": shot})
+    response = post_like_a_browser(
+        provider_client, f"/provider/cases/{review_case.pk}/approve/", {"acceptance_screenshot": shot}
+    )
     assert any(m.startswith("Plan approved.") for m in messages_of(response)), messages_of(response)
     assert CaseAsset.objects.get(case=review_case, kind=CaseAsset.Kind.CCACCEPTSCREEN).filename.endswith(".jpg")
 
@@ -279,8 +322,9 @@ def test_a_65535_pixel_wide_png_is_refused_with_a_message(provider_client, revie
     out = io.BytesIO()
     Image.new("RGB", (65535, 1), "white").save(out, format="PNG")
     shot = "data:image/png;base64," + base64.b64encode(out.getvalue()).decode()
-    response = post_like_a_browser(provider_client, f"/provider/cases/{review_case.pk}/approve/",
-                                   {"acceptance_screenshot": shot})
+    response = post_like_a_browser(
+        provider_client, f"/provider/cases/{review_case.pk}/approve/", {"acceptance_screenshot": shot}
+    )
     assert response.status_code == 200
     assert any("65535×1" in m for m in messages_of(response)), messages_of(response)
     case = Case.objects.get(pk=review_case.pk)

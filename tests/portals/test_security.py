@@ -25,8 +25,10 @@ def test_every_post_form_carries_a_csrf_token(staff, provider, flags_on):
     pages = []
     staff_client = Client()
     staff_client.force_login(staff)
-    pages += [staff_client.get(u) for u in ["/staff/", f"/staff/cases/{eligible.pk}/", f"/staff/cases/{approved.pk}/",
-                                            "/support/workflow/"]]
+    pages += [
+        staff_client.get(u)
+        for u in ["/staff/", f"/staff/cases/{eligible.pk}/", f"/staff/cases/{approved.pk}/", "/support/workflow/"]
+    ]
     provider_client = Client()
     provider_client.force_login(provider.user)
     pages += [provider_client.get(u) for u in ["/provider/", f"/provider/cases/{review.pk}/"]]
@@ -75,10 +77,21 @@ def test_static_files_are_served_with_debug_off_after_collectstatic(tmp_path):
     """Production (DEBUG=0, e.g. under gunicorn) serves collectstatic's output through
     WhiteNoise; of node_modules only html2canvas's dist/ is published."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
-    env.update(DJANGO_DEBUG="0", DJANGO_SECRET_KEY=secrets.token_urlsafe(60), DJANGO_ALLOWED_HOSTS="example.com",
-               DJANGO_SETTINGS_MODULE="align_workflow.settings", STATIC_ROOT=str(tmp_path / "static"))
-    result = subprocess.run([sys.executable, "-c", SERVE_STATIC], cwd=settings.BASE_DIR, env=env,
-                            capture_output=True, text=True, timeout=120)
+    env.update(
+        DJANGO_DEBUG="0",
+        DJANGO_SECRET_KEY=secrets.token_urlsafe(60),
+        DJANGO_ALLOWED_HOSTS="example.com",
+        DJANGO_SETTINGS_MODULE="align_workflow.settings",
+        STATIC_ROOT=str(tmp_path / "static"),
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", SERVE_STATIC],
+        cwd=settings.BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.split("\n")[:3] == [
         "/static/portals/portals.css 200",

@@ -79,14 +79,17 @@ def test_list_shows_cases_and_counts_per_state(staff_client):
     assert re.search(r"plan_received <b>2</b>", html)
 
 
-@pytest.mark.parametrize("query,expected", [
-    ("FIND-7", {"FIND-7"}),
-    ("mrn-findme", {"FIND-8"}),
-    ("Zebediah", {"FIND-9"}),
-    ("zebediah quill", {"FIND-9"}),
-    ("Quill", {"FIND-9"}),
-    ("nothing-like-this", set()),
-])
+@pytest.mark.parametrize(
+    "query,expected",
+    [
+        ("FIND-7", {"FIND-7"}),
+        ("mrn-findme", {"FIND-8"}),
+        ("Zebediah", {"FIND-9"}),
+        ("zebediah quill", {"FIND-9"}),
+        ("Quill", {"FIND-9"}),
+        ("nothing-like-this", set()),
+    ],
+)
 def test_search_by_case_number_mrn_or_name(staff_client, query, expected):
     make_case(case_number="FIND-7")
     make_case(case_number="FIND-8", patient=PatientFactory(mrn="MRN-FINDME"))
@@ -186,10 +189,13 @@ def test_case_page_shows_checklist_and_send_button(staff_client, flags_on):
 
 # A case prescribed to another lab has no checklist at all: it is outside the Align
 # workflow (tests/portals/test_align_lab_only.py).
-@pytest.mark.parametrize("fail,reason", [
-    ({"photos": PhotoAssessment.Status.PENDING}, "photo assessment is pending, not approved"),
-    ({"stl_files": 1}, "1 STL file (at least 2 needed)"),
-])
+@pytest.mark.parametrize(
+    "fail,reason",
+    [
+        ({"photos": PhotoAssessment.Status.PENDING}, "photo assessment is pending, not approved"),
+        ({"stl_files": 1}, "1 STL file (at least 2 needed)"),
+    ],
+)
 def test_failed_criterion_hides_send_and_says_which(staff_client, flags_on, fail, reason):
     case = make_case(**fail)
     response = staff_client.get(f"/staff/cases/{case.pk}/")
@@ -328,7 +334,8 @@ def test_aligners_purchased_refused_in_the_wrong_state_writes_nothing(staff_clie
 
 
 def test_aligners_purchased_with_the_flag_off_records_the_purchase_and_the_acceptance_waits(
-        staff_client, local_effects_only):
+    staff_client, local_effects_only
+):
     flag(wf.FLAG_SET_ORDER_STATUS, False)
     case = make_case(state=wf.PROVIDER_APPROVED)
     response = staff_client.post(f"/staff/cases/{case.pk}/aligners-purchased/", follow=True)
@@ -344,10 +351,17 @@ def test_timeline_shows_events_from_align_and_failed_ones_stand_out(staff_client
 
     case = make_case(state=wf.ASSETS_UPLOADED)
     for n, status in enumerate(["applied", "failed"]):
-        InboundEvent.objects.create(event_id=f"evt-{n}", type="treatment_plan.submitted", case=case,
-                                    summary=f"plan TP-1 v{n + 1}", payload={}, raw_body="{}",
-                                    occurred_at=timezone.now(), status=status,
-                                    status_detail="the plan has no stages" if status == "failed" else "")
+        InboundEvent.objects.create(
+            event_id=f"evt-{n}",
+            type="treatment_plan.submitted",
+            case=case,
+            summary=f"plan TP-1 v{n + 1}",
+            payload={},
+            raw_body="{}",
+            occurred_at=timezone.now(),
+            status=status,
+            status_detail="the plan has no stages" if status == "failed" else "",
+        )
     html = staff_client.get(f"/staff/cases/{case.pk}/").content.decode()
     assert "Event from Align: treatment_plan.submitted (applied)" in html
     assert 'class="tl-event tl-failed"' in html and "plan TP-1 v2 — the plan has no stages" in html

@@ -32,8 +32,10 @@ def test_search_is_a_post_redirected_to_an_opaque_search_id(staff_client):
     assert 'value="zebediah quill"' in page.content.decode()  # the box keeps what was searched
     # MRN and case number too, and the filters go with the search.
     assert case_numbers(staff_client.get(staff_client.post("/staff/", {"q": "mrn-4711"})["Location"])) == ["FIND-9"]
-    assert case_numbers(staff_client.get(staff_client.post("/staff/", {"q": "FIND", "state": "shipping"})
-                                         ["Location"])) == []
+    assert (
+        case_numbers(staff_client.get(staff_client.post("/staff/", {"q": "FIND", "state": "shipping"})["Location"]))
+        == []
+    )
 
 
 @pytest.mark.django_db
@@ -65,8 +67,10 @@ INVALID = [
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("method,field,value,message",
-                         [("post", *bad) for bad in INVALID] + [("get", *bad) for bad in INVALID if bad[0] != "q"])
+@pytest.mark.parametrize(
+    "method,field,value,message",
+    [("post", *bad) for bad in INVALID] + [("get", *bad) for bad in INVALID if bad[0] != "q"],
+)
 def test_invalid_filters_are_reported_not_dropped(staff_client, method, field, value, message):
     make_case(case_number="F-1")
     response = getattr(staff_client, method)("/staff/", {field: value})
@@ -87,14 +91,19 @@ def test_patient_details_never_reach_the_access_log(staff, caplog):
     from django.db import connections
     from django.test.testcases import LiveServerThread
 
-    patient = PatientFactory(first_name="Zebediah", last_name="Quillfeather", mrn="MRN-998877",
-                             date_of_birth="1987-03-14")
+    patient = PatientFactory(
+        first_name="Zebediah", last_name="Quillfeather", mrn="MRN-998877", date_of_birth="1987-03-14"
+    )
     case = make_case(case_number="LOG-1", patient=patient)
 
     class LoggingServer(LiveServerThread):
         def _create_server(self, connections_override=None):
-            server = self.server_class((self.host, self.port), WSGIRequestHandler, allow_reuse_address=False,
-                                       connections_override=connections_override)
+            server = self.server_class(
+                (self.host, self.port),
+                WSGIRequestHandler,
+                allow_reuse_address=False,
+                connections_override=connections_override,
+            )
             if connections_override:  # SQLite in memory: the one shared connection stays open
                 server._close_connections = lambda: None
             return server
@@ -117,12 +126,23 @@ def test_patient_details_never_reach_the_access_log(staff, caplog):
         page = session.get(f"{base}/staff/", timeout=10)
         token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
         for query in ("Zebediah Quillfeather", "MRN-998877", "1987-03-14"):
-            answer = session.post(f"{base}/staff/", data={"q": query, "csrfmiddlewaretoken": token},
-                                  headers={"Referer": f"{base}/staff/"}, timeout=10)
+            answer = session.post(
+                f"{base}/staff/",
+                data={"q": query, "csrfmiddlewaretoken": token},
+                headers={"Referer": f"{base}/staff/"},
+                timeout=10,
+            )
             assert answer.status_code == 200
             assert urlsplit(answer.url).path == "/staff/"
-        assert "LOG-1" in session.post(f"{base}/staff/", data={"q": "quillfeather", "csrfmiddlewaretoken": token},
-                                       headers={"Referer": f"{base}/staff/"}, timeout=10).text
+        assert (
+            "LOG-1"
+            in session.post(
+                f"{base}/staff/",
+                data={"q": "quillfeather", "csrfmiddlewaretoken": token},
+                headers={"Referer": f"{base}/staff/"},
+                timeout=10,
+            ).text
+        )
         assert session.get(f"{base}/staff/cases/{case.pk}/", timeout=10).status_code == 200
     finally:
         session.close()  # no kept-alive connection outlives the server

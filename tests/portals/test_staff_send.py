@@ -105,8 +105,9 @@ def test_aligners_purchased_when_align_is_down_keeps_the_purchase(staff_client, 
     from align_workflow.cases.models import CaseAsset
 
     case = make_case(state=wf.PROVIDER_APPROVED)
-    CaseAsset.objects.create(case=case, kind=CaseAsset.Kind.CCACCEPTSCREEN, vault_id=str(uuid.uuid4()),
-                             external_key=str(uuid.uuid4()))
+    CaseAsset.objects.create(
+        case=case, kind=CaseAsset.Kind.CCACCEPTSCREEN, vault_id=str(uuid.uuid4()), external_key=str(uuid.uuid4())
+    )
     fake_align.fail("accept_clincheck", unavailable(503))
     response = staff_client.post(f"/staff/cases/{case.pk}/aligners-purchased/", follow=True)
     case.refresh_from_db()

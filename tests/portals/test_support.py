@@ -29,7 +29,7 @@ def test_counts_stuck_and_links(staff_client, settings):
     assert 'href="/staff/?state=assets_uploaded" class="count-link">3<' in html
     assert 'href="/staff/?state=assets_uploaded&amp;stuck=on" class="stuck-link stuck">2<' in html
     # the diagram itself carries the numbers and links to the filtered list
-    diagram = html[html.index('id="workflow-diagram"'):]
+    diagram = html[html.index('id="workflow-diagram"') :]
     assert "3 cases" in diagram and "2 stuck" in diagram
     assert 'xlink:href="/staff/?state=assets_uploaded"' in diagram
 

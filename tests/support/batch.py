@@ -52,8 +52,14 @@ def known_to_align(sim, case, *, plan=True):
     waiting for a decision, which the app has received too."""
     align = Align()
     patient = align.create_patient(**patient_fields(case), idempotency_key=None)
-    align.create_order(case_id=case.pk, p_id=patient.p_id, mrn=case.patient.mrn, treatment_option="BOTH_ARCHES",
-                       chief_concern="Crowding.", idempotency_key=None)
+    align.create_order(
+        case_id=case.pk,
+        p_id=patient.p_id,
+        mrn=case.patient.mrn,
+        treatment_option="BOTH_ARCHES",
+        chief_concern="Crowding.",
+        idempotency_key=None,
+    )
     Case.objects.filter(pk=case.pk).update(align_pid=patient.p_id)
     case.align_pid = patient.p_id
     if plan:
@@ -63,8 +69,13 @@ def known_to_align(sim, case, *, plan=True):
 
 
 def with_screenshot(case):
-    return CaseAsset.objects.create(case=case, kind=CaseAsset.Kind.CCACCEPTSCREEN, filename="accept.jpg",
-                                    vault_id=str(uuid.uuid4()), external_key=str(uuid.uuid4()))
+    return CaseAsset.objects.create(
+        case=case,
+        kind=CaseAsset.Kind.CCACCEPTSCREEN,
+        filename="accept.jpg",
+        vault_id=str(uuid.uuid4()),
+        external_key=str(uuid.uuid4()),
+    )
 
 
 def ready_to_accept(sim=None, *, purchased=True, screenshot=True, state=wf.PROVIDER_APPROVED, **fields):

@@ -13,8 +13,14 @@ import pytest
 from django.conf import settings
 
 ARTIFACTS = Path(settings.BASE_DIR) / "test-artifacts"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 VIEWPORT = {"width": 1366, "height": 900}
 
 
@@ -24,8 +30,10 @@ def require_chromium():
     path = shutil.which("chromium")
     if path:
         return path
-    pytest.fail("needs Debian's chromium: run `make system-deps` (make test does), "
-                "or leave the browser tests out with -m 'not browser'")
+    pytest.fail(
+        "needs Debian's chromium: run `make system-deps` (make test does), "
+        "or leave the browser tests out with -m 'not browser'"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -35,7 +43,8 @@ def browser():
 
     # Without it the Approve button can only say "reload the page": fail here, saying why.
     assert finders.find("html2canvas/dist/html2canvas.min.js"), (
-        "html2canvas is not installed: run `make test` (it runs npm ci) or `npm ci` first")
+        "html2canvas is not installed: run `make test` (it runs npm ci) or `npm ci` first"
+    )
     # Playwright's sync API keeps an event loop in this thread; the test's own ORM calls
     # between browser steps are ordinary synchronous code.
     os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")

@@ -47,8 +47,7 @@ def encode(payload) -> bytes:
 def svix_headers(body: bytes, msg_id: str, *, timestamp: datetime | None = None, secret=None) -> dict:
     timestamp = timestamp or datetime.now(tz=UTC)
     signature = SvixWebhook(secret or settings.ALIGN_EVENTS_SECRET).sign(msg_id, timestamp, body.decode())
-    return {"webhook-id": msg_id, "webhook-timestamp": str(int(timestamp.timestamp())),
-            "webhook-signature": signature}
+    return {"webhook-id": msg_id, "webhook-timestamp": str(int(timestamp.timestamp())), "webhook-signature": signature}
 
 
 def spec_signature(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:

@@ -59,8 +59,15 @@ class CaseFactory(factory.django.DjangoModelFactory):
     patient = factory.SubFactory(PatientFactory)
 
 
-def make_case(*, provider=None, lab=Prescription.Lab.ALIGN, photos=PhotoAssessment.Status.APPROVED,
-              stl_files=2, state=None, **case_fields):
+def make_case(
+    *,
+    provider=None,
+    lab=Prescription.Lab.ALIGN,
+    photos=PhotoAssessment.Status.APPROVED,
+    stl_files=2,
+    state=None,
+    **case_fields,
+):
     """An Align case with a prescription, a photo assessment and `stl_files` STL scans."""
     case = CaseFactory(**case_fields)
     if state is not None:
@@ -73,7 +80,12 @@ def make_case(*, provider=None, lab=Prescription.Lab.ALIGN, photos=PhotoAssessme
     for _ in range(stl_files):
         kind = next(kinds)
         name = f"{case.case_number}-{kind.lower()}-{next(_seq)}.stl"
-        CaseAsset.objects.create(case=case, kind=kind, filename=name,
-                                 sha256=hashlib.sha256(name.encode()).hexdigest(),
-                                 vault_id=f"vault-{name}", external_key=f"key-{name}")
+        CaseAsset.objects.create(
+            case=case,
+            kind=kind,
+            filename=name,
+            sha256=hashlib.sha256(name.encode()).hexdigest(),
+            vault_id=f"vault-{name}",
+            external_key=f"key-{name}",
+        )
     return case

@@ -25,8 +25,13 @@ from align_workflow.align.client import (
 from align_workflow.workflow.models import OutboundAttempt
 
 AFTER_COMMIT = "after_commit"
-EFFECT_OF = {"create_patient": "patients", "create_order": "orders", "upload_assets": "uploads",
-             "accept_clincheck": "accepts", "request_modification": "modifies"}
+EFFECT_OF = {
+    "create_patient": "patients",
+    "create_order": "orders",
+    "upload_assets": "uploads",
+    "accept_clincheck": "accepts",
+    "request_modification": "modifies",
+}
 
 
 def unavailable(status=503, code="ALIGN.UNAVAILABLE", message="Align is unavailable", retry_after=None):
@@ -49,11 +54,11 @@ class FakeAlign:
     def __init__(self):
         self.lock = threading.Lock()
         self.effects = Counter()
-        self.answers = {}                 # idempotency key -> (params, answer)
+        self.answers = {}  # idempotency key -> (params, answer)
         self.failures = defaultdict(list)
-        self.calls = []                   # (method, kwargs, seen) in order
-        self.patients = {}                # mrn -> pId
-        self.orders = set()               # case ids with an IAS order
+        self.calls = []  # (method, kwargs, seen) in order
+        self.patients = {}  # mrn -> pId
+        self.orders = set()  # case ids with an IAS order
 
     def fail(self, method, *failures):
         self.failures[method].extend(failures)
@@ -73,12 +78,14 @@ class FakeAlign:
         return self._handle("upload_assets", kw, lambda kw: AssetUpload(kw["case_id"], True, 2))
 
     def accept_clincheck(self, **kw):
-        return self._handle("accept_clincheck", kw,
-                            lambda kw: ClinCheckResult(kw["case_id"], "APPROVED", f"SO-{kw['case_id']}"))
+        return self._handle(
+            "accept_clincheck", kw, lambda kw: ClinCheckResult(kw["case_id"], "APPROVED", f"SO-{kw['case_id']}")
+        )
 
     def request_modification(self, **kw):
-        return self._handle("request_modification", kw,
-                            lambda kw: ClinCheckResult(kw["case_id"], "MODIFICATION_REQUESTED", None))
+        return self._handle(
+            "request_modification", kw, lambda kw: ClinCheckResult(kw["case_id"], "MODIFICATION_REQUESTED", None)
+        )
 
     # --- the service's behaviour --------------------------------------------------------
 
@@ -99,7 +106,9 @@ class FakeAlign:
         seen = {
             "in_transaction": connection.in_atomic_block,
             "attempt": OutboundAttempt.objects.filter(idempotency_key=kw.get("idempotency_key"))
-            .order_by("-id").values("status", "attempt").first(),
+            .order_by("-id")
+            .values("status", "attempt")
+            .first(),
         }
         with self.lock:
             self.calls.append((method, dict(kw), seen))

@@ -25,14 +25,15 @@ def png_url(**kw):
 
 def jpeg_with_exif():
     exif = Image.Exif()
-    exif[0x010F] = "ClinicCam"          # Make
-    exif[0x0131] = "html2canvas-test"   # Software
-    exif[0x8298] = "Patient Jane Doe"   # Copyright: something that must not survive
+    exif[0x010F] = "ClinicCam"  # Make
+    exif[0x0131] = "html2canvas-test"  # Software
+    exif[0x8298] = "Patient Jane Doe"  # Copyright: something that must not survive
     return image_bytes("JPEG", exif=exif.tobytes(), comment=b"patient Jane Doe")
 
 
 def png_bomb(width=30000, height=30000):
     """A valid PNG header claiming width x height pixels, with a tiny (wrong) body."""
+
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 

@@ -22,10 +22,22 @@ STL_ASSETS = [
 
 def patient_body(case_id, mrn=None, **changes):
     body = {
-        "caseId": case_id, "mrn": mrn or f"MRN-{case_id}", "firstName": "Ada", "lastName": "Lovelace",
-        "dateOfBirth": "1990-04-01", "gender": "F", "email": "ada@example.org", "phone": "+1 555 0100",
-        "address": {"line1": "1 Main St", "line2": "", "city": "Springfield", "state": "IL",
-                    "zip": "62701", "country": "US"},
+        "caseId": case_id,
+        "mrn": mrn or f"MRN-{case_id}",
+        "firstName": "Ada",
+        "lastName": "Lovelace",
+        "dateOfBirth": "1990-04-01",
+        "gender": "F",
+        "email": "ada@example.org",
+        "phone": "+1 555 0100",
+        "address": {
+            "line1": "1 Main St",
+            "line2": "",
+            "city": "Springfield",
+            "state": "IL",
+            "zip": "62701",
+            "country": "US",
+        },
     }
     body.update(changes)
     return body
@@ -46,8 +58,11 @@ class Api:
         return other
 
     def get_token(self):
-        response = self.http.post(f"{self.url}/auth/token", data={
-            "grant_type": "client_credentials", "client_id": "demo", "client_secret": "demo-secret"}, timeout=10)
+        response = self.http.post(
+            f"{self.url}/auth/token",
+            data={"grant_type": "client_credentials", "client_id": "demo", "client_secret": "demo-secret"},
+            timeout=10,
+        )
         assert response.status_code == 200, response.text
         self.token = response.json()["access_token"]
         return self.token
@@ -78,15 +93,22 @@ class Api:
 
     def new_order(self, case_id=None, treatment_option="BOTH_ARCHES"):
         case_id, patient = self.new_patient(case_id)
-        response = self.post("/orders", {"caseId": case_id, "pId": patient["pId"], "mrn": patient["mrn"],
-                                         "orderType": "IAS", "treatmentOption": treatment_option,
-                                         "chiefConcern": "Straighten teeth"})
+        response = self.post(
+            "/orders",
+            {
+                "caseId": case_id,
+                "pId": patient["pId"],
+                "mrn": patient["mrn"],
+                "orderType": "IAS",
+                "treatmentOption": treatment_option,
+                "chiefConcern": "Straighten teeth",
+            },
+        )
         assert response.status_code == 200, response.text
         return case_id, patient
 
     def upload(self, case_id, patient, **kwargs):
-        return self.post("/assets/upload", {"caseId": case_id, "pId": patient["pId"], "mrn": patient["mrn"]},
-                         **kwargs)
+        return self.post("/assets/upload", {"caseId": case_id, "pId": patient["pId"], "mrn": patient["mrn"]}, **kwargs)
 
 
 def error_code(response):
@@ -100,10 +122,10 @@ class FakeApp:
     """What the simulator sees of the app: asset lists in, events out."""
 
     def __init__(self):
-        self.assets = {}             # case id -> list, or an int status to answer with
-        self.event_statuses = []     # answers for the next events, then 200
-        self.events = []             # (raw body bytes, headers dict, status answered)
-        self.asset_requests = []     # headers of each asset list request
+        self.assets = {}  # case id -> list, or an int status to answer with
+        self.event_statuses = []  # answers for the next events, then 200
+        self.events = []  # (raw body bytes, headers dict, status answered)
+        self.asset_requests = []  # headers of each asset list request
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -114,7 +136,7 @@ class FakeApp:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):
-                parts = self.path.strip("/").split("/")   # api/align/cases/<id>/assets
+                parts = self.path.strip("/").split("/")  # api/align/cases/<id>/assets
                 case_id = int(parts[3]) if len(parts) == 5 and parts[4] == "assets" else None
                 with app.lock:
                     app.asset_requests.append(dict(self.headers))

@@ -30,8 +30,14 @@ REFUSED = [(move, status) for move in lifecycle.MOVES for status in S.values if 
 def an_attempt(status):
     case = make_case()
     # Rows in every status are made directly: the lifecycle only creates pending or in-flight ones.
-    return OutboundAttempt.objects.create(case=case, step="create_order", idempotency_key=f"k-{case.pk}",
-                                          attempt=1, status=status, claimed_until=timezone.now())
+    return OutboundAttempt.objects.create(
+        case=case,
+        step="create_order",
+        idempotency_key=f"k-{case.pk}",
+        attempt=1,
+        status=status,
+        claimed_until=timezone.now(),
+    )
 
 
 def test_the_table_is_the_one_tested_here():
@@ -95,8 +101,11 @@ def test_a_new_attempt_is_recorded(status):
 def _writes_status(node):
     """A call that writes an attempt's status: .update(status=...), .create(status=...),
     or an assignment to `<something>.status`."""
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in (
-            "update", "create", "get_or_create", "update_or_create", "bulk_update"):
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in ("update", "create", "get_or_create", "update_or_create", "bulk_update")
+    ):
         return any(k.arg == "status" for k in node.keywords)
     if isinstance(node, ast.Assign):
         return any(isinstance(t, ast.Attribute) and t.attr == "status" for t in node.targets)

@@ -174,18 +174,20 @@ def test_a_failed_revision_of_an_older_plan_is_not_sent_for_the_new_one(simulato
     code, out, err = run_batch("revise")
 
     assert code == 0, err
-    assert (f"{case.case_number} skipped: its failed revision request was about plan version 1, but version 2 "
-            "is waiting now, for the provider to review") in out
+    assert (
+        f"{case.case_number} skipped: its failed revision request was about plan version 1, but version 2 "
+        "is waiting now, for the provider to review"
+    ) in out
     assert state_of(case) == wf.PLAN_RECEIVED and effects(simulator, "modifies") == {"modifies": 0}
 
 
 def test_revise_from_a_csv_sends_its_comments_or_the_default(simulator, flags_on, tmp_path):
     with_comments, without = (known_to_align(simulator, make_case(state=wf.PLAN_RECEIVED)) for _ in range(2))
     failed = failed_revision(simulator, "The provider's words.")
-    path = write_csv(tmp_path, "comments;case_id\n"
-                               f"\"Less IPR; fewer stages\";{with_comments.pk}\n"
-                               f";{without.pk}\n"
-                               f"Something else;{failed.pk}\n")
+    path = write_csv(
+        tmp_path,
+        f'comments;case_id\n"Less IPR; fewer stages";{with_comments.pk}\n;{without.pk}\nSomething else;{failed.pk}\n',
+    )
 
     code, out, err = run_batch("revise", "--csv", path)
 
@@ -194,8 +196,9 @@ def test_revise_from_a_csv_sends_its_comments_or_the_default(simulator, flags_on
     assert remote[with_comments.pk]["plans"][-1]["comments"] == "Less IPR; fewer stages"
     assert remote[without.pk]["plans"][-1]["comments"] == batch.DEFAULT_COMMENTS
     assert remote[failed.pk]["plans"][-1]["comments"] == "The provider's words."  # re-sent as recorded
-    assert (f"{failed.case_number} revision requested (the file's comments were not used: the provider's own "
-            "were re-sent)") in out
+    assert (
+        f"{failed.case_number} revision requested (the file's comments were not used: the provider's own were re-sent)"
+    ) in out
     assert all(state_of(c) == wf.REVISION_REQUESTED for c in (with_comments, without, failed))
     assert effects(simulator, "modifies") == {"modifies": 3}
 
@@ -218,8 +221,9 @@ def test_retry_failed_retries_the_last_failed_call_of_cases_that_need_attention(
     fire(succeeded, "accept_clincheck", by=None)
     Case.objects.filter(pk=succeeded.pk).update(needs_attention=True, attention_reason="Something else")
     cancelled = ready_to_accept()
-    OutboundAttempt.objects.create(case=cancelled, step="accept_clincheck", idempotency_key="k:1", attempt=1,
-                                   status=S.FAILED_PERMANENT, params={})
+    OutboundAttempt.objects.create(
+        case=cancelled, step="accept_clincheck", idempotency_key="k:1", attempt=1, status=S.FAILED_PERMANENT, params={}
+    )
     Case.objects.filter(pk=cancelled.pk).update(state=wf.CANCELLED, needs_attention=True)
 
     code, out, err = run_batch("retry-failed")
@@ -231,8 +235,10 @@ def test_retry_failed_retries_the_last_failed_call_of_cases_that_need_attention(
     assert state_of(revision) == wf.REVISION_REQUESTED
     assert last_log(revision).by == revision.prescription.provider.user
     assert f"{succeeded.case_number} skipped: nothing to retry: its last call (Accept ClinCheck) succeeded" in out
-    assert (f"{cancelled.case_number} skipped: its last failed call (Accept ClinCheck) no longer applies: "
-            "the case is cancelled") in out
+    assert (
+        f"{cancelled.case_number} skipped: its last failed call (Accept ClinCheck) no longer applies: "
+        "the case is cancelled"
+    ) in out
     assert f"{refused[0].case_number} retried: Align accepted: Accept ClinCheck." in out
     assert effects(simulator, "accepts", "modifies") == {"accepts": 3, "modifies": 1}
 
@@ -272,12 +278,19 @@ def test_dry_run_lists_what_would_be_done_and_sends_nothing(simulator, flags_on,
     accept = ready_to_accept()
     upload = make_case(state=wf.ORDER_CREATED, align_pid="P0000001")
     revise = make_case(state=wf.PLAN_RECEIVED)
-    OutboundAttempt.objects.create(case=revise, step="request_revision", idempotency_key="k:1", attempt=1,
-                                   status=S.FAILED_RETRYABLE, by=revise.prescription.provider.user,
-                                   params={"comments": "Less.", "plan_version": 0})
+    OutboundAttempt.objects.create(
+        case=revise,
+        step="request_revision",
+        idempotency_key="k:1",
+        attempt=1,
+        status=S.FAILED_RETRYABLE,
+        by=revise.prescription.provider.user,
+        params={"comments": "Less.", "plan_version": 0},
+    )
     Case.objects.filter(pk=accept.pk).update(needs_attention=True)
-    OutboundAttempt.objects.create(case=accept, step="accept_clincheck", idempotency_key="k:2", attempt=1,
-                                   status=S.FAILED_PERMANENT, params={})
+    OutboundAttempt.objects.create(
+        case=accept, step="accept_clincheck", idempotency_key="k:2", attempt=1, status=S.FAILED_PERMANENT, params={}
+    )
     before = {c.pk: (c.state, len(notes(c))) for c in Case.objects.all()}
     attempts = OutboundAttempt.objects.count()
     report = tmp_path / "dry.csv"
@@ -302,8 +315,13 @@ def test_the_report_has_every_cases_outcome(simulator, flags_on, tmp_path):
     failing = ready_to_accept(simulator)
     skipped = ready_to_accept(purchased=False)
     simulator.fault(route=f"PUT /orders/{failing.pk}/accept", status=422, code="SCREENSHOT.UNREADABLE", count=1)
-    path = write_csv(tmp_path, "case_number\n" + "".join(f"{c.case_number}\n" for c in (done, failing, skipped))
-                     + "NO-SUCH-CASE\n" + f"{done.case_number}\n")
+    path = write_csv(
+        tmp_path,
+        "case_number\n"
+        + "".join(f"{c.case_number}\n" for c in (done, failing, skipped))
+        + "NO-SUCH-CASE\n"
+        + f"{done.case_number}\n",
+    )
     report = tmp_path / "out" / "report.csv"
     report.parent.mkdir()
 
@@ -313,8 +331,13 @@ def test_the_report_has_every_cases_outcome(simulator, flags_on, tmp_path):
     rows = list(csv.DictReader(io.StringIO(report.read_text())))
     assert list(rows[0]) == ["line", "case_id", "case_number", "mrn", "action", "outcome", "detail"]
     got = [(r["line"], r["case_number"], r["outcome"]) for r in rows]
-    assert got == [("2", done.case_number, "done"), ("3", failing.case_number, "failed"),
-                   ("4", skipped.case_number, "skipped"), ("5", "", "skipped"), ("6", done.case_number, "skipped")]
+    assert got == [
+        ("2", done.case_number, "done"),
+        ("3", failing.case_number, "failed"),
+        ("4", skipped.case_number, "skipped"),
+        ("5", "", "skipped"),
+        ("6", done.case_number, "skipped"),
+    ]
     assert rows[0]["case_id"] == str(done.pk) and rows[0]["mrn"] == done.patient.mrn
     assert all(r["action"] == "accept" for r in rows)
     assert rows[0]["detail"] == "ClinCheck accepted by Align (APPROVED)"
@@ -407,11 +430,13 @@ def test_concurrency_sends_cases_in_parallel(require_postgres, simulator, flags_
     assert all(state_of(c) == wf.ACCEPTED for c in serial + parallel)
     assert effects(simulator, "accepts") == {"accepts": 16}
     assert sorted(line.split("] ")[1] for line in out.splitlines() if line.startswith("[")) == sorted(
-        f"{c.case_number} accepted" for c in parallel)
+        f"{c.case_number} accepted" for c in parallel
+    )
 
 
 def test_each_worker_thread_keeps_one_connection_for_the_run_and_closes_it_at_the_end(
-        require_postgres, simulator, flags_on):
+    require_postgres, simulator, flags_on
+):
     """Twelve cases on four threads open at most four connections, not twelve, and none
     is left open when the command returns."""
     cases = [ready_to_accept(simulator) for _ in range(12)]

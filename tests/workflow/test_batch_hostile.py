@@ -63,8 +63,14 @@ def test_a_case_left_in_flight_by_a_killed_run_is_reported_in_progress_elsewhere
     case = ready_to_accept(simulator)
     until = timezone.now() + timedelta(minutes=2)
     Case.objects.filter(pk=case.pk).update(busy_with="accept_clincheck", busy_until=until)
-    OutboundAttempt.objects.create(case=case, step="accept_clincheck", idempotency_key=f"k-{case.pk}",
-                                   attempt=1, status=OutboundAttempt.Status.IN_FLIGHT, claimed_until=until)
+    OutboundAttempt.objects.create(
+        case=case,
+        step="accept_clincheck",
+        idempotency_key=f"k-{case.pk}",
+        attempt=1,
+        status=OutboundAttempt.Status.IN_FLIGHT,
+        claimed_until=until,
+    )
     other = ready_to_accept(simulator)
 
     code, out, err = run_batch("accept", "--case-ids", f"{case.pk},{other.pk}")

@@ -34,19 +34,22 @@ def refused(simulator, code, out, err, *expected):
     assert not OutboundAttempt.objects.exists()
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"", "is empty"),
-    (b"  \n\n \r\n", "is empty"),
-    (b"case_id\n", "has a header row but no rows"),
-    (b"case_id\n\n,\n", "has a header row but no rows"),
-    (PNG, "is not a CSV file (it holds binary data"),
-    (XLSX, "is not a CSV file (it holds binary data"),
-    ("case_id,comments\n1,Caf\xe9\n".encode("latin-1"), "is not UTF-8 text"),
-    (b"ident,number\n1,2\n", "the first line must be a header row naming a case_id (or id), case_number or mrn"),
-    (b"case_id,first_name,state\n1,Jane,IL\n", "unknown column(s) 'first_name', 'state'"),
-    (b"case_id,case_id\n1,1\n", "column(s) case_id appear more than once"),
-    (b'case_id\n"1\n', "is not valid CSV"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "is empty"),
+        (b"  \n\n \r\n", "is empty"),
+        (b"case_id\n", "has a header row but no rows"),
+        (b"case_id\n\n,\n", "has a header row but no rows"),
+        (PNG, "is not a CSV file (it holds binary data"),
+        (XLSX, "is not a CSV file (it holds binary data"),
+        ("case_id,comments\n1,Caf\xe9\n".encode("latin-1"), "is not UTF-8 text"),
+        (b"ident,number\n1,2\n", "the first line must be a header row naming a case_id (or id), case_number or mrn"),
+        (b"case_id,first_name,state\n1,Jane,IL\n", "unknown column(s) 'first_name', 'state'"),
+        (b"case_id,case_id\n1,1\n", "column(s) case_id appear more than once"),
+        (b'case_id\n"1\n', "is not valid CSV"),
+    ],
+)
 def test_an_unusable_file_is_refused_as_a_whole(simulator, ready, tmp_path, content, message):
     code, out, err = run_batch("accept", "--csv", write_csv(tmp_path, content))
     refused(simulator, code, out, err, message)
@@ -63,16 +66,22 @@ def test_a_file_without_a_header_row_is_refused_without_echoing_its_data(simulat
 def test_comments_are_an_unknown_column_outside_revise(simulator, ready, tmp_path):
     path = write_csv(tmp_path, f"case_id,comments\n{ready.pk},Looks good\n")
     code, out, err = run_batch("accept", "--csv", path)
-    refused(simulator, code, out, err, "unknown column(s) 'comments'; this command reads only case_id, "
-                                       "case_number, mrn")
+    refused(
+        simulator, code, out, err, "unknown column(s) 'comments'; this command reads only case_id, case_number, mrn"
+    )
 
 
 def test_a_misspelt_comments_column_is_refused_rather_than_defaulted(simulator, flags_on, tmp_path):
     case = make_case(state=wf.PLAN_RECEIVED)
     path = write_csv(tmp_path, f"case_id,coments\n{case.pk},Less IPR\n")
     code, out, err = run_batch("revise", "--csv", path)
-    refused(simulator, code, out, err, "unknown column(s) 'coments'; this command reads only case_id, "
-                                       "case_number, mrn, comments")
+    refused(
+        simulator,
+        code,
+        out,
+        err,
+        "unknown column(s) 'coments'; this command reads only case_id, case_number, mrn, comments",
+    )
 
 
 def test_a_missing_file_and_a_directory(simulator, ready, tmp_path):
@@ -82,11 +91,14 @@ def test_a_missing_file_and_a_directory(simulator, ready, tmp_path):
     refused(simulator, code, out, err, "is a directory, not a CSV file")
 
 
-@pytest.mark.parametrize("ids, message", [
-    ("1,x,3", "--case-ids: 'x' is not a case id"),
-    ("C000001", "'C000001' is not a case id (case ids are whole numbers; for case numbers or MRNs use --csv)"),
-    (" , ", "--case-ids names no case"),
-])
+@pytest.mark.parametrize(
+    "ids, message",
+    [
+        ("1,x,3", "--case-ids: 'x' is not a case id"),
+        ("C000001", "'C000001' is not a case id (case ids are whole numbers; for case numbers or MRNs use --csv)"),
+        (" , ", "--case-ids names no case"),
+    ],
+)
 def test_bad_case_ids_are_refused(simulator, ready, ids, message):
     code, out, err = run_batch("accept", "--case-ids", ids)
     refused(simulator, code, out, err, message)
@@ -109,19 +121,25 @@ def test_bad_rows_in_a_usable_file_are_skipped_and_the_others_done(simulator, fl
     twin_patient = PatientFactory()
     twins = [ready_to_accept(patient=twin_patient), ready_to_accept(simulator, patient=twin_patient)]
     other = ready_to_accept()
-    path = write_csv(tmp_path, "\n".join([
-        "Case_ID;MRN;case-number",             # semicolons, any case, a hyphen
-        f"{good.pk};;",                         # line 2: done
-        "999999;;",                             # line 3: unknown id
-        ";NO-SUCH-MRN;",                        # line 4: unknown MRN
-        "abc;;",                                # line 5: not a number
-        f";{twin_patient.mrn};",                # line 6: an MRN with two cases
-        f"{good.pk};{other.patient.mrn};",      # line 7: two columns naming different cases
-        f";;{good.case_number}",                # line 8: a duplicate of line 2
-        ";;",                                   # line 9: blank: ignored
-        f";{good.patient.mrn};;extra",          # line 10: more values than columns
-        f";{twin_patient.mrn};{twins[1].case_number}",  # line 11: the MRN and case number agree: fine
-    ]) + "\n")
+    path = write_csv(
+        tmp_path,
+        "\n".join(
+            [
+                "Case_ID;MRN;case-number",  # semicolons, any case, a hyphen
+                f"{good.pk};;",  # line 2: done
+                "999999;;",  # line 3: unknown id
+                ";NO-SUCH-MRN;",  # line 4: unknown MRN
+                "abc;;",  # line 5: not a number
+                f";{twin_patient.mrn};",  # line 6: an MRN with two cases
+                f"{good.pk};{other.patient.mrn};",  # line 7: two columns naming different cases
+                f";;{good.case_number}",  # line 8: a duplicate of line 2
+                ";;",  # line 9: blank: ignored
+                f";{good.patient.mrn};;extra",  # line 10: more values than columns
+                f";{twin_patient.mrn};{twins[1].case_number}",  # line 11: the MRN and case number agree: fine
+            ]
+        )
+        + "\n",
+    )
 
     code, out, err = run_batch("accept", "--csv", path)
 

@@ -35,9 +35,9 @@ def test_the_old_acceptance_file_is_read_and_says_which_columns(simulator, flags
 def test_an_mrn_that_does_not_match_the_case_id_refuses_that_row_only(simulator, flags_on, tmp_path):
     good, wrong = ready_to_accept(simulator), ready_to_accept(simulator)
     other = make_case()
-    path = write_csv(tmp_path, "ID,Medical_Record_Number\n"
-                               f"{good.pk},{good.patient.mrn}\n"
-                               f"{wrong.pk},{other.patient.mrn}\n")
+    path = write_csv(
+        tmp_path, f"ID,Medical_Record_Number\n{good.pk},{good.patient.mrn}\n{wrong.pk},{other.patient.mrn}\n"
+    )
 
     code, out, err = run_batch("accept", "--csv", path)
 
@@ -51,10 +51,13 @@ def test_an_mrn_that_does_not_match_the_case_id_refuses_that_row_only(simulator,
 
 def test_the_old_revision_file_sends_the_comment_or_the_old_default_as_the_batch(simulator, flags_on, tmp_path):
     written, empty, in_body = (known_to_align(simulator, make_case(state=wf.PLAN_RECEIVED)) for _ in range(3))
-    path = write_csv(tmp_path, "id,medical_record_number,body,comment\n"
-                               f"{written.pk},{written.patient.mrn},,Less IPR on 11\n"
-                               f"{empty.pk},{empty.patient.mrn},,\n"
-                               f"{in_body.pk},{in_body.patient.mrn},Fewer stages,\n")
+    path = write_csv(
+        tmp_path,
+        "id,medical_record_number,body,comment\n"
+        f"{written.pk},{written.patient.mrn},,Less IPR on 11\n"
+        f"{empty.pk},{empty.patient.mrn},,\n"
+        f"{in_body.pk},{in_body.patient.mrn},Fewer stages,\n",
+    )
 
     code, out, err = run_batch("revise", "--csv", path)
 

@@ -1,6 +1,5 @@
 """Twenty requests racing on one case produce exactly one transition (PostgreSQL)."""
 
-
 import pytest
 from django.db import transaction
 from django_fsm_log.models import StateLog
@@ -18,9 +17,7 @@ THREADS = 20
 @pytest.mark.django_db(transaction=True)
 def test_twenty_threads_one_transition(require_postgres, staff, flags_on, local_effects_only):
     case = make_case(state=wf.ORDER_CREATED)
-    outcomes = race(
-        lambda: fire(Case.objects.get(pk=case.pk), "cancel", by=staff, reason="duplicate click"), THREADS
-    )
+    outcomes = race(lambda: fire(Case.objects.get(pk=case.pk), "cancel", by=staff, reason="duplicate click"), THREADS)
 
     successes = [o for o in outcomes if isinstance(o, StateLog)]
     refusals = [o for o in outcomes if isinstance(o, TransitionNotAllowed)]
@@ -38,8 +35,7 @@ def naive_fire(case_id, trigger):
         dest = next_state(case.state, trigger)  # raises if not allowed
         case.state = dest
         case.save()
-        StateLog.objects.create(source_state=wf.ORDER_CREATED, state=dest, transition=trigger,
-                                content_object=case)
+        StateLog.objects.create(source_state=wf.ORDER_CREATED, state=dest, transition=trigger, content_object=case)
     return "done"
 
 
@@ -56,8 +52,9 @@ APPROVALS = 12
 
 
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_approvals_of_one_case_decode_one_picture(require_postgres, provider, monkeypatch, settings,
-                                                             tmp_path):
+def test_concurrent_approvals_of_one_case_decode_one_picture(
+    require_postgres, provider, monkeypatch, settings, tmp_path
+):
     """Twelve approvals of one case at once: the picture is decoded after the case is
     claimed, so eleven are refused before decoding (a 25-megapixel JPEG is 75 MB decoded:
     twelve at once took the web workers from 245 MB to 1.9 GB)."""
@@ -86,8 +83,10 @@ def test_concurrent_approvals_of_one_case_decode_one_picture(require_postgres, p
     monkeypatch.setattr(align_effects, "decode_screenshot", counting_decode)
     monkeypatch.setattr(vault.LocalVault, "put", slow_put)
 
-    outcomes = race(lambda: fire(Case.objects.get(pk=case.pk), "approve_plan", by=provider.user,
-                                 acceptance_screenshot=shot), APPROVALS)
+    outcomes = race(
+        lambda: fire(Case.objects.get(pk=case.pk), "approve_plan", by=provider.user, acceptance_screenshot=shot),
+        APPROVALS,
+    )
 
     successes = [o for o in outcomes if isinstance(o, StateLog)]
     refusals = [o for o in outcomes if isinstance(o, TransitionNotAllowed)]
@@ -106,8 +105,9 @@ def test_twenty_identical_gender_changes_write_one_note(require_postgres, staff)
     from tests.support.factories import PatientFactory
 
     case = make_case(patient=PatientFactory(gender="U"))
-    outcomes = race(lambda: set_patient_gender(Case.objects.select_related("patient").get(pk=case.pk), "F",
-                                               by=staff), THREADS)
+    outcomes = race(
+        lambda: set_patient_gender(Case.objects.select_related("patient").get(pk=case.pk), "F", by=staff), THREADS
+    )
 
     assert sorted(outcomes, key=str) == [False] * (THREADS - 1) + [True], outcomes
     assert CaseNote.objects.filter(case=case, text__startswith="Patient gender changed").count() == 1
@@ -124,8 +124,16 @@ def test_twenty_identical_contact_corrections_write_one_note(require_postgres, s
     from align_workflow.portals.services import set_patient_contact
 
     case = make_case()
-    posted = {"phone": "+1 415 555 0199", "email": "new.address@example.com", "address_line1": "1 New Street",
-              "address_line2": "", "city": "Oakland", "state": "CA", "zip_code": "94601", "country": "US"}
+    posted = {
+        "phone": "+1 415 555 0199",
+        "email": "new.address@example.com",
+        "address_line1": "1 New Street",
+        "address_line2": "",
+        "city": "Oakland",
+        "state": "CA",
+        "zip_code": "94601",
+        "country": "US",
+    }
 
     def correct():
         fresh = Case.objects.select_related("patient").get(pk=case.pk)

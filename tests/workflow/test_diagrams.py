@@ -57,6 +57,6 @@ def test_case_diagram_highlights_current_state_and_path(staff, flags_on, local_e
 
 
 def test_render_diagrams_without_graphviz_says_what_to_install(monkeypatch, tmp_path):
-    monkeypatch.setenv("PATH", str(tmp_path))   # no `dot`
+    monkeypatch.setenv("PATH", str(tmp_path))  # no `dot`
     with pytest.raises(CommandError, match="needs Graphviz.*make system-deps"):
         call_command("render_diagrams", "--check")

@@ -51,10 +51,15 @@ def test_unknown_trigger_is_refused(staff):
     assert refused.value.code == "unknown_trigger"
 
 
-@pytest.mark.parametrize("trigger,state", [
-    ("create_patient", wf.ELIGIBLE), ("create_order", wf.PATIENT_CREATED),
-    ("accept_clincheck", wf.PROVIDER_APPROVED), ("cancel", wf.ORDER_CREATED),
-])
+@pytest.mark.parametrize(
+    "trigger,state",
+    [
+        ("create_patient", wf.ELIGIBLE),
+        ("create_order", wf.PATIENT_CREATED),
+        ("accept_clincheck", wf.PROVIDER_APPROVED),
+        ("cancel", wf.ORDER_CREATED),
+    ],
+)
 def test_provider_cannot_fire_staff_triggers(trigger, state, flags_on, local_effects_only):
     case = make_case(state=state)
     with pytest.raises(TransitionNotAllowed) as refused:
@@ -98,8 +103,10 @@ def test_align_cannot_fire_staff_only_triggers_but_can_cancel(flags_on, local_ef
 
 GUARD_CASES = {
     "lab": (dict(lab=Prescription.Lab.IN_HOUSE), "Prescription lab is Align: prescribed to In-house, not Align"),
-    "photos": (dict(photos=PhotoAssessment.Status.PENDING),
-               "Photo assessment approved: photo assessment is pending, not approved"),
+    "photos": (
+        dict(photos=PhotoAssessment.Status.PENDING),
+        "Photo assessment approved: photo assessment is pending, not approved",
+    ),
     "no_photos": (dict(photos=None), "Photo assessment approved: no photo assessment yet"),
     "stl": (dict(stl_files=1), "At least two STL files: 1 STL file (at least 2 needed)"),
 }
@@ -134,11 +141,14 @@ def test_removed_stl_files_do_not_count(staff, flags_on):
         fire(case, "create_patient", by=staff)
 
 
-@pytest.mark.parametrize("trigger,state,flag", [
-    ("create_patient", wf.ELIGIBLE, wf.FLAG_INITIATE_ORDER),
-    ("upload_assets", wf.ORDER_CREATED, wf.FLAG_INITIATE_ORDER),
-    ("accept_clincheck", wf.PROVIDER_APPROVED, wf.FLAG_SET_ORDER_STATUS),
-])
+@pytest.mark.parametrize(
+    "trigger,state,flag",
+    [
+        ("create_patient", wf.ELIGIBLE, wf.FLAG_INITIATE_ORDER),
+        ("upload_assets", wf.ORDER_CREATED, wf.FLAG_INITIATE_ORDER),
+        ("accept_clincheck", wf.PROVIDER_APPROVED, wf.FLAG_SET_ORDER_STATUS),
+    ],
+)
 def test_flag_off_refuses(trigger, state, flag, staff, local_effects_only):
     # The migration creates both flags switched off.
     case = make_case(state=state)

@@ -20,8 +20,12 @@ pytestmark = pytest.mark.django_db
 
 
 def written(case):
-    return (CaseNote.objects.filter(case=case).count(), OutboundAttempt.objects.filter(case=case).count(),
-            StateLog.objects.for_(case).count(), Case.objects.get(pk=case.pk).state)
+    return (
+        CaseNote.objects.filter(case=case).count(),
+        OutboundAttempt.objects.filter(case=case).count(),
+        StateLog.objects.for_(case).count(),
+        Case.objects.get(pk=case.pk).state,
+    )
 
 
 def refusal(call):
@@ -63,8 +67,15 @@ def actor(staff):
     return make_case(), "create_patient", None, {}
 
 
-SCENARIOS = {"wrong_state": wrong_state, "flag_off": flag_off, "in_progress": claimed, "guard": guard,
-             "align_preflight": align_preflight, "invalid_input": missing_input, "actor": actor}
+SCENARIOS = {
+    "wrong_state": wrong_state,
+    "flag_off": flag_off,
+    "in_progress": claimed,
+    "guard": guard,
+    "align_preflight": align_preflight,
+    "invalid_input": missing_input,
+    "actor": actor,
+}
 
 
 @pytest.mark.parametrize("name", SCENARIOS)
@@ -98,18 +109,32 @@ def test_the_align_preflight_refusal_of_fire_adds_a_note_but_preflight_does_not(
 @pytest.mark.parametrize("internal", ["_attempt_id", "_screenshot", "_screenshot_asset"])
 def test_internal_values_do_not_ride_the_public_parameters(internal, staff, flags_on, fake_align):
     case = make_case(state=wf.PATIENT_CREATED, align_pid="P-1")
-    for call in (lambda: fire(case, "create_order", by=staff, **{internal: 1}),
-                 lambda: engine.preflight(case, "create_order", by=staff, **{internal: 1})):
+    for call in (
+        lambda: fire(case, "create_order", by=staff, **{internal: 1}),
+        lambda: engine.preflight(case, "create_order", by=staff, **{internal: 1}),
+    ):
         code, message = refusal(call)
         assert code == "invalid_input" and internal in message
     assert fake_align.calls == [] and not OutboundAttempt.objects.filter(case=case).exists()
 
 
-@pytest.mark.parametrize(("action", "states"), [
-    ("accept", (wf.ACCEPTED, wf.SHIPPING)),
-    ("upload-assets", (wf.ASSETS_UPLOADED, wf.PLAN_RECEIVED, wf.REVISION_REQUESTED, wf.PROVIDER_APPROVED,
-                       wf.ACCEPTED, wf.SHIPPING)),
-    ("revise", (wf.REVISION_REQUESTED,)),
-])
+@pytest.mark.parametrize(
+    ("action", "states"),
+    [
+        ("accept", (wf.ACCEPTED, wf.SHIPPING)),
+        (
+            "upload-assets",
+            (
+                wf.ASSETS_UPLOADED,
+                wf.PLAN_RECEIVED,
+                wf.REVISION_REQUESTED,
+                wf.PROVIDER_APPROVED,
+                wf.ACCEPTED,
+                wf.SHIPPING,
+            ),
+        ),
+        ("revise", (wf.REVISION_REQUESTED,)),
+    ],
+)
 def test_a_batch_actions_done_states_are_computed_from_the_table(action, states):
     assert ACTIONS[action].done_states == states

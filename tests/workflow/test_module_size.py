@@ -8,6 +8,9 @@ LIMIT = 420
 
 
 def test_no_workflow_module_is_over_the_limit():
-    sizes = {str(p.relative_to(WORKFLOW)): len(p.read_text().splitlines())
-             for p in WORKFLOW.rglob("*.py") if "migrations" not in p.parts}
+    sizes = {
+        str(p.relative_to(WORKFLOW)): len(p.read_text().splitlines())
+        for p in WORKFLOW.rglob("*.py")
+        if "migrations" not in p.parts
+    }
     assert {name: n for name, n in sizes.items() if n > LIMIT} == {}

@@ -23,8 +23,11 @@ from tests.support.fakes import AFTER_COMMIT, auth_refused, rejected, unavailabl
 pytestmark = pytest.mark.django_db(transaction=True)
 
 S = OutboundAttempt.Status
-SEND_PATH = [(wf.ELIGIBLE, wf.PATIENT_CREATED), (wf.PATIENT_CREATED, wf.ORDER_CREATED),
-             (wf.ORDER_CREATED, wf.ASSETS_UPLOADED)]
+SEND_PATH = [
+    (wf.ELIGIBLE, wf.PATIENT_CREATED),
+    (wf.PATIENT_CREATED, wf.ORDER_CREATED),
+    (wf.ORDER_CREATED, wf.ASSETS_UPLOADED),
+]
 
 
 def notes(case):
@@ -60,11 +63,14 @@ def test_one_send_takes_an_eligible_case_to_assets_uploaded(fake_align, staff, f
     assert dict(fake_align.effects) == {"patients": 1, "orders": 1, "uploads": 1}
     rows = attempts(case)
     assert [(a.step, a.attempt, a.status, a.http_status) for a in rows] == [
-        (step, 1, S.SUCCEEDED, 200) for step in wf.SEND_TO_ALIGN]
+        (step, 1, S.SUCCEEDED, 200) for step in wf.SEND_TO_ALIGN
+    ]
     assert all(a.by == staff and a.chain and a.duration_ms is not None and a.finished_at for a in rows)
-    assert notes(case) == ["Align accepted Create Patient. Align patient id P0000001",
-                           "Align accepted Create Order. IAS order, status RECEIVED.",
-                           "Align accepted Upload Assets. 2 asset(s)."]
+    assert notes(case) == [
+        "Align accepted Create Patient. Align patient id P0000001",
+        "Align accepted Create Order. IAS order, status RECEIVED.",
+        "Align accepted Upload Assets. 2 asset(s).",
+    ]
 
 
 def test_every_request_is_recorded_and_committed_before_it_is_sent(fake_align, staff, flags_on):
@@ -84,18 +90,31 @@ def test_what_is_sent(fake_align, staff, flags_on, settings):
     p = case.patient
     [patient] = fake_align.sent("create_patient")
     assert patient == dict(
-        case_id=case.pk, mrn=p.mrn, first_name="Jane", last_name="Doe", date_of_birth="1990-05-17", gender="F",
-        email=p.email, phone="555-0100",
+        case_id=case.pk,
+        mrn=p.mrn,
+        first_name="Jane",
+        last_name="Doe",
+        date_of_birth="1990-05-17",
+        gender="F",
+        email=p.email,
+        phone="555-0100",
         address=dict(line1="1 Main St", line2="Apt 4", city="Springfield", state="IL", zip="62701", country="US"),
         idempotency_key=f"align-workflow:case-{case.pk}:create_patient:1",
     )
     [order] = fake_align.sent("create_order")
-    assert order == dict(case_id=case.pk, p_id="P0000001", mrn=p.mrn, order_type="IAS",
-                         treatment_option="UPPER_ONLY", chief_concern="Wants straighter teeth.",
-                         idempotency_key=f"align-workflow:case-{case.pk}:create_order:1")
+    assert order == dict(
+        case_id=case.pk,
+        p_id="P0000001",
+        mrn=p.mrn,
+        order_type="IAS",
+        treatment_option="UPPER_ONLY",
+        chief_concern="Wants straighter teeth.",
+        idempotency_key=f"align-workflow:case-{case.pk}:create_order:1",
+    )
     [upload] = fake_align.sent("upload_assets")
-    assert upload == dict(case_id=case.pk, p_id="P0000001", mrn=p.mrn,
-                          idempotency_key=f"align-workflow:case-{case.pk}:upload_assets:1")
+    assert upload == dict(
+        case_id=case.pk, p_id="P0000001", mrn=p.mrn, idempotency_key=f"align-workflow:case-{case.pk}:upload_assets:1"
+    )
 
 
 def test_unknown_gender_is_sent_as_m_with_a_note(fake_align, staff, flags_on):
@@ -156,8 +175,14 @@ def test_nothing_left_to_send(fake_align, staff, flags_on):
 
 def test_a_second_send_while_one_is_in_flight_is_refused(fake_align, staff, flags_on):
     case = make_case()
-    OutboundAttempt.objects.create(case=case, step="create_patient", idempotency_key="k", attempt=1,
-                                   status=S.IN_FLIGHT, claimed_until=timezone.now() + timedelta(minutes=1))
+    OutboundAttempt.objects.create(
+        case=case,
+        step="create_patient",
+        idempotency_key="k",
+        attempt=1,
+        status=S.IN_FLIGHT,
+        claimed_until=timezone.now() + timedelta(minutes=1),
+    )
     with pytest.raises(TransitionNotAllowed, match="Create Patient is already being sent") as refused:
         send_to_align(case, by=staff)
     assert refused.value.code == "in_progress"
@@ -177,11 +202,18 @@ def test_a_503_on_create_order_stops_the_sequence_with_a_note(fake_align, staff,
     assert not result.ok and result.done == ["create_patient"] and result.failed_step == "create_order"
     assert case.state == wf.PATIENT_CREATED
     assert "Bad Align response during Create Order. Status code: 503" in result.error
-    assert notes(case)[-1].startswith("Bad Align response during Create Order. Status code: 503 "
-                                      "(ALIGN.UNAVAILABLE: Align is unavailable). Attempt 1 of 5; retrying")
+    assert notes(case)[-1].startswith(
+        "Bad Align response during Create Order. Status code: 503 "
+        "(ALIGN.UNAVAILABLE: Align is unavailable). Attempt 1 of 5; retrying"
+    )
     failed = attempts(case)[-1]
     assert (failed.step, failed.status, failed.http_status, failed.error_code, failed.request_id) == (
-        "create_order", S.FAILED_RETRYABLE, 503, "ALIGN.UNAVAILABLE", "req-fake")
+        "create_order",
+        S.FAILED_RETRYABLE,
+        503,
+        "ALIGN.UNAVAILABLE",
+        "req-fake",
+    )
     # Backoff with jitter: the first retry comes between half the base and the base.
     assert before + timedelta(seconds=15) <= failed.next_retry_at <= timezone.now() + timedelta(seconds=30)
     assert result.retry_at == failed.next_retry_at
@@ -238,8 +270,7 @@ def test_an_answer_lost_after_align_did_the_work_is_recovered_with_the_same_key(
     assert dict(fake_align.effects) == {"patients": 1, "orders": 1, "uploads": 1}
 
 
-def test_after_the_last_attempt_the_case_needs_attention_until_a_retry_succeeds(fake_align, staff, flags_on,
-                                                                                settings):
+def test_after_the_last_attempt_the_case_needs_attention_until_a_retry_succeeds(fake_align, staff, flags_on, settings):
     settings.ALIGN_RETRY_MAX_ATTEMPTS = 3
     case = make_case()
     fake_align.fail("create_patient", *[unavailable(503)] * 3)
@@ -248,8 +279,9 @@ def test_after_the_last_attempt_the_case_needs_attention_until_a_retry_succeeds(
     outbound.run_due(everything=True)
     case.refresh_from_db()
     assert case.state == wf.ELIGIBLE and case.needs_attention
-    assert case.attention_reason.startswith("Create Patient: Bad Align response during Create Patient. "
-                                            "Status code: 503")
+    assert case.attention_reason.startswith(
+        "Create Patient: Bad Align response during Create Patient. Status code: 503"
+    )
     assert "Gave up after 3 attempts" in case.attention_reason
     assert [a.attempt for a in attempts(case)] == [1, 2, 3]
     assert attempts(case)[-1].next_retry_at is None
@@ -272,8 +304,10 @@ def test_a_rejection_is_not_retried_and_needs_a_person(fake_align, staff, flags_
     assert (failed.status, failed.http_status, failed.next_retry_at) == (S.FAILED_PERMANENT, 422, None)
     case.refresh_from_db()
     assert case.needs_attention
-    assert case.attention_reason == ("Create Order: Bad Align response during Create Order. Status code: 422 "
-                                     "(ORDER.INVALID: treatment option not allowed).")
+    assert case.attention_reason == (
+        "Create Order: Bad Align response during Create Order. Status code: 422 "
+        "(ORDER.INVALID: treatment option not allowed)."
+    )
     assert "Not retried automatically" in notes(case)[-1]
     assert outbound.run_due(everything=True).started == 0
 
@@ -331,8 +365,9 @@ def test_retry_case_refusals(fake_align, staff, flags_on):
     with pytest.raises(TransitionNotAllowed, match="Only staff may retry") as refused:
         retry_case(case, by=case.prescription.provider.user)
     assert refused.value.code == "actor"
-    OutboundAttempt.objects.filter(case=case).update(status=S.IN_FLIGHT,
-                                                     claimed_until=timezone.now() + timedelta(minutes=1))
+    OutboundAttempt.objects.filter(case=case).update(
+        status=S.IN_FLIGHT, claimed_until=timezone.now() + timedelta(minutes=1)
+    )
     with pytest.raises(TransitionNotAllowed, match="already being sent") as refused:
         retry_case(case, by=staff)
     assert refused.value.code == "in_progress"
@@ -357,8 +392,17 @@ def test_a_worker_that_died_mid_call_is_taken_over_after_its_lease(fake_align, s
     case = make_case()
     key = f"align-workflow:case-{case.pk}:create_patient:1"
     past = timezone.now() - timedelta(seconds=1)
-    OutboundAttempt.objects.create(case=case, step="create_patient", idempotency_key=key, attempt=1, chain=True,
-                                   by=staff, status=S.IN_FLIGHT, started_at=past, claimed_until=past)
+    OutboundAttempt.objects.create(
+        case=case,
+        step="create_patient",
+        idempotency_key=key,
+        attempt=1,
+        chain=True,
+        by=staff,
+        status=S.IN_FLIGHT,
+        started_at=past,
+        claimed_until=past,
+    )
     Case.objects.filter(pk=case.pk).update(busy_with="create_patient", busy_until=past)
     from align_workflow.workflow.align_effects import patient_fields
 
@@ -371,14 +415,24 @@ def test_a_worker_that_died_mid_call_is_taken_over_after_its_lease(fake_align, s
     assert dict(fake_align.effects) == {"patients": 1, "orders": 1, "uploads": 1}
     first, second = [a for a in attempts(case) if a.step == "create_patient"]
     assert (first.status, first.error_code, second.attempt, second.idempotency_key) == (
-        S.FAILED_RETRYABLE, "LEASE_EXPIRED", 2, key)
+        S.FAILED_RETRYABLE,
+        "LEASE_EXPIRED",
+        2,
+        key,
+    )
     assert any(n.startswith("No answer recorded for Create Patient") for n in notes(case))
 
 
 def test_a_live_lease_is_left_alone(fake_align, staff, flags_on):
     case = make_case()
-    OutboundAttempt.objects.create(case=case, step="create_patient", idempotency_key="k", attempt=1,
-                                   status=S.IN_FLIGHT, claimed_until=timezone.now() + timedelta(minutes=1))
+    OutboundAttempt.objects.create(
+        case=case,
+        step="create_patient",
+        idempotency_key="k",
+        attempt=1,
+        status=S.IN_FLIGHT,
+        claimed_until=timezone.now() + timedelta(minutes=1),
+    )
     run = outbound.run_due(everything=True)
     assert (run.expired, run.started) == (0, 0)
 
@@ -393,8 +447,7 @@ def test_a_recorded_attempt_nobody_started_is_started_by_the_sweep(fake_align, s
     assert reload(case).state == wf.ASSETS_UPLOADED
 
 
-def test_a_commit_that_fails_after_align_answered_is_resent_with_the_same_key(fake_align, staff, flags_on,
-                                                                             monkeypatch):
+def test_a_commit_that_fails_after_align_answered_is_resent_with_the_same_key(fake_align, staff, flags_on, monkeypatch):
     case = make_case()
     real = outbound.record_success
     failures = []
@@ -485,9 +538,17 @@ def test_the_celery_sweep_queues_due_retries_and_expired_leases(fake_align, staf
     make_due(case)
     crashed = make_case()  # its worker died in the middle of create_patient
     past = timezone.now() - timedelta(seconds=1)
-    OutboundAttempt.objects.create(case=crashed, step="create_patient", attempt=1, chain=True, by=staff,
-                                   idempotency_key=f"align-workflow:case-{crashed.pk}:create_patient:1",
-                                   status=S.IN_FLIGHT, started_at=past, claimed_until=past)
+    OutboundAttempt.objects.create(
+        case=crashed,
+        step="create_patient",
+        attempt=1,
+        chain=True,
+        by=staff,
+        idempotency_key=f"align-workflow:case-{crashed.pk}:create_patient:1",
+        status=S.IN_FLIGHT,
+        started_at=past,
+        claimed_until=past,
+    )
     settings.ALIGN_EXECUTION = "celery"
     queued = []
     monkeypatch.setattr(tasks.run_attempt_task, "delay", queued.append)
@@ -529,8 +590,7 @@ def test_attempts_of_lists_newest_first(fake_align, staff, flags_on):
     fake_align.fail("create_order", unavailable(503))
     send_to_align(case, by=staff)
     rows = list(outbound.attempts_of(case))
-    assert [(a.step, a.status) for a in rows] == [("create_order", S.FAILED_RETRYABLE),
-                                                   ("create_patient", S.SUCCEEDED)]
+    assert [(a.step, a.status) for a in rows] == [("create_order", S.FAILED_RETRYABLE), ("create_patient", S.SUCCEEDED)]
     assert rows[0].label == "Create Order"
 
 
@@ -546,8 +606,9 @@ def test_the_admin_lists_attempts_read_only(fake_align, staff, flags_on, admin_c
     assert admin_client.get("/admin/workflow/outboundattempt/add/").status_code == 403
 
 
-def test_retry_workers_keep_one_connection_each_for_the_run_and_close_them(require_postgres, fake_align, staff,
-                                                                           flags_on):
+def test_retry_workers_keep_one_connection_each_for_the_run_and_close_them(
+    require_postgres, fake_align, staff, flags_on
+):
     """align_retry_due --workers 4 with twelve due retries: each worker thread opens at
     most one database connection (not one per attempt), and none is left open."""
     import threading
@@ -578,8 +639,11 @@ def test_retry_workers_keep_one_connection_each_for_the_run_and_close_them(requi
 
 def test_align_retry_due_escapes_control_characters_in_what_it_prints(fake_align, staff, flags_on, capsys):
     case = make_case()
-    fake_align.fail("create_order", unavailable(503, message="busy\x1b[2J\x1b]0;title\x07"),
-                    unavailable(503, message="busy\x1b[2J\x1b]0;title\x07"))
+    fake_align.fail(
+        "create_order",
+        unavailable(503, message="busy\x1b[2J\x1b]0;title\x07"),
+        unavailable(503, message="busy\x1b[2J\x1b]0;title\x07"),
+    )
     send_to_align(case, by=staff)
     call_command("align_retry_due", "--all", verbosity=2)
     out = capsys.readouterr().out

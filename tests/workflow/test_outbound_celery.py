@@ -64,12 +64,33 @@ def worker(celery_broker, simulator, app_for_align):
     simulator.config(app_url=app_for_align.url)
     # Not a `with`: the worker process writes to it until the fixture's teardown.
     log = tempfile.NamedTemporaryFile(prefix="align-celery-", suffix=".log", delete=False)  # noqa: SIM115
-    env = dict(os.environ, DATABASE_URL=database_url(), CELERY_BROKER_URL=celery_broker,
-               ALIGN_EXECUTION="celery", ALIGN_SERVICE_URL=simulator.url, PYTHONUNBUFFERED="1")
+    env = dict(
+        os.environ,
+        DATABASE_URL=database_url(),
+        CELERY_BROKER_URL=celery_broker,
+        ALIGN_EXECUTION="celery",
+        ALIGN_SERVICE_URL=simulator.url,
+        PYTHONUNBUFFERED="1",
+    )
     process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "align_workflow", "worker", "--pool=threads", "--concurrency=2",
-         "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel=INFO"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "align_workflow",
+            "worker",
+            "--pool=threads",
+            "--concurrency=2",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "--loglevel=INFO",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     yield process, log.name
     process.terminate()

@@ -50,11 +50,18 @@ def test_request_revision_sends_the_comments_at_once(fake_align, flags_on):
     fire(case, "request_revision", by=provider_of(case), comments="  Less movement on the upper incisors.  ")
     assert case.state == wf.REVISION_REQUESTED
     [sent] = fake_align.sent("request_modification")
-    assert sent == dict(case_id=case.pk, mrn=case.patient.mrn, comments="Less movement on the upper incisors.",
-                        idempotency_key=f"align-workflow:case-{case.pk}:request_revision:plan-v1:1")
+    assert sent == dict(
+        case_id=case.pk,
+        mrn=case.patient.mrn,
+        comments="Less movement on the upper incisors.",
+        idempotency_key=f"align-workflow:case-{case.pk}:request_revision:plan-v1:1",
+    )
     [attempt] = OutboundAttempt.objects.filter(case=case)
     assert (attempt.status, attempt.by, attempt.params) == (
-        S.SUCCEEDED, provider_of(case), {"comments": "Less movement on the upper incisors.", "plan_version": 1})
+        S.SUCCEEDED,
+        provider_of(case),
+        {"comments": "Less movement on the upper incisors.", "plan_version": 1},
+    )
     assert CaseNote.objects.filter(case=case, text__startswith="Align accepted Request Revision.").exists()
 
 
@@ -82,8 +89,10 @@ def test_a_revision_of_a_later_plan_is_new_work_not_a_replay(fake_align, flags_o
     receive_plan(case, 2)
     fire(case, "request_revision", by=provider_of(case), comments="second round")
     keys = [kw["idempotency_key"] for kw in fake_align.sent("request_modification")]
-    assert keys == [f"align-workflow:case-{case.pk}:request_revision:plan-v1:1",
-                    f"align-workflow:case-{case.pk}:request_revision:plan-v2:1"]
+    assert keys == [
+        f"align-workflow:case-{case.pk}:request_revision:plan-v1:1",
+        f"align-workflow:case-{case.pk}:request_revision:plan-v2:1",
+    ]
     assert fake_align.effects["modifies"] == 2
 
 
@@ -123,7 +132,9 @@ def test_a_stale_revision_retry_is_not_sent_for_a_newer_plan(fake_align, flags_o
 def test_approve_plan_stores_the_screenshot_reencoded_in_the_vault(local_vault, flags_on):
     case = make_case(state=wf.PLAN_RECEIVED)
     plan(case, 1)
-    log = fire(case, "approve_plan", by=provider_of(case), acceptance_screenshot=data_url(jpeg_with_exif(), "image/jpeg"))
+    log = fire(
+        case, "approve_plan", by=provider_of(case), acceptance_screenshot=data_url(jpeg_with_exif(), "image/jpeg")
+    )
     assert case.state == wf.PROVIDER_APPROVED
     [asset] = screenshots(case)
     assert asset.vault_id and asset.external_key and asset.filename.endswith(".jpg")
@@ -211,26 +222,37 @@ def test_a_transition_refused_after_the_vault_write_leaves_no_asset_row(local_va
 def test_accept_sends_the_newest_screenshots_identifiers(fake_align, local_vault, staff, flags_on):
     case = make_case(state=wf.PLAN_RECEIVED)
     plan(case, 1)
-    CaseAsset.objects.create(case=case, kind=CaseAsset.Kind.CCACCEPTSCREEN, vault_id="old-vault",
-                             external_key="old-key", created=timezone.now() - timedelta(days=3))
+    CaseAsset.objects.create(
+        case=case,
+        kind=CaseAsset.Kind.CCACCEPTSCREEN,
+        vault_id="old-vault",
+        external_key="old-key",
+        created=timezone.now() - timedelta(days=3),
+    )
     fire(case, "approve_plan", by=provider_of(case), acceptance_screenshot=png_url())
     newest = CaseAsset.objects.filter(case=case, kind=CaseAsset.Kind.CCACCEPTSCREEN).order_by("-created").first()
     fire(case, "accept_clincheck", by=staff)
     assert case.state == wf.ACCEPTED
     [sent] = fake_align.sent("accept_clincheck")
-    assert sent == dict(case_id=case.pk, mrn=case.patient.mrn, vault_id=newest.vault_id,
-                        external_key=newest.external_key,
-                        idempotency_key=f"align-workflow:case-{case.pk}:accept_clincheck:screenshot-{newest.pk}:1")
-    assert CaseNote.objects.filter(case=case, text=f"Align accepted Accept ClinCheck. Status APPROVED. "
-                                                   f"Sales order SO-{case.pk}.").exists()
+    assert sent == dict(
+        case_id=case.pk,
+        mrn=case.patient.mrn,
+        vault_id=newest.vault_id,
+        external_key=newest.external_key,
+        idempotency_key=f"align-workflow:case-{case.pk}:accept_clincheck:screenshot-{newest.pk}:1",
+    )
+    assert CaseNote.objects.filter(
+        case=case, text=f"Align accepted Accept ClinCheck. Status APPROVED. Sales order SO-{case.pk}."
+    ).exists()
 
 
 @pytest.mark.parametrize("screenshot", [None, ("", ""), ("00000000-0000-0000-0000-000000000000",) * 2])
 def test_accept_without_a_screenshot_is_refused_before_anything_is_sent(screenshot, fake_align, staff, flags_on):
     case = make_case(state=wf.PROVIDER_APPROVED)
     if screenshot:
-        CaseAsset.objects.create(case=case, kind=CaseAsset.Kind.CCACCEPTSCREEN, vault_id=screenshot[0],
-                                 external_key=screenshot[1])
+        CaseAsset.objects.create(
+            case=case, kind=CaseAsset.Kind.CCACCEPTSCREEN, vault_id=screenshot[0], external_key=screenshot[1]
+        )
     with pytest.raises(TransitionNotAllowed, match="No acceptance screenshot is stored") as refused:
         fire(case, "accept_clincheck", by=staff)
     assert refused.value.code == "invalid_input"
@@ -239,7 +261,8 @@ def test_accept_without_a_screenshot_is_refused_before_anything_is_sent(screensh
 
 def test_accept_by_automation_on_purchase(fake_align, flags_on):
     case = make_case(state=wf.PROVIDER_APPROVED)
-    CaseAsset.objects.create(case=case, kind=CaseAsset.Kind.CCACCEPTSCREEN, vault_id=str(uuid.uuid4()),
-                             external_key=str(uuid.uuid4()))
+    CaseAsset.objects.create(
+        case=case, kind=CaseAsset.Kind.CCACCEPTSCREEN, vault_id=str(uuid.uuid4()), external_key=str(uuid.uuid4())
+    )
     fire(case, "accept_clincheck", by=None)
     assert case.state == wf.ACCEPTED

@@ -1,6 +1,5 @@
 """Ten Send-to-Align clicks on one case at the same moment: one chain of calls (PostgreSQL)."""
 
-
 import pytest
 from django_fsm_log.models import StateLog
 

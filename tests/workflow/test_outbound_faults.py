@@ -23,9 +23,11 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 CASES = 200
 THREADS = 8
-SEND_PATH = [(wf.ELIGIBLE, wf.PATIENT_CREATED, "create_patient"),
-             (wf.PATIENT_CREATED, wf.ORDER_CREATED, "create_order"),
-             (wf.ORDER_CREATED, wf.ASSETS_UPLOADED, "upload_assets")]
+SEND_PATH = [
+    (wf.ELIGIBLE, wf.PATIENT_CREATED, "create_patient"),
+    (wf.PATIENT_CREATED, wf.ORDER_CREATED, "create_order"),
+    (wf.ORDER_CREATED, wf.ASSETS_UPLOADED, "upload_assets"),
+]
 
 
 @pytest.fixture
@@ -36,8 +38,8 @@ def faulty_align(simulator, app_for_align, settings):
     simulator.fault(route="*", rate=0.20, status=503, seed=11)
     simulator.fault(route="*", mode="reset", rate=0.02, seed=12)
     simulator.fault(route="*", mode="timeout_after_commit", rate=0.05, seconds=2, seed=13)
-    settings.ALIGN_READ_TIMEOUT = 0.4         # timeout_after_commit costs this much, not 10 s
-    settings.ALIGN_RETRY_MAX_ATTEMPTS = 30    # this test is about duplicates, not giving up
+    settings.ALIGN_READ_TIMEOUT = 0.4  # timeout_after_commit costs this much, not 10 s
+    settings.ALIGN_RETRY_MAX_ATTEMPTS = 30  # this test is about duplicates, not giving up
     return simulator
 
 
@@ -55,8 +57,9 @@ def send_all(cases, by):
 
 def retry_until_settled(max_rounds=40):
     for rounds in range(1, max_rounds + 1):
-        if not OutboundAttempt.objects.filter(status=OutboundAttempt.Status.FAILED_RETRYABLE,
-                                              next_retry_at__isnull=False).exists():
+        if not OutboundAttempt.objects.filter(
+            status=OutboundAttempt.Status.FAILED_RETRYABLE, next_retry_at__isnull=False
+        ).exists():
             return rounds - 1
         call_command("align_retry_due", "--all", "--workers", str(THREADS), verbosity=0)
     raise AssertionError("retries did not settle")
@@ -91,12 +94,15 @@ def test_two_hundred_cases_through_faults_end_uploaded_exactly_once(require_post
     fired = {f["mode"]: f["fired"] for f in faulty_align.state()["faults"]}
     assert fired["status"] > 50 and fired["reset"] > 0 and fired["timeout_after_commit"] > 5, fired
     attempts = OutboundAttempt.objects.count()
-    print(f"\n{CASES} cases: {first_pass} done on the first pass, {rounds} retry rounds, {attempts} attempts, "
-          f"faults fired {fired}, {elapsed:.1f}s")
+    print(
+        f"\n{CASES} cases: {first_pass} done on the first pass, {rounds} retry rounds, {attempts} attempts, "
+        f"faults fired {fired}, {elapsed:.1f}s"
+    )
 
 
-def test_negative_control_without_idempotency_keys_work_is_done_twice(require_postgres, faulty_align, staff,
-                                                                      flags_on, monkeypatch):
+def test_negative_control_without_idempotency_keys_work_is_done_twice(
+    require_postgres, faulty_align, staff, flags_on, monkeypatch
+):
     from align_workflow.workflow import align_effects
 
     monkeypatch.setattr(align_effects, "SEND_IDEMPOTENCY_KEYS", False)

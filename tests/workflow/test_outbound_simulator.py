@@ -18,8 +18,11 @@ from tests.support.images import data_url, jpeg_with_exif
 pytestmark = pytest.mark.django_db(transaction=True)
 
 S = OutboundAttempt.Status
-SEND_PATH = [(wf.ELIGIBLE, wf.PATIENT_CREATED), (wf.PATIENT_CREATED, wf.ORDER_CREATED),
-             (wf.ORDER_CREATED, wf.ASSETS_UPLOADED)]
+SEND_PATH = [
+    (wf.ELIGIBLE, wf.PATIENT_CREATED),
+    (wf.PATIENT_CREATED, wf.ORDER_CREATED),
+    (wf.ORDER_CREATED, wf.ASSETS_UPLOADED),
+]
 
 
 @pytest.fixture
@@ -30,8 +33,9 @@ def align(simulator, app_for_align):
 
 
 def effects(sim):
-    return {k: v for k, v in sim.state()["effects"].items() if k in ("patients", "orders", "uploads", "accepts",
-                                                                     "modifies")}
+    return {
+        k: v for k, v in sim.state()["effects"].items() if k in ("patients", "orders", "uploads", "accepts", "modifies")
+    }
 
 
 def notes(case):
@@ -135,8 +139,12 @@ def test_approve_then_accept_sends_the_stored_screenshot_which_align_can_read(al
     settings.ALIGN_VAULT_URL = align.url
     case = make_case()
     to_plan_received(align, case, staff)
-    fire(case, "approve_plan", by=case.prescription.provider.user,
-         acceptance_screenshot=data_url(jpeg_with_exif(), "image/jpeg"))
+    fire(
+        case,
+        "approve_plan",
+        by=case.prescription.provider.user,
+        acceptance_screenshot=data_url(jpeg_with_exif(), "image/jpeg"),
+    )
     assert case.state == wf.PROVIDER_APPROVED
     asset = CaseAsset.objects.get(case=case, kind=CaseAsset.Kind.CCACCEPTSCREEN)
 

@@ -17,8 +17,13 @@ def test_results_come_back_in_the_items_order_and_each_is_reported_once(workers)
         threads.add(threading.current_thread().name)
         return item * 2
 
-    results = pool.run_each(double, [3, 1, 2], workers=workers, name="test-pool",
-                            on_result=lambda index, result: seen.append((index, result)))
+    results = pool.run_each(
+        double,
+        [3, 1, 2],
+        workers=workers,
+        name="test-pool",
+        on_result=lambda index, result: seen.append((index, result)),
+    )
     assert results == [6, 2, 4]
     assert sorted(seen) == [(0, 6), (1, 2), (2, 4)]
     assert all(name.startswith("test-pool") for name in threads) == (workers > 1)

@@ -52,7 +52,8 @@ PATIENT_FIELDS = [
 
 @pytest.mark.parametrize("field,value,group", PATIENT_FIELDS)
 def test_create_patient_field_missing_or_invalid_is_named_and_refused_before_anything_is_sent(
-        align, staff, flags_on, field, value, group):
+    align, staff, flags_on, field, value, group
+):
     case = make_case(**{f"patient__{field}": value})
     failing = [c for c in can_send_to_align(case) if not c.ok]
     assert [c.name for c in failing] == [group]
@@ -105,8 +106,13 @@ def _at(state, **extra):
 
 
 def _screenshot(case, vault_id=None, external_key=None):
-    CaseAsset.objects.create(case=case, kind=CaseAsset.Kind.CCACCEPTSCREEN, filename="shot.jpg",
-                             vault_id=vault_id or str(uuid.uuid4()), external_key=external_key or str(uuid.uuid4()))
+    CaseAsset.objects.create(
+        case=case,
+        kind=CaseAsset.Kind.CCACCEPTSCREEN,
+        filename="shot.jpg",
+        vault_id=vault_id or str(uuid.uuid4()),
+        external_key=external_key or str(uuid.uuid4()),
+    )
 
 
 def _plan(case):
@@ -188,15 +194,16 @@ LATER = [
     ("accept_clincheck", _approved_with_a_nil_screenshot, "staff", {}, "Acceptance screenshot"),
     ("accept_clincheck", _approved_lab_changed, "staff", {}, "Prescription lab is Align"),
     ("accept_clincheck", _approved_mrn_blanked, "staff", {}, "Patient MRN"),
-    ("request_revision", _plan_received_lab_changed, "provider", {"comments": "Less IPR"},
-     "Prescription lab is Align"),
+    ("request_revision", _plan_received_lab_changed, "provider", {"comments": "Less IPR"}, "Prescription lab is Align"),
 ]
 
 
-@pytest.mark.parametrize("trigger,make,who,params,label", LATER,
-                         ids=[f"{t}-{m.__name__.strip('_')}" for t, m, *_ in LATER])
+@pytest.mark.parametrize(
+    "trigger,make,who,params,label", LATER, ids=[f"{t}-{m.__name__.strip('_')}" for t, m, *_ in LATER]
+)
 def test_a_later_step_refuses_a_case_changed_since_with_a_note_saying_what_to_fix(
-        align, staff, flags_on, trigger, make, who, params, label):
+    align, staff, flags_on, trigger, make, who, params, label
+):
     case = make()
     by = staff if who == "staff" else case.prescription.provider.user
     state = case.state

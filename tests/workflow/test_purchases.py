@@ -42,23 +42,30 @@ def order_status_off(flags_on):
 
 def approved_case(**fields):
     case = make_case(state=wf.PROVIDER_APPROVED, **fields)
-    CaseAsset.objects.create(case=case, kind=CaseAsset.Kind.CCACCEPTSCREEN, filename="shot.jpg",
-                             vault_id=str(uuid.uuid4()), external_key=str(uuid.uuid4()))
+    CaseAsset.objects.create(
+        case=case,
+        kind=CaseAsset.Kind.CCACCEPTSCREEN,
+        filename="shot.jpg",
+        vault_id=str(uuid.uuid4()),
+        external_key=str(uuid.uuid4()),
+    )
     return case
 
 
 def report(case_id, body=None, client=None, **headers):
     body = body if body is not None else {"purchased_at": "2026-03-04T10:15:00+01:00", "order_reference": "SHOP-1"}
     raw = body if isinstance(body, (str, bytes)) else json.dumps(body)
-    return (client or Client()).post(f"/api/cases/{case_id}/aligners-purchased", raw,
-                                     content_type="application/json", **(AUTH | headers))
+    return (client or Client()).post(
+        f"/api/cases/{case_id}/aligners-purchased", raw, content_type="application/json", **(AUTH | headers)
+    )
 
 
 # --- Flag off: recorded, waiting; the sweep sends it once ------------------------------------------
 
 
 def test_flag_off_the_purchase_is_recorded_and_the_sweep_sends_one_acceptance_once_the_flag_is_on(
-        fake_align, order_status_off):
+    fake_align, order_status_off
+):
     case = approved_case()
 
     response = report(case.pk)
@@ -72,7 +79,7 @@ def test_flag_off_the_purchase_is_recorded_and_the_sweep_sends_one_acceptance_on
     assert (case.aligners_purchase_source, case.aligners_order_reference) == ("shop", "SHOP-1")
     assert fake_align.sent("accept_clincheck") == [] and not OutboundAttempt.objects.exists()
 
-    call_command("align_retry_due", "--all")   # flag still off: nothing
+    call_command("align_retry_due", "--all")  # flag still off: nothing
     assert fake_align.sent("accept_clincheck") == []
 
     set_flag(wf.FLAG_SET_ORDER_STATUS, True)
@@ -129,12 +136,15 @@ def test_a_repeated_report_is_answered_the_same_and_records_nothing_new(fake_ali
     assert len(fake_align.sent("accept_clincheck")) == 1
 
 
-@pytest.mark.parametrize("headers", [
-    {"HTTP_AUTHORIZATION": ""},
-    {"HTTP_AUTHORIZATION": "Bearer wrong-token"},
-    {"HTTP_AUTHORIZATION": f"Basic {TOKEN}"},
-    {"HTTP_AUTHORIZATION": "Bearer "},
-])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"HTTP_AUTHORIZATION": ""},
+        {"HTTP_AUTHORIZATION": "Bearer wrong-token"},
+        {"HTTP_AUTHORIZATION": f"Basic {TOKEN}"},
+        {"HTTP_AUTHORIZATION": "Bearer "},
+    ],
+)
 def test_without_the_right_token_401(fake_align, flags_on, headers):
     case = approved_case()
     response = report(case.pk, **headers)
@@ -149,8 +159,9 @@ def test_an_unknown_case_404(flags_on):
         assert response.status_code == 404 and response.json()["error"]["code"] == "CASE.NOT_FOUND"
 
 
-@pytest.mark.parametrize("state", [wf.ELIGIBLE, wf.ASSETS_UPLOADED, wf.PLAN_RECEIVED, wf.REVISION_REQUESTED,
-                                   wf.CANCELLED])
+@pytest.mark.parametrize(
+    "state", [wf.ELIGIBLE, wf.ASSETS_UPLOADED, wf.PLAN_RECEIVED, wf.REVISION_REQUESTED, wf.CANCELLED]
+)
 def test_a_case_that_cannot_have_been_bought_yet_409(fake_align, flags_on, state):
     case = make_case(state=state)
     response = report(case.pk)
@@ -159,19 +170,22 @@ def test_a_case_that_cannot_have_been_bought_yet_409(fake_align, flags_on, state
     assert Case.objects.get(pk=case.pk).aligners_purchased_at is None
 
 
-@pytest.mark.parametrize("body,field", [
-    ("not json", "body"),
-    ("[1, 2]", "body"),
-    ({}, "purchased_at"),
-    ({"purchased_at": "2026-03-04T10:15:00Z"}, "order_reference"),
-    ({"purchased_at": "yesterday", "order_reference": "A"}, "purchased_at"),
-    ({"purchased_at": "2026-03-04T10:15:00", "order_reference": "A"}, "purchased_at"),  # no time zone
-    ({"purchased_at": 1700000000, "order_reference": "A"}, "purchased_at"),
-    ({"purchased_at": "2026-03-04T10:15:00Z", "order_reference": "  "}, "order_reference"),
-    ({"purchased_at": "2026-03-04T10:15:00Z", "order_reference": "x" * 101}, "order_reference"),
-    ({"purchased_at": "2026-03-04T10:15:00Z", "order_reference": "A\u0000B"}, "order_reference"),
-    ({"purchased_at": "2026-03-04T10:15:00Z", "order_reference": "A\nB"}, "order_reference"),
-])
+@pytest.mark.parametrize(
+    "body,field",
+    [
+        ("not json", "body"),
+        ("[1, 2]", "body"),
+        ({}, "purchased_at"),
+        ({"purchased_at": "2026-03-04T10:15:00Z"}, "order_reference"),
+        ({"purchased_at": "yesterday", "order_reference": "A"}, "purchased_at"),
+        ({"purchased_at": "2026-03-04T10:15:00", "order_reference": "A"}, "purchased_at"),  # no time zone
+        ({"purchased_at": 1700000000, "order_reference": "A"}, "purchased_at"),
+        ({"purchased_at": "2026-03-04T10:15:00Z", "order_reference": "  "}, "order_reference"),
+        ({"purchased_at": "2026-03-04T10:15:00Z", "order_reference": "x" * 101}, "order_reference"),
+        ({"purchased_at": "2026-03-04T10:15:00Z", "order_reference": "A\u0000B"}, "order_reference"),
+        ({"purchased_at": "2026-03-04T10:15:00Z", "order_reference": "A\nB"}, "order_reference"),
+    ],
+)
 def test_a_bad_body_400_with_field_errors(fake_align, flags_on, body, field):
     case = approved_case()
     response = report(case.pk, body)
@@ -208,17 +222,25 @@ def test_without_a_configured_token_every_report_is_refused(fake_align, flags_on
 @pytest.mark.parametrize("debug,expected", [("1", "demo-shop-token"), ("0", "")])
 def test_the_demo_token_is_the_default_only_with_debug_on(debug, expected):
     env = {k: v for k, v in os.environ.items() if k != "SHOP_API_TOKEN"} | {
-        "DJANGO_DEBUG": debug, "DJANGO_SETTINGS_MODULE": "align_workflow.settings"}
-    out = subprocess.run([sys.executable, "-c", "from django.conf import settings; print(repr(settings.SHOP_API_TOKEN))"],
-                         env=env, capture_output=True, text=True, check=True)
+        "DJANGO_DEBUG": debug,
+        "DJANGO_SETTINGS_MODULE": "align_workflow.settings",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", "from django.conf import settings; print(repr(settings.SHOP_API_TOKEN))"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert out.stdout.strip() == repr(expected)
 
 
 # --- Twenty identical reports at once ------------------------------------------------------------
 
 
-def test_twenty_concurrent_identical_reports_make_one_purchase_and_one_acceptance(require_postgres, fake_align,
-                                                                                   flags_on):
+def test_twenty_concurrent_identical_reports_make_one_purchase_and_one_acceptance(
+    require_postgres, fake_align, flags_on
+):
     case = approved_case()
     outcomes = race(lambda: report(case.pk), 20)
 

@@ -95,10 +95,16 @@ def test_not_an_image():
     assert "not an image" in refused(data_url(b"hello, not an image at all", "image/png"))
 
 
-@pytest.mark.parametrize("value,message", [
-    (None, "missing"), ("", "missing"), ("https://example.com/shot.png", "not a data URL"),
-    ("data:image/png,rawtext", "not base64-encoded"), ("data:image/png;base64,", "empty"),
-])
+@pytest.mark.parametrize(
+    "value,message",
+    [
+        (None, "missing"),
+        ("", "missing"),
+        ("https://example.com/shot.png", "not a data URL"),
+        ("data:image/png,rawtext", "not base64-encoded"),
+        ("data:image/png;base64,", "empty"),
+    ],
+)
 def test_malformed_data_urls(value, message):
     assert message in refused(value)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from align_simulator import progress
 from align_workflow.align import payloads
-from align_workflow.integration import events
+from align_workflow.integration import align_status
 from align_workflow.integration.models import InboundEvent
 from states import align_case as wf
 
@@ -48,7 +48,7 @@ def test_event_types_are_defined_once():
 def test_align_status_order_is_defined_once():
     ranked = [s for same in payloads.STATUS_ORDER for s in same]
     assert (*ranked, *payloads.ANYTIME_STATUSES) == payloads.ALIGN_STATUSES
-    assert events.STATUS_RANK is payloads.STATUS_RANK
+    assert align_status.STATUS_RANK is payloads.STATUS_RANK
     assert payloads.STATUS_RANK["CLINCHECK_READY"] == payloads.STATUS_RANK["SETUP_IN_PROGRESS"]
     assert payloads.STATUS_RANK["RECEIVED"] < payloads.STATUS_RANK["APPROVED"] < payloads.STATUS_RANK["SHIPPED"]
 

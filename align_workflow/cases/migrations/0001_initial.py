@@ -7,7 +7,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -16,148 +15,278 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='Case',
+            name="Case",
             fields=[
-                ('id', models.AutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('case_number', models.CharField(max_length=40, unique=True)),
-                ('state', models.CharField(choices=[('eligible', 'eligible'), ('patient_created', 'patient created'), ('order_created', 'order created'), ('assets_uploaded', 'assets uploaded'), ('plan_received', 'plan received'), ('revision_requested', 'revision requested'), ('provider_approved', 'provider approved'), ('accepted', 'accepted'), ('shipping', 'shipping'), ('cancelled', 'cancelled')], db_index=True, default='eligible', editable=False, max_length=40, verbose_name='Align workflow state')),
-                ('state_changed_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now, editable=False)),
-                ('align_pid', models.CharField(blank=True, editable=False, max_length=40, verbose_name='Align patient id (pId)')),
-                ('needs_attention', models.BooleanField(db_index=True, default=False, editable=False)),
-                ('attention_reason', models.TextField(blank=True, editable=False)),
-                ('busy_with', models.CharField(blank=True, editable=False, max_length=40)),
-                ('busy_until', models.DateTimeField(blank=True, editable=False, null=True)),
-                ('aligners_purchased_at', models.DateTimeField(blank=True, null=True)),
-                ('cancel_reason', models.TextField(blank=True, editable=False)),
-                ('carrier', models.CharField(blank=True, editable=False, max_length=60)),
-                ('tracking_number', models.CharField(blank=True, editable=False, max_length=80)),
-                ('shipped_at', models.DateTimeField(blank=True, editable=False, null=True)),
-                ('created', models.DateTimeField(default=django.utils.timezone.now)),
+                ("id", models.AutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("case_number", models.CharField(max_length=40, unique=True)),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("eligible", "eligible"),
+                            ("patient_created", "patient created"),
+                            ("order_created", "order created"),
+                            ("assets_uploaded", "assets uploaded"),
+                            ("plan_received", "plan received"),
+                            ("revision_requested", "revision requested"),
+                            ("provider_approved", "provider approved"),
+                            ("accepted", "accepted"),
+                            ("shipping", "shipping"),
+                            ("cancelled", "cancelled"),
+                        ],
+                        db_index=True,
+                        default="eligible",
+                        editable=False,
+                        max_length=40,
+                        verbose_name="Align workflow state",
+                    ),
+                ),
+                (
+                    "state_changed_at",
+                    models.DateTimeField(db_index=True, default=django.utils.timezone.now, editable=False),
+                ),
+                (
+                    "align_pid",
+                    models.CharField(blank=True, editable=False, max_length=40, verbose_name="Align patient id (pId)"),
+                ),
+                ("needs_attention", models.BooleanField(db_index=True, default=False, editable=False)),
+                ("attention_reason", models.TextField(blank=True, editable=False)),
+                ("busy_with", models.CharField(blank=True, editable=False, max_length=40)),
+                ("busy_until", models.DateTimeField(blank=True, editable=False, null=True)),
+                ("aligners_purchased_at", models.DateTimeField(blank=True, null=True)),
+                ("cancel_reason", models.TextField(blank=True, editable=False)),
+                ("carrier", models.CharField(blank=True, editable=False, max_length=60)),
+                ("tracking_number", models.CharField(blank=True, editable=False, max_length=80)),
+                ("shipped_at", models.DateTimeField(blank=True, editable=False, null=True)),
+                ("created", models.DateTimeField(default=django.utils.timezone.now)),
             ],
             options={
-                'ordering': ['-id'],
+                "ordering": ["-id"],
             },
         ),
         migrations.CreateModel(
-            name='Patient',
+            name="Patient",
             fields=[
-                ('id', models.AutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('first_name', models.CharField(max_length=100)),
-                ('last_name', models.CharField(max_length=100)),
-                ('date_of_birth', models.DateField()),
-                ('gender', models.CharField(choices=[('M', 'Male'), ('F', 'Female'), ('U', 'Unknown')], default='U', max_length=1)),
-                ('mrn', models.CharField(max_length=40, unique=True, verbose_name='medical record number')),
-                ('email', models.EmailField(blank=True, max_length=254)),
-                ('phone', models.CharField(blank=True, max_length=40)),
-                ('address_line1', models.CharField(blank=True, max_length=200)),
-                ('address_line2', models.CharField(blank=True, max_length=200)),
-                ('city', models.CharField(blank=True, max_length=100)),
-                ('state', models.CharField(blank=True, max_length=100)),
-                ('zip_code', models.CharField(blank=True, max_length=20)),
-                ('country', models.CharField(default='US', max_length=2)),
+                ("id", models.AutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("first_name", models.CharField(max_length=100)),
+                ("last_name", models.CharField(max_length=100)),
+                ("date_of_birth", models.DateField()),
+                (
+                    "gender",
+                    models.CharField(
+                        choices=[("M", "Male"), ("F", "Female"), ("U", "Unknown")], default="U", max_length=1
+                    ),
+                ),
+                ("mrn", models.CharField(max_length=40, unique=True, verbose_name="medical record number")),
+                ("email", models.EmailField(blank=True, max_length=254)),
+                ("phone", models.CharField(blank=True, max_length=40)),
+                ("address_line1", models.CharField(blank=True, max_length=200)),
+                ("address_line2", models.CharField(blank=True, max_length=200)),
+                ("city", models.CharField(blank=True, max_length=100)),
+                ("state", models.CharField(blank=True, max_length=100)),
+                ("zip_code", models.CharField(blank=True, max_length=20)),
+                ("country", models.CharField(default="US", max_length=2)),
             ],
         ),
         migrations.CreateModel(
-            name='AlignOrder',
+            name="AlignOrder",
             fields=[
-                ('id', models.AutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('sales_order_number', models.CharField(max_length=40, unique=True)),
-                ('order_kind', models.CharField(choices=[('PRIMARY', 'Primary'), ('SECONDARY', 'Secondary')], max_length=10)),
-                ('order_type', models.CharField(blank=True, max_length=20)),
-                ('p_id', models.CharField(blank=True, max_length=40)),
-                ('align_created_at', models.DateTimeField()),
-                ('received_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('case', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='align_orders', to='cases.case')),
+                ("id", models.AutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("sales_order_number", models.CharField(max_length=40, unique=True)),
+                (
+                    "order_kind",
+                    models.CharField(choices=[("PRIMARY", "Primary"), ("SECONDARY", "Secondary")], max_length=10),
+                ),
+                ("order_type", models.CharField(blank=True, max_length=20)),
+                ("p_id", models.CharField(blank=True, max_length=40)),
+                ("align_created_at", models.DateTimeField()),
+                ("received_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "case",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="align_orders", to="cases.case"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-align_created_at', '-id'],
+                "ordering": ["-align_created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='CaseAsset',
+            name="CaseAsset",
             fields=[
-                ('id', models.AutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('STL_UPPER', 'STL scan, upper'), ('STL_LOWER', 'STL scan, lower'), ('PHOTO', 'Photo'), ('CCACCEPTSCREEN', 'ClinCheck acceptance screenshot'), ('PROVPREV', 'Treatment plan preview')], max_length=20)),
-                ('file', models.FileField(blank=True, upload_to='assets/%Y/%m/')),
-                ('filename', models.CharField(blank=True, max_length=255)),
-                ('sha256', models.CharField(blank=True, max_length=64)),
-                ('url', models.URLField(blank=True, max_length=500)),
-                ('vault_id', models.CharField(blank=True, max_length=64)),
-                ('external_key', models.CharField(blank=True, max_length=64)),
-                ('created', models.DateTimeField(default=django.utils.timezone.now)),
-                ('removed', models.BooleanField(default=False)),
-                ('case', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='assets', to='cases.case')),
+                ("id", models.AutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("STL_UPPER", "STL scan, upper"),
+                            ("STL_LOWER", "STL scan, lower"),
+                            ("PHOTO", "Photo"),
+                            ("CCACCEPTSCREEN", "ClinCheck acceptance screenshot"),
+                            ("PROVPREV", "Treatment plan preview"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("file", models.FileField(blank=True, upload_to="assets/%Y/%m/")),
+                ("filename", models.CharField(blank=True, max_length=255)),
+                ("sha256", models.CharField(blank=True, max_length=64)),
+                ("url", models.URLField(blank=True, max_length=500)),
+                ("vault_id", models.CharField(blank=True, max_length=64)),
+                ("external_key", models.CharField(blank=True, max_length=64)),
+                ("created", models.DateTimeField(default=django.utils.timezone.now)),
+                ("removed", models.BooleanField(default=False)),
+                (
+                    "case",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="assets", to="cases.case"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created', '-id'],
+                "ordering": ["-created", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='CaseNote',
+            name="CaseNote",
             fields=[
-                ('id', models.AutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('text', models.TextField()),
-                ('created', models.DateTimeField(default=django.utils.timezone.now)),
-                ('author', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL)),
-                ('case', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='notes', to='cases.case')),
+                ("id", models.AutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("text", models.TextField()),
+                ("created", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "author",
+                    models.ForeignKey(
+                        blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL
+                    ),
+                ),
+                (
+                    "case",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="notes", to="cases.case"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created', '-id'],
+                "ordering": ["-created", "-id"],
             },
         ),
         migrations.AddField(
-            model_name='case',
-            name='patient',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='cases', to='cases.patient'),
+            model_name="case",
+            name="patient",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name="cases", to="cases.patient"
+            ),
         ),
         migrations.CreateModel(
-            name='PhotoAssessment',
+            name="PhotoAssessment",
             fields=[
-                ('id', models.AutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('status', models.CharField(choices=[('PENDING', 'Pending'), ('APPROVED', 'Approved'), ('REJECTED', 'Rejected')], default='PENDING', max_length=10)),
-                ('treatment_option', models.CharField(choices=[('BOTH_ARCHES', 'Both arches'), ('UPPER_ONLY', 'Upper only'), ('LOWER_ONLY', 'Lower only')], default='BOTH_ARCHES', max_length=12)),
-                ('created', models.DateTimeField(default=django.utils.timezone.now)),
-                ('case', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='photo_assessment', to='cases.case')),
+                ("id", models.AutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("PENDING", "Pending"), ("APPROVED", "Approved"), ("REJECTED", "Rejected")],
+                        default="PENDING",
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "treatment_option",
+                    models.CharField(
+                        choices=[
+                            ("BOTH_ARCHES", "Both arches"),
+                            ("UPPER_ONLY", "Upper only"),
+                            ("LOWER_ONLY", "Lower only"),
+                        ],
+                        default="BOTH_ARCHES",
+                        max_length=12,
+                    ),
+                ),
+                ("created", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "case",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="photo_assessment", to="cases.case"
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Provider',
+            name="Provider",
             fields=[
-                ('id', models.AutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('account_name', models.CharField(max_length=200)),
-                ('user', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='provider', to=settings.AUTH_USER_MODEL)),
+                ("id", models.AutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("account_name", models.CharField(max_length=200)),
+                (
+                    "user",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="provider",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Prescription',
+            name="Prescription",
             fields=[
-                ('id', models.AutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('lab', models.CharField(choices=[('AL', 'Align'), ('IH', 'In-house'), ('OT', 'Other lab')], default='AL', max_length=2)),
-                ('created', models.DateTimeField(default=django.utils.timezone.now)),
-                ('case', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='prescription', to='cases.case')),
-                ('provider', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='prescriptions', to='cases.provider')),
+                ("id", models.AutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "lab",
+                    models.CharField(
+                        choices=[("AL", "Align"), ("IH", "In-house"), ("OT", "Other lab")], default="AL", max_length=2
+                    ),
+                ),
+                ("created", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "case",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="prescription", to="cases.case"
+                    ),
+                ),
+                (
+                    "provider",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="prescriptions", to="cases.provider"
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='TreatmentPlan',
+            name="TreatmentPlan",
             fields=[
-                ('id', models.AutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('plan_id', models.CharField(max_length=40)),
-                ('version', models.PositiveIntegerField()),
-                ('revision_of', models.CharField(blank=True, max_length=40)),
-                ('sales_order_number', models.CharField(blank=True, max_length=40)),
-                ('stages_upper', models.PositiveSmallIntegerField(default=0)),
-                ('stages_lower', models.PositiveSmallIntegerField(default=0)),
-                ('attachments', models.BooleanField(default=False)),
-                ('ipr', models.BooleanField(default=False)),
-                ('notes', models.TextField(blank=True)),
-                ('received_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('case', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='treatment_plans', to='cases.case')),
-                ('preview', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='cases.caseasset')),
+                ("id", models.AutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("plan_id", models.CharField(max_length=40)),
+                ("version", models.PositiveIntegerField()),
+                ("revision_of", models.CharField(blank=True, max_length=40)),
+                ("sales_order_number", models.CharField(blank=True, max_length=40)),
+                ("stages_upper", models.PositiveSmallIntegerField(default=0)),
+                ("stages_lower", models.PositiveSmallIntegerField(default=0)),
+                ("attachments", models.BooleanField(default=False)),
+                ("ipr", models.BooleanField(default=False)),
+                ("notes", models.TextField(blank=True)),
+                ("received_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "case",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="treatment_plans", to="cases.case"
+                    ),
+                ),
+                (
+                    "preview",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="cases.caseasset",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-version', '-id'],
-                'constraints': [models.UniqueConstraint(fields=('case', 'version'), name='unique_plan_version_per_case')],
+                "ordering": ["-version", "-id"],
+                "constraints": [
+                    models.UniqueConstraint(fields=("case", "version"), name="unique_plan_version_per_case")
+                ],
             },
         ),
     ]

@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('cases', '0001_initial'),
+        ("cases", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='caseasset',
-            name='size',
-            field=models.PositiveBigIntegerField(blank=True, null=True, verbose_name='size in bytes'),
+            model_name="caseasset",
+            name="size",
+            field=models.PositiveBigIntegerField(blank=True, null=True, verbose_name="size in bytes"),
         ),
     ]

@@ -4,14 +4,13 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('cases', '0002_caseasset_size'),
+        ("cases", "0002_caseasset_size"),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='case',
-            index=models.Index(fields=['-needs_attention', '-state_changed_at', '-id'], name='case_staff_list_order'),
+            model_name="case",
+            index=models.Index(fields=["-needs_attention", "-state_changed_at", "-id"], name="case_staff_list_order"),
         ),
     ]

@@ -37,7 +37,6 @@ def drop_trigger(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
         ("cases", "0003_case_staff_list_order"),
         ("django_fsm_log", "0004_auto_20190131_0341"),

@@ -6,26 +6,38 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('cases', '0004_statelog_append_only'),
+        ("cases", "0004_statelog_append_only"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='case',
-            name='aligners_order_reference',
-            field=models.CharField(blank=True, editable=False, max_length=100, verbose_name='shop order reference'),
+            model_name="case",
+            name="aligners_order_reference",
+            field=models.CharField(blank=True, editable=False, max_length=100, verbose_name="shop order reference"),
         ),
         migrations.AddField(
-            model_name='case',
-            name='aligners_purchase_reported_by',
-            field=models.ForeignKey(blank=True, editable=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL),
+            model_name="case",
+            name="aligners_purchase_reported_by",
+            field=models.ForeignKey(
+                blank=True,
+                editable=False,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AddField(
-            model_name='case',
-            name='aligners_purchase_source',
-            field=models.CharField(blank=True, choices=[('staff', 'staff (case page)'), ('shop', 'the shop (API)'), ('batch', 'align_batch')], editable=False, max_length=10, verbose_name='purchase reported by'),
+            model_name="case",
+            name="aligners_purchase_source",
+            field=models.CharField(
+                blank=True,
+                choices=[("staff", "staff (case page)"), ("shop", "the shop (API)"), ("batch", "align_batch")],
+                editable=False,
+                max_length=10,
+                verbose_name="purchase reported by",
+            ),
         ),
     ]

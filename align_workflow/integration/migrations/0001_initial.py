@@ -6,54 +6,104 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('cases', '0002_caseasset_size'),
+        ("cases", "0002_caseasset_size"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='InboundEvent',
+            name="InboundEvent",
             fields=[
-                ('id', models.AutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('event_id', models.CharField(max_length=100, unique=True)),
-                ('type', models.CharField(choices=[('sales_order.created', 'Sales order created'), ('treatment_plan.submitted', 'Treatment plan submitted'), ('case.status_changed', 'Case status changed')], db_index=True, max_length=40)),
-                ('summary', models.CharField(blank=True, max_length=200)),
-                ('payload', models.JSONField()),
-                ('raw_body', models.TextField()),
-                ('received_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ('occurred_at', models.DateTimeField(db_index=True)),
-                ('status', models.CharField(choices=[('pending', 'Pending (stored, not applied yet)'), ('applied', 'Applied'), ('ignored', 'Ignored'), ('failed', 'Failed')], db_index=True, default='pending', max_length=10)),
-                ('status_detail', models.TextField(blank=True)),
-                ('applied_at', models.DateTimeField(blank=True, null=True)),
-                ('attempts', models.PositiveIntegerField(default=0)),
-                ('last_attempt_at', models.DateTimeField(blank=True, null=True)),
-                ('case', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='align_events', to='cases.case')),
+                ("id", models.AutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("event_id", models.CharField(max_length=100, unique=True)),
+                (
+                    "type",
+                    models.CharField(
+                        choices=[
+                            ("sales_order.created", "Sales order created"),
+                            ("treatment_plan.submitted", "Treatment plan submitted"),
+                            ("case.status_changed", "Case status changed"),
+                        ],
+                        db_index=True,
+                        max_length=40,
+                    ),
+                ),
+                ("summary", models.CharField(blank=True, max_length=200)),
+                ("payload", models.JSONField()),
+                ("raw_body", models.TextField()),
+                ("received_at", models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
+                ("occurred_at", models.DateTimeField(db_index=True)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending (stored, not applied yet)"),
+                            ("applied", "Applied"),
+                            ("ignored", "Ignored"),
+                            ("failed", "Failed"),
+                        ],
+                        db_index=True,
+                        default="pending",
+                        max_length=10,
+                    ),
+                ),
+                ("status_detail", models.TextField(blank=True)),
+                ("applied_at", models.DateTimeField(blank=True, null=True)),
+                ("attempts", models.PositiveIntegerField(default=0)),
+                ("last_attempt_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "case",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="align_events",
+                        to="cases.case",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-received_at', '-id'],
+                "ordering": ["-received_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='AlignCaseStatus',
+            name="AlignCaseStatus",
             fields=[
-                ('case', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, primary_key=True, related_name='align_status', serialize=False, to='cases.case')),
-                ('status', models.CharField(max_length=30)),
-                ('previous_status', models.CharField(blank=True, max_length=30)),
-                ('occurred_at', models.DateTimeField()),
-                ('furthest_status', models.CharField(blank=True, max_length=30)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('event', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='integration.inboundevent')),
+                (
+                    "case",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        primary_key=True,
+                        related_name="align_status",
+                        serialize=False,
+                        to="cases.case",
+                    ),
+                ),
+                ("status", models.CharField(max_length=30)),
+                ("previous_status", models.CharField(blank=True, max_length=30)),
+                ("occurred_at", models.DateTimeField()),
+                ("furthest_status", models.CharField(blank=True, max_length=30)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "event",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="integration.inboundevent",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'Align case status',
-                'verbose_name_plural': 'Align case statuses',
+                "verbose_name": "Align case status",
+                "verbose_name_plural": "Align case statuses",
             },
         ),
         migrations.AddIndex(
-            model_name='inboundevent',
-            index=models.Index(fields=['case', 'status', 'occurred_at'], name='inbound_case_status_occurred'),
+            model_name="inboundevent",
+            index=models.Index(fields=["case", "status", "occurred_at"], name="inbound_case_status_occurred"),
         ),
     ]

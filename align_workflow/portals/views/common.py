@@ -27,8 +27,9 @@ def perform(request, action, *, success):
         messages.error(request, str(refused))
         return False
     except _call_failures() as failed:
-        messages.error(request, f"The call to Align failed: {failed} The case stays where it was; "
-                                "the attempt is in the timeline.")
+        messages.error(
+            request, f"The call to Align failed: {failed} The case stays where it was; the attempt is in the timeline."
+        )
         return False
     outcome = success(result) if callable(success) else success
     level, text = outcome if isinstance(outcome, tuple) else (messages.SUCCESS, outcome)

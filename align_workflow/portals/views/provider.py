@@ -35,11 +35,15 @@ def _own_case_or_404(request, pk):
 @provider_required
 def case_list(request):
     cases = list(selectors.provider_cases(request.user))
-    return render(request, "portals/provider/case_list.html", {
-        "nav": "provider",
-        "waiting": [c for c in cases if c.state == wf.PLAN_RECEIVED],
-        "others": [c for c in cases if c.state != wf.PLAN_RECEIVED],
-    })
+    return render(
+        request,
+        "portals/provider/case_list.html",
+        {
+            "nav": "provider",
+            "waiting": [c for c in cases if c.state == wf.PLAN_RECEIVED],
+            "others": [c for c in cases if c.state != wf.PLAN_RECEIVED],
+        },
+    )
 
 
 @require_GET
@@ -48,25 +52,29 @@ def case_detail(request, pk):
     case = _own_case_or_404(request, pk)
     plans = selectors.with_preview_links(case.treatment_plans.select_related("preview"))
     available = available_triggers(case, by=request.user)
-    return render(request, "portals/provider/case_detail.html", {
-        "nav": "provider",
-        "case": case,
-        "patient": case.patient,
-        "plan": plans[0] if plans else None,
-        "earlier_plans": plans[1:],
-        "revision_comments": selectors.revision_comments(case),
-        "approval": selectors.approval(case) if case.state in APPROVED_STATES else None,
-        "can_approve": "approve_plan" in available,
-        "can_request_revision": "request_revision" in available,
-        "revision_switched_off": case.state == wf.PLAN_RECEIVED and "request_revision" not in available,
-        "approve_form": ApproveForm(),
-        "screenshot_max_bytes": settings.ALIGN_SCREENSHOT_MAX_BYTES,
-        "screenshot_max_pixels": settings.ALIGN_SCREENSHOT_MAX_PIXELS,
-        "revision_form": RevisionForm(),
-        "status_url": request.path + "status/",
-        "stamp": selectors.case_stamp(case),
-        "terminal": case.state in wf.TERMINAL,
-    })
+    return render(
+        request,
+        "portals/provider/case_detail.html",
+        {
+            "nav": "provider",
+            "case": case,
+            "patient": case.patient,
+            "plan": plans[0] if plans else None,
+            "earlier_plans": plans[1:],
+            "revision_comments": selectors.revision_comments(case),
+            "approval": selectors.approval(case) if case.state in APPROVED_STATES else None,
+            "can_approve": "approve_plan" in available,
+            "can_request_revision": "request_revision" in available,
+            "revision_switched_off": case.state == wf.PLAN_RECEIVED and "request_revision" not in available,
+            "approve_form": ApproveForm(),
+            "screenshot_max_bytes": settings.ALIGN_SCREENSHOT_MAX_BYTES,
+            "screenshot_max_pixels": settings.ALIGN_SCREENSHOT_MAX_PIXELS,
+            "revision_form": RevisionForm(),
+            "status_url": request.path + "status/",
+            "stamp": selectors.case_stamp(case),
+            "terminal": case.state in wf.TERMINAL,
+        },
+    )
 
 
 @require_GET
@@ -79,9 +87,12 @@ def case_status(request, pk):
 def _screenshot_too_big(request, size, limit, pk):
     _own_case_or_404(request, pk)
     mb = 1024 * 1024
-    messages.error(request, f"The approval picture is too large to send ({size / mb:.1f} MB; the limit is "
-                            f"{settings.ALIGN_SCREENSHOT_MAX_BYTES / mb:.1f} MB); the plan was not approved. "
-                            "Reload the page and approve again.")
+    messages.error(
+        request,
+        f"The approval picture is too large to send ({size / mb:.1f} MB; the limit is "
+        f"{settings.ALIGN_SCREENSHOT_MAX_BYTES / mb:.1f} MB); the plan was not approved. "
+        "Reload the page and approve again.",
+    )
     return redirect("portals:provider_case", pk=pk)
 
 
@@ -95,8 +106,11 @@ def approve(request, pk):
     form = ApproveForm(request.POST)
     if form.is_valid():
         screenshot = form.cleaned_data["acceptance_screenshot"]
-        perform(request, lambda: fire(case, "approve_plan", by=request.user, acceptance_screenshot=screenshot),
-                success="Plan approved. The clinic will confirm the aligner purchase with Align.")
+        perform(
+            request,
+            lambda: fire(case, "approve_plan", by=request.user, acceptance_screenshot=screenshot),
+            success="Plan approved. The clinic will confirm the aligner purchase with Align.",
+        )
     else:
         form_errors(request, form)
     return redirect("portals:provider_case", pk=case.pk)
@@ -109,8 +123,11 @@ def request_revision(request, pk):
     form = RevisionForm(request.POST)
     if form.is_valid():
         comments = form.cleaned_data["comments"]
-        perform(request, lambda: fire(case, "request_revision", by=request.user, comments=comments),
-                success="Revision requested. Align will send a new plan version.")
+        perform(
+            request,
+            lambda: fire(case, "request_revision", by=request.user, comments=comments),
+            success="Revision requested. Align will send a new plan version.",
+        )
     else:
         form_errors(request, form)
     return redirect("portals:provider_case", pk=case.pk)

@@ -61,8 +61,9 @@ def case_list(request):
     elif "s" in request.GET:
         saved = request.session.get(SEARCHES_KEY, {}).get(request.GET["s"])
         if saved is None:
-            messages.warning(request, "That search is no longer available (searches are kept for your session "
-                                      "only): search again.")
+            messages.warning(
+                request, "That search is no longer available (searches are kept for your session only): search again."
+            )
             form, status = CaseSearchForm(), 404
         else:
             form = CaseSearchForm(saved)
@@ -77,26 +78,33 @@ def case_list(request):
         cases = Case.objects.none()
     else:
         cases = selectors.staff_cases(
-            q=filters.get("q", ""), state=filters.get("state", ""),
-            attention=filters.get("attention", False), stuck=filters.get("stuck", False),
+            q=filters.get("q", ""),
+            state=filters.get("state", ""),
+            attention=filters.get("attention", False),
+            stuck=filters.get("stuck", False),
             other_labs=filters.get("other_labs", False),
         )
     page = Paginator(cases, PAGE_SIZE).get_page(request.GET.get("page"))
     counts = selectors.state_counts()
     if not isinstance(form, CaseSearchForm):  # the box shows the address's filters
         form = CaseSearchForm(initial=filters) if status != 400 else _search_form_with_errors(form)
-    return render(request, "portals/staff/case_list.html", {
-        "nav": "staff",
-        "form": form,
-        "page": page,
-        "counts": counts,
-        "total": sum(c.total for c in counts),
-        "attention_total": selectors.attention_count(),
-        "outside_total": selectors.outside_workflow_count(),
-        "filters": filters,
-        "filtered": any(filters.values()),
-        "invalid": status == 400,
-    }, status=status)
+    return render(
+        request,
+        "portals/staff/case_list.html",
+        {
+            "nav": "staff",
+            "form": form,
+            "page": page,
+            "counts": counts,
+            "total": sum(c.total for c in counts),
+            "attention_total": selectors.attention_count(),
+            "outside_total": selectors.outside_workflow_count(),
+            "filters": filters,
+            "filtered": any(filters.values()),
+            "invalid": status == 400,
+        },
+        status=status,
+    )
 
 
 def _search_form_with_errors(filter_form):
@@ -125,36 +133,40 @@ def case_detail(request, pk):
     # A case that needs attention is resumed with Retry (same step, same idempotency key).
     can_send = any(t in available for t in wf.SEND_TO_ALIGN) and not case.needs_attention
     prescription = getattr(case, "prescription", None)
-    return render(request, "portals/staff/case_detail.html", {
-        "nav": "staff",
-        "case": case,
-        "in_workflow": prescription is not None and prescription.lab == Prescription.Lab.ALIGN,
-        "patient": case.patient,
-        "criteria": criteria,
-        "all_criteria_pass": all(c.ok for c in criteria),
-        "send_flag_on": send_flag_on,
-        "can_send": can_send,
-        "sending_stage": case.state in SEND_SOURCES,
-        "can_purchase": case.state == wf.PROVIDER_APPROVED,
-        "acceptance_waiting": purchases.is_waiting(case),
-        "acceptance_flag_on": flag_is_on(wf.FLAG_SET_ORDER_STATUS, request.user),
-        "can_cancel": "cancel" in available,
-        "gender_unknown": case.patient.gender == Patient.Gender.UNKNOWN,
-        "gender_form": GenderForm(initial={"gender": case.patient.gender}),
-        "contact_form": ContactForm(instance=case.patient, prefix="contact"),
-        "contact_editable": case.state not in services.CONTACT_LOCKED_STATES,
-        "contact_needs_fix": any(not c.ok for c in criteria if c.name in CONTACT_CRITERIA),
-        "cancel_form": CancelForm(),
-        "timeline": selectors.timeline(case),
-        "assets": CaseAsset.objects.filter(case=case).order_by("kind", "created"),
-        "plans": selectors.with_preview_links(case.treatment_plans.select_related("preview")[:5]),
-        "orders": case.align_orders.order_by("order_kind", "-align_created_at", "-id"),  # primary first
-        "diagram": inline_svg(svg) if (svg := case_svg(case)) else None,
-        "diagram_missing": MISSING_GRAPHVIZ,
-        "terminal": case.state in wf.TERMINAL,
-        "status_url": request.path + "status/",
-        "stamp": selectors.case_stamp(case),
-    })
+    return render(
+        request,
+        "portals/staff/case_detail.html",
+        {
+            "nav": "staff",
+            "case": case,
+            "in_workflow": prescription is not None and prescription.lab == Prescription.Lab.ALIGN,
+            "patient": case.patient,
+            "criteria": criteria,
+            "all_criteria_pass": all(c.ok for c in criteria),
+            "send_flag_on": send_flag_on,
+            "can_send": can_send,
+            "sending_stage": case.state in SEND_SOURCES,
+            "can_purchase": case.state == wf.PROVIDER_APPROVED,
+            "acceptance_waiting": purchases.is_waiting(case),
+            "acceptance_flag_on": flag_is_on(wf.FLAG_SET_ORDER_STATUS, request.user),
+            "can_cancel": "cancel" in available,
+            "gender_unknown": case.patient.gender == Patient.Gender.UNKNOWN,
+            "gender_form": GenderForm(initial={"gender": case.patient.gender}),
+            "contact_form": ContactForm(instance=case.patient, prefix="contact"),
+            "contact_editable": case.state not in services.CONTACT_LOCKED_STATES,
+            "contact_needs_fix": any(not c.ok for c in criteria if c.name in CONTACT_CRITERIA),
+            "cancel_form": CancelForm(),
+            "timeline": selectors.timeline(case),
+            "assets": CaseAsset.objects.filter(case=case).order_by("kind", "created"),
+            "plans": selectors.with_preview_links(case.treatment_plans.select_related("preview")[:5]),
+            "orders": case.align_orders.order_by("order_kind", "-align_created_at", "-id"),  # primary first
+            "diagram": inline_svg(svg) if (svg := case_svg(case)) else None,
+            "diagram_missing": MISSING_GRAPHVIZ,
+            "terminal": case.state in wf.TERMINAL,
+            "status_url": request.path + "status/",
+            "stamp": selectors.case_stamp(case),
+        },
+    )
 
 
 @require_GET
@@ -212,8 +224,11 @@ def cancel(request, pk):
     case = get_object_or_404(Case, pk=pk)
     form = CancelForm(request.POST)
     if form.is_valid():
-        perform(request, lambda: fire(case, "cancel", by=request.user, reason=form.cleaned_data["reason"]),
-                success="The case was cancelled.")
+        perform(
+            request,
+            lambda: fire(case, "cancel", by=request.user, reason=form.cleaned_data["reason"]),
+            success="The case was cancelled.",
+        )
     else:
         form_errors(request, form)
     return _back(case)

@@ -32,8 +32,12 @@ def _annotated_graph(counts):
         label = rf"{c.state}\n{c.total} case{'s' if c.total != 1 else ''}"
         if c.stuck:
             label += rf"\n{c.stuck} stuck"
-        attrs = {"label": label, "URL": _list_url(state=c.state), "target": "_top",
-                 "tooltip": f"{c.meaning} Click to list these cases."}
+        attrs = {
+            "label": label,
+            "URL": _list_url(state=c.state),
+            "target": "_top",
+            "tooltip": f"{c.meaning} Click to list these cases.",
+        }
         if c.stuck:
             attrs.update(fillcolor="#fde2e1", color="#c0392b", penwidth="2")
         elif c.total:
@@ -50,18 +54,22 @@ def workflow(request):
         {"count": c, "list_url": _list_url(state=c.state), "stuck_url": _list_url(state=c.state, stuck="on")}
         for c in counts
     ]
-    return render(request, "portals/support/workflow.html", {
-        "nav": "support",
-        "rows": rows,
-        "diagram": inline_svg(svg) if (svg := annotated_workflow_svg(counts)) else None,
-        "diagram_missing": MISSING_GRAPHVIZ,
-        "total": sum(c.total for c in counts),
-        "stuck_total": sum(c.stuck for c in counts),
-        "stuck_url": _list_url(stuck="on"),
-        "attention_total": selectors.attention_count(),
-        "attention_url": _list_url(attention="on"),
-        "stuck_after": _duration(settings.ALIGN_STUCK_AFTER_SECONDS),
-    })
+    return render(
+        request,
+        "portals/support/workflow.html",
+        {
+            "nav": "support",
+            "rows": rows,
+            "diagram": inline_svg(svg) if (svg := annotated_workflow_svg(counts)) else None,
+            "diagram_missing": MISSING_GRAPHVIZ,
+            "total": sum(c.total for c in counts),
+            "stuck_total": sum(c.stuck for c in counts),
+            "stuck_url": _list_url(stuck="on"),
+            "attention_total": selectors.attention_count(),
+            "attention_url": _list_url(attention="on"),
+            "stuck_after": _duration(settings.ALIGN_STUCK_AFTER_SECONDS),
+        },
+    )
 
 
 def _duration(seconds):

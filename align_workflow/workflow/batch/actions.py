@@ -39,13 +39,13 @@ class Busy(Skip):
 class Plan:
     """What will be done for one case (shown as is by --dry-run)."""
 
-    description: str                  # "accept the ClinCheck as the system (screenshot asset 12)"
-    by: object = None                 # the acting user (None: the system)
+    description: str  # "accept the ClinCheck as the system (screenshot asset 12)"
+    by: object = None  # the acting user (None: the system)
     params: dict = field(default_factory=dict)
-    retry: bool = False               # re-send the step's last failed call (retry_here) instead of firing anew
-    step: str | None = None           # the step retried
-    note: str = ""                    # the case note written when it is sent
-    remark: str = ""                  # told to the user with the outcome
+    retry: bool = False  # re-send the step's last failed call (retry_here) instead of firing anew
+    step: str | None = None  # the step retried
+    note: str = ""  # the case note written when it is sent
+    remark: str = ""  # told to the user with the outcome
 
 
 def _words(state):
@@ -88,8 +88,10 @@ def refuse_if_busy(case):
     """Busy (skip, in progress elsewhere) while a call for the case is in flight (busy.py decides)."""
     step = busy.busy_step(case)
     if step:
-        raise Busy(f"{trigger_label(step)} is being sent to Align for this case right now by another "
-                   "process (or one that stopped mid-call, until its lease ends); run again later")
+        raise Busy(
+            f"{trigger_label(step)} is being sent to Align for this case right now by another "
+            "process (or one that stopped mid-call, until its lease ends); run again later"
+        )
 
 
 def _preflight(case, trigger, by, action, **params) -> dict:
@@ -112,8 +114,8 @@ def _refused(case, action, checks):
 class Action:
     name = ""
     trigger = ""
-    done_word = ""          # "[3/10] C000123 accepted"
-    already = ""            # the skip reason when the work is done already
+    done_word = ""  # "[3/10] C000123 accepted"
+    already = ""  # the skip reason when the work is done already
     selection_description = ""
     takes_comments = False
     detail_when_done = False  # say what was done on the case's line
@@ -151,15 +153,19 @@ class Accept(Action):
     def default_selection(self):
         screenshot = CaseAsset.objects.filter(case=OuterRef("pk"), kind=CaseAsset.Kind.CCACCEPTSCREEN, removed=False)
         return Case.objects.filter(state=wf.PROVIDER_APPROVED, aligners_purchased_at__isnull=False).filter(
-            Exists(screenshot))
+            Exists(screenshot)
+        )
 
     def plan(self, case, row):
         _refused(case, self, lambda: engine.check(case, self.trigger, by=None))
         if case.aligners_purchased_at is None:
             raise Skip("no aligner purchase is recorded for this case")
         prepared = _preflight(case, self.trigger, None, self)
-        return Plan(f"accept the ClinCheck as the system (screenshot asset {prepared['screenshot_asset_id']})",
-                    by=None, note=self.note("sending Accept ClinCheck as the system (aligners purchased)."))
+        return Plan(
+            f"accept the ClinCheck as the system (screenshot asset {prepared['screenshot_asset_id']})",
+            by=None,
+            note=self.note("sending Accept ClinCheck as the system (aligners purchased)."),
+        )
 
 
 class UploadAssets(Action):
@@ -177,8 +183,7 @@ class UploadAssets(Action):
         if not case.align_pid:
             raise Skip("the case has no Align patient id (pId)")
         _preflight(case, self.trigger, None, self)
-        return Plan("upload the assets as the system", by=None,
-                    note=self.note("sending Upload Assets as the system."))
+        return Plan("upload the assets as the system", by=None, note=self.note("sending Upload Assets as the system."))
 
 
 class Revise(Action):
@@ -191,9 +196,11 @@ class Revise(Action):
 
     def default_selection(self):
         last = OutboundAttempt.objects.filter(case=OuterRef("pk")).order_by("-id")
-        return Case.objects.filter(state=wf.PLAN_RECEIVED).annotate(
-            last_step=last.values("step")[:1], last_status=last.values("status")[:1]
-        ).filter(last_step="request_revision", last_status__in=_FAILED_STATUSES)
+        return (
+            Case.objects.filter(state=wf.PLAN_RECEIVED)
+            .annotate(last_step=last.values("step")[:1], last_status=last.values("status")[:1])
+            .filter(last_step="request_revision", last_status__in=_FAILED_STATUSES)
+        )
 
     def plan(self, case, row):
         prescription = Prescription.objects.filter(case_id=case.pk).select_related("provider__user").first()
@@ -216,15 +223,22 @@ class Revise(Action):
                 f"re-send the failed revision request for plan version {version} on behalf of provider "
                 f"{provider.get_username()} (the provider's comments, the same key)"
                 + (f"; {remark.replace('were', 'are')}" if remark else ""),
-                by=provider, retry=True, step=self.trigger, remark=remark,
-                note=self.note(f"re-sending the failed Request Revision for plan version {version} on behalf of "
-                               f"the case's provider ({provider.get_username()}), with the provider's comments "
-                               "and the same idempotency key."),
+                by=provider,
+                retry=True,
+                step=self.trigger,
+                remark=remark,
+                note=self.note(
+                    f"re-sending the failed Request Revision for plan version {version} on behalf of "
+                    f"the case's provider ({provider.get_username()}), with the provider's comments "
+                    "and the same idempotency key."
+                ),
             )
         if failed is not None:
-            raise Skip(f"its failed revision request was about plan version "
-                       f"{failed.params.get('plan_version') or '?'}, but version {version} is waiting now, "
-                       "for the provider to review")
+            raise Skip(
+                f"its failed revision request was about plan version "
+                f"{failed.params.get('plan_version') or '?'}, but version {version} is waiting now, "
+                "for the provider to review"
+            )
         if not row.explicit:
             raise Skip("no failed revision request to re-send")
         if not row.comments:
@@ -236,18 +250,24 @@ class Revise(Action):
             return Plan(
                 f"request a revision of plan version {version} with align_batch's default comment "
                 f"{DEFAULT_COMMENTS!r} (the file gave none), on behalf of provider {provider.get_username()}",
-                by=provider, params=params,
-                note=self.note(f"sending Request Revision for plan version {version} with the old scripts' default "
-                               f"comment {DEFAULT_COMMENTS!r} (the file gave none; not the provider's words), on "
-                               f"behalf of the case's provider ({provider.get_username()})."),
+                by=provider,
+                params=params,
+                note=self.note(
+                    f"sending Request Revision for plan version {version} with the old scripts' default "
+                    f"comment {DEFAULT_COMMENTS!r} (the file gave none; not the provider's words), on "
+                    f"behalf of the case's provider ({provider.get_username()})."
+                ),
             )
         params = {"comments": row.comments}
         _preflight(case, self.trigger, provider, self, **params)
         return Plan(
             f"request a revision of plan version {version} on behalf of provider {provider.get_username()}",
-            by=provider, params=params,
-            note=self.note(f"sending Request Revision for plan version {version} on behalf of the case's "
-                           f"provider ({provider.get_username()})."),
+            by=provider,
+            params=params,
+            note=self.note(
+                f"sending Request Revision for plan version {version} on behalf of the case's "
+                f"provider ({provider.get_username()})."
+            ),
         )
 
 
@@ -271,9 +291,14 @@ class RetryFailed(Action):
         if case.state not in wf.BY_TRIGGER[last.step].source:
             raise Skip(f"its last failed call ({label}) no longer applies: the case is {_words(case.state)}")
         _preflight(case, last.step, last.by, None, **(last.params or {}))
-        return Plan(f"retry {label} (attempt {last.attempt}, {last.get_status_display().lower()}) as "
-                    f"{_who(last.by)}, with the same key", by=last.by, retry=True, step=None,
-                    note=self.note(f"retrying {label} as {_who(last.by)}."))
+        return Plan(
+            f"retry {label} (attempt {last.attempt}, {last.get_status_display().lower()}) as "
+            f"{_who(last.by)}, with the same key",
+            by=last.by,
+            retry=True,
+            step=None,
+            note=self.note(f"retrying {label} as {_who(last.by)}."),
+        )
 
 
 ACTIONS = {a.name: a for a in (Accept(), Revise(), UploadAssets(), RetryFailed())}

@@ -38,8 +38,11 @@ class RowOutcome:
         """The one-line outcome shown per case: "C000123 accepted", "C000124 skipped: already accepted"."""
         who = self.case_number or self.row.label
         if self.outcome == DONE:
-            return (f"{who} {action.done_word}" + (f": {self.detail}" if action.detail_when_done else "")
-                    + (f" ({self.remark})" if self.remark and not action.detail_when_done else ""))
+            return (
+                f"{who} {action.done_word}"
+                + (f": {self.detail}" if action.detail_when_done else "")
+                + (f" ({self.remark})" if self.remark and not action.detail_when_done else "")
+            )
         if self.outcome == WOULD_DO:
             return f"{who} would {self.detail}"
         if self.outcome == BUSY:
@@ -57,8 +60,9 @@ def write_report(handle, outcomes: list[RowOutcome]) -> None:
     writer = csv.writer(handle)
     writer.writerow(REPORT_COLUMNS)
     for o in outcomes:
-        writer.writerow([_cell(v) for v in (o.row.line, o.case_id, o.case_number, o.mrn, o.action, o.outcome,
-                                            o.detail)])
+        writer.writerow(
+            [_cell(v) for v in (o.row.line, o.case_id, o.case_number, o.mrn, o.action, o.outcome, o.detail)]
+        )
 
 
 def counts(outcomes: list[RowOutcome]) -> dict[str, int]:

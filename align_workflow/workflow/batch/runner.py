@@ -47,7 +47,7 @@ def _execute(action, case, plan) -> tuple[str, str]:
             return DONE, result.message
         if result.queued:
             return BUSY, "another process is sending it"
-        if result.attempt_id is None:   # refused before anything was sent
+        if result.attempt_id is None:  # refused before anything was sent
             return SKIPPED, result.error
         return FAILED, result.message
     CaseNote.objects.create(case_id=case.pk, text=plan.note)
@@ -88,13 +88,16 @@ def effective_concurrency(requested: int) -> tuple[int, str]:
     """The number of cases sent at once, and why it differs from `requested` ("" when it does not)."""
     requested = max(1, int(requested))
     if requested > 1 and connection.vendor == "sqlite":
-        return 1, ("SQLite lets one process write at a time, so cases are sent one at a time "
-                   f"(--concurrency {requested} needs PostgreSQL).")
+        return 1, (
+            "SQLite lets one process write at a time, so cases are sent one at a time "
+            f"(--concurrency {requested} needs PostgreSQL)."
+        )
     return requested, ""
 
 
-def run(action, rows: list[Row], *, dry_run=False, concurrency=1,
-        on_outcome: Callable[[RowOutcome], None] | None = None) -> tuple[list[RowOutcome], bool]:
+def run(
+    action, rows: list[Row], *, dry_run=False, concurrency=1, on_outcome: Callable[[RowOutcome], None] | None = None
+) -> tuple[list[RowOutcome], bool]:
     """Process every row, up to `concurrency` at once. Returns the outcomes in the rows'
     order and whether the run was interrupted (Ctrl-C: cases not started are reported
     as skipped; the ones in flight finish)."""
@@ -115,8 +118,13 @@ def run(action, rows: list[Row], *, dry_run=False, concurrency=1,
             outcomes[todo[position]] = outcome
             report(outcome)
 
-        run_each(lambda index: process(action, rows[index], dry_run=dry_run), todo,
-                 workers=concurrency, name="align-batch", on_result=reported)
+        run_each(
+            lambda index: process(action, rows[index], dry_run=dry_run),
+            todo,
+            workers=concurrency,
+            name="align-batch",
+            on_result=reported,
+        )
     except (Interrupted, KeyboardInterrupt):
         interrupted = True
         for index, row in enumerate(rows):

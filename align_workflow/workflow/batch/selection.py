@@ -16,8 +16,12 @@ COMMENTS_COLUMN = "comments"
 # The old ad-hoc scripts' files: `id,medical_record_number` (acceptance) and
 # `id,medical_record_number,body,comment` (revisions). Their names are read as ours.
 OLD_NAMES = {"id": "case_id", "medical_record_number": "mrn", "comment": COMMENTS_COLUMN, "body": COMMENTS_COLUMN}
-COLUMN_MEANINGS = {"case_id": "the case id", "case_number": "the case number",
-                   "mrn": "the MRN, checked against the case", COMMENTS_COLUMN: "the revision comment"}
+COLUMN_MEANINGS = {
+    "case_id": "the case id",
+    "case_number": "the case number",
+    "mrn": "the MRN, checked against the case",
+    COMMENTS_COLUMN: "the revision comment",
+}
 
 
 class BatchInputError(Exception):
@@ -38,17 +42,16 @@ def is_case_id(text) -> bool:
 class Row:
     """One case to work on, as the selection named it."""
 
-    label: str                   # "line 4", "case id 17": where it came from, for messages
+    label: str  # "line 4", "case id 17": where it came from, for messages
     case: Case | None = None
-    line: int | None = None      # the CSV line
+    line: int | None = None  # the CSV line
     comments: str | None = None  # revise: the file's comments ("" or None: the default)
-    problem: str | None = None   # why this row is skipped without looking at a case
-    explicit: bool = True        # named by the user (a file, --case-ids), not by the default selection
+    problem: str | None = None  # why this row is skipped without looking at a case
+    explicit: bool = True  # named by the user (a file, --case-ids), not by the default selection
 
     @property
     def case_number(self):
         return self.case.case_number if self.case else ""
-
 
 
 def _normalise(name: str) -> str:
@@ -70,15 +73,18 @@ def _read_text(path) -> str:
     except OSError as exc:
         raise BatchInputError(f"{path} cannot be read: {exc.strerror or exc}.") from None
     if not data.strip():
-        raise BatchInputError(f"{path} is empty: expected a header row naming a case_id, case_number or mrn "
-                              "column, then one row per case.")
+        raise BatchInputError(
+            f"{path} is empty: expected a header row naming a case_id, case_number or mrn "
+            "column, then one row per case."
+        )
     if b"\x00" in data:
         raise BatchInputError(f"{path} is not a CSV file (it holds binary data; save a spreadsheet as CSV first).")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise BatchInputError(f"{path} is not a CSV file: byte {exc.start} is not UTF-8 text "
-                              "(save it as CSV, UTF-8).") from None
+        raise BatchInputError(
+            f"{path} is not a CSV file: byte {exc.start} is not UTF-8 text (save it as CSV, UTF-8)."
+        ) from None
 
 
 def _canonical(name: str) -> str:
@@ -104,18 +110,27 @@ def _header(path, text, allowed):
     unknown = [n for n in named if _canonical(n) not in allowed]
     if unknown:
         shown = ", ".join(repr(n[:40]) for n in unknown)
-        readable = ", ".join(allowed) + "".join(f", {old} (= {new})" for old, new in OLD_NAMES.items()
-                                                 if new in allowed)
+        readable = ", ".join(allowed) + "".join(
+            f", {old} (= {new})" for old, new in OLD_NAMES.items() if new in allowed
+        )
         raise BatchInputError(
             f"{path}: unknown column(s) {shown}; this command reads only {readable}. "
             "Remove or rename them (nothing was sent)."
         )
     twice = sorted({n for n in named if named.count(n) > 1})
-    doubled = sorted({_canonical(n) for n in named if _canonical(n) != COMMENTS_COLUMN
-                      and [_canonical(m) for m in named].count(_canonical(n)) > 1})
+    doubled = sorted(
+        {
+            _canonical(n)
+            for n in named
+            if _canonical(n) != COMMENTS_COLUMN and [_canonical(m) for m in named].count(_canonical(n)) > 1
+        }
+    )
     if twice or doubled:
-        raise BatchInputError(f"{path}: column(s) {', '.join(twice or doubled)} appear more than once"
-                              + ("" if twice else " (under an old and a new name)") + ".")
+        raise BatchInputError(
+            f"{path}: column(s) {', '.join(twice or doubled)} appear more than once"
+            + ("" if twice else " (under an old and a new name)")
+            + "."
+        )
     return delimiter, names
 
 
@@ -130,8 +145,9 @@ def _comments_of(values, line):
     given = {n: values[n] for n in ("comments", "comment", "body") if values.get(n)}
     texts = set(given.values())
     if len(texts) > 1:
-        return None, (f"line {line} has different text under {' and '.join(given)}: keep the revision comment "
-                      "in one of them")
+        return None, (
+            f"line {line} has different text under {' and '.join(given)}: keep the revision comment in one of them"
+        )
     return (texts.pop() if texts else None), None
 
 
@@ -161,11 +177,13 @@ def rows_from_csv(path, action, *, columns=None) -> list[Row]:
             continue  # a blank line
         row = Row(label=f"line {line}", line=line)
         rows.append(row)
-        extra = cells[len(names):]
+        extra = cells[len(names) :]
         nameless = [c for name, c in zip(names, cells, strict=False) if not name and c.strip()]
         if any(c.strip() for c in extra) or nameless:
-            row.problem = (f"line {line} has more values than the header has named columns "
-                           f"({len(cells)} values, {len([n for n in names if n])} columns)")
+            row.problem = (
+                f"line {line} has more values than the header has named columns "
+                f"({len(cells)} values, {len([n for n in names if n])} columns)"
+            )
             given.append({})
             continue
         values = {name: cell.strip() for name, cell in zip(names, cells, strict=False) if name}
@@ -194,8 +212,10 @@ def parse_case_ids(text: str) -> list[int]:
         raise BatchInputError("--case-ids names no case: give case ids separated by commas, e.g. --case-ids 12,15,18.")
     bad = [p for p in parts if not is_case_id(p)]
     if bad:
-        raise BatchInputError(f"--case-ids: {', '.join(repr(b[:40]) for b in bad)} is not a case id "
-                              "(case ids are whole numbers; for case numbers or MRNs use --csv).")
+        raise BatchInputError(
+            f"--case-ids: {', '.join(repr(b[:40]) for b in bad)} is not a case id "
+            "(case ids are whole numbers; for case numbers or MRNs use --csv)."
+        )
     return [int(p) for p in parts]
 
 
@@ -230,8 +250,10 @@ def _resolve(rows: list[Row], given: list[dict]) -> None:
             column, value = next(iter(named.items()))
             found = lookups[column].get(value, [])
             if found and found[0].patient.mrn != ids["mrn"]:
-                row.problem = (f"the MRN on line {row.line or '?'} does not match the patient of case "
-                               f"{found[0].case_number} ({column} {value[:40]!r}); check the file (nothing sent)")
+                row.problem = (
+                    f"the MRN on line {row.line or '?'} does not match the patient of case "
+                    f"{found[0].case_number} ({column} {value[:40]!r}); check the file (nothing sent)"
+                )
                 continue
         for column, value in ids.items():
             found = lookups[column].get(value, [])
@@ -246,8 +268,10 @@ def _resolve(rows: list[Row], given: list[dict]) -> None:
         if row.problem:
             continue
         if len(candidates) > 1:
-            row.problem = (f"mrn {ids['mrn'][:40]!r} has {len(candidates)} cases "
-                           f"({', '.join(c.case_number for c in candidates)}); give the case_id or case_number")
+            row.problem = (
+                f"mrn {ids['mrn'][:40]!r} has {len(candidates)} cases "
+                f"({', '.join(c.case_number for c in candidates)}); give the case_id or case_number"
+            )
             continue
         row.case = candidates[0]
         earlier = first_seen.setdefault(row.case.pk, row)
@@ -257,6 +281,7 @@ def _resolve(rows: list[Row], given: list[dict]) -> None:
 
 
 def default_rows(action) -> list[Row]:
-    return [Row(label=f"case id {case.pk}", case=case, explicit=False)
-            for case in action.default_selection().select_related("patient").order_by("pk")]
-
+    return [
+        Row(label=f"case id {case.pk}", case=case, explicit=False)
+        for case in action.default_selection().select_related("patient").order_by("pk")
+    ]

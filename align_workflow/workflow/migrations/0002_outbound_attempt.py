@@ -7,40 +7,72 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('cases', '0001_initial'),
-        ('workflow', '0001_waffle_flags'),
+        ("cases", "0001_initial"),
+        ("workflow", "0001_waffle_flags"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='OutboundAttempt',
+            name="OutboundAttempt",
             fields=[
-                ('id', models.AutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('step', models.CharField(help_text='the workflow trigger this call belongs to', max_length=40)),
-                ('idempotency_key', models.CharField(db_index=True, max_length=120)),
-                ('attempt', models.PositiveSmallIntegerField(help_text='1 for the first request with this key, 2 for its retry, ...')),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('in_flight', 'In flight'), ('succeeded', 'Succeeded'), ('failed_retryable', 'Failed, retryable'), ('failed_permanent', 'Failed, needs a person'), ('skipped', 'Not sent')], default='pending', max_length=20)),
-                ('chain', models.BooleanField(default=False)),
-                ('params', models.JSONField(blank=True, default=dict)),
-                ('http_status', models.PositiveSmallIntegerField(blank=True, null=True)),
-                ('error_code', models.CharField(blank=True, max_length=80)),
-                ('message', models.TextField(blank=True)),
-                ('request_id', models.CharField(blank=True, max_length=120)),
-                ('duration_ms', models.PositiveIntegerField(blank=True, null=True)),
-                ('created', models.DateTimeField(default=django.utils.timezone.now)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('next_retry_at', models.DateTimeField(blank=True, db_index=True, null=True)),
-                ('claimed_until', models.DateTimeField(blank=True, db_index=True, null=True)),
-                ('by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('case', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='align_attempts', to='cases.case')),
+                ("id", models.AutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("step", models.CharField(help_text="the workflow trigger this call belongs to", max_length=40)),
+                ("idempotency_key", models.CharField(db_index=True, max_length=120)),
+                (
+                    "attempt",
+                    models.PositiveSmallIntegerField(
+                        help_text="1 for the first request with this key, 2 for its retry, ..."
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("in_flight", "In flight"),
+                            ("succeeded", "Succeeded"),
+                            ("failed_retryable", "Failed, retryable"),
+                            ("failed_permanent", "Failed, needs a person"),
+                            ("skipped", "Not sent"),
+                        ],
+                        default="pending",
+                        max_length=20,
+                    ),
+                ),
+                ("chain", models.BooleanField(default=False)),
+                ("params", models.JSONField(blank=True, default=dict)),
+                ("http_status", models.PositiveSmallIntegerField(blank=True, null=True)),
+                ("error_code", models.CharField(blank=True, max_length=80)),
+                ("message", models.TextField(blank=True)),
+                ("request_id", models.CharField(blank=True, max_length=120)),
+                ("duration_ms", models.PositiveIntegerField(blank=True, null=True)),
+                ("created", models.DateTimeField(default=django.utils.timezone.now)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("next_retry_at", models.DateTimeField(blank=True, db_index=True, null=True)),
+                ("claimed_until", models.DateTimeField(blank=True, db_index=True, null=True)),
+                (
+                    "by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "case",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="align_attempts", to="cases.case"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created', '-id'],
-                'indexes': [models.Index(fields=['case', 'step', '-id'], name='attempt_case_step')],
+                "ordering": ["-created", "-id"],
+                "indexes": [models.Index(fields=["case", "step", "-id"], name="attempt_case_step")],
             },
         ),
     ]

@@ -1,6 +1,6 @@
 """Idempotency keys: one per case, step and what the step acts on, reused by every retry.
 
-    align-workflow:case-<id>:<step>[:plan-v<version> | :screenshot-<asset id>]:<generation>
+align-workflow:case-<id>:<step>[:plan-v<version> | :screenshot-<asset id>]:<generation>
 """
 
 from __future__ import annotations
@@ -57,9 +57,7 @@ def next_key(case_id: int, step: str, params: dict) -> tuple[str, int]:
     """
     scope = key_scope(case_id, step, params)
     last = (
-        OutboundAttempt.objects.filter(case_id=case_id, idempotency_key__startswith=scope + ":")
-        .order_by("-id")
-        .first()
+        OutboundAttempt.objects.filter(case_id=case_id, idempotency_key__startswith=scope + ":").order_by("-id").first()
     )
     if last is None:
         return f"{scope}:1", 1

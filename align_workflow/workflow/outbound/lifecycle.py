@@ -34,14 +34,17 @@ class Move(NamedTuple):
     dest: str
 
 
-MOVES = {m.name: m for m in (
-    Move("start", (AttemptStatus.PENDING,), AttemptStatus.IN_FLIGHT),
-    Move("skip", (AttemptStatus.PENDING,), AttemptStatus.SKIPPED),
-    Move("succeed", (AttemptStatus.IN_FLIGHT, AttemptStatus.FAILED_RETRYABLE), AttemptStatus.SUCCEEDED),
-    Move("fail", (AttemptStatus.IN_FLIGHT,), AttemptStatus.FAILED_RETRYABLE),
-    Move("give_up", (AttemptStatus.IN_FLIGHT,), AttemptStatus.FAILED_PERMANENT),
-    Move("expire", (AttemptStatus.IN_FLIGHT,), AttemptStatus.FAILED_RETRYABLE),
-)}
+MOVES = {
+    m.name: m
+    for m in (
+        Move("start", (AttemptStatus.PENDING,), AttemptStatus.IN_FLIGHT),
+        Move("skip", (AttemptStatus.PENDING,), AttemptStatus.SKIPPED),
+        Move("succeed", (AttemptStatus.IN_FLIGHT, AttemptStatus.FAILED_RETRYABLE), AttemptStatus.SUCCEEDED),
+        Move("fail", (AttemptStatus.IN_FLIGHT,), AttemptStatus.FAILED_RETRYABLE),
+        Move("give_up", (AttemptStatus.IN_FLIGHT,), AttemptStatus.FAILED_PERMANENT),
+        Move("expire", (AttemptStatus.IN_FLIGHT,), AttemptStatus.FAILED_RETRYABLE),
+    )
+}
 INITIAL = (AttemptStatus.PENDING, AttemptStatus.IN_FLIGHT)
 FINAL = (AttemptStatus.SUCCEEDED, AttemptStatus.FAILED_RETRYABLE, AttemptStatus.FAILED_PERMANENT, AttemptStatus.SKIPPED)
 

@@ -11,14 +11,23 @@ def scrub(text: str, patient) -> str:
     text = str(text or "")
     if patient is None:
         return text
-    values = [patient.first_name, patient.last_name, patient.full_name, patient.email, patient.phone,
-              patient.address_line1, patient.address_line2, patient.city, patient.zip_code,
-              patient.date_of_birth.isoformat() if patient.date_of_birth else ""]
+    values = [
+        patient.first_name,
+        patient.last_name,
+        patient.full_name,
+        patient.email,
+        patient.phone,
+        patient.address_line1,
+        patient.address_line2,
+        patient.city,
+        patient.zip_code,
+        patient.date_of_birth.isoformat() if patient.date_of_birth else "",
+    ]
     for value in sorted({v.strip() for v in values if v and len(v.strip()) >= 3}, key=len, reverse=True):
         lowered = text.lower()
         start = lowered.find(value.lower())
         while start != -1:
-            text = text[:start] + "[redacted]" + text[start + len(value):]
+            text = text[:start] + "[redacted]" + text[start + len(value) :]
             lowered = text.lower()
             start = lowered.find(value.lower(), start + len("[redacted]"))
     return text[:1000]

@@ -53,8 +53,15 @@ def enqueue(case, step, *, by=None, by_id=None, params, chain) -> OutboundAttemp
     supersede_planned_retries(case.pk)
     actor = {"by_id": by_id} if by_id is not None else {"by": by}
     return lifecycle.create(
-        AttemptStatus.PENDING, case_id=case.pk, step=step, idempotency_key=key, attempt=number, chain=chain,
-        params=persisted_params(step, params), claimed_until=lease_end(), **actor,
+        AttemptStatus.PENDING,
+        case_id=case.pk,
+        step=step,
+        idempotency_key=key,
+        attempt=number,
+        chain=chain,
+        params=persisted_params(step, params),
+        claimed_until=lease_end(),
+        **actor,
     )
 
 
@@ -74,8 +81,15 @@ def begin_attempt(case, step: str, by, params: dict, *, attempt_id: int | None =
         key, number = next_key(case.pk, step, params)
         supersede_planned_retries(case.pk)
         return lifecycle.create(
-            AttemptStatus.IN_FLIGHT, case_id=case.pk, step=step, idempotency_key=key, attempt=number,
-            by=by, params=persisted_params(step, params), started_at=now, claimed_until=lease,
+            AttemptStatus.IN_FLIGHT,
+            case_id=case.pk,
+            step=step,
+            idempotency_key=key,
+            attempt=number,
+            by=by,
+            params=persisted_params(step, params),
+            started_at=now,
+            claimed_until=lease,
         )
 
 
@@ -96,17 +110,29 @@ def record_failure(attempt: OutboundAttempt, exc: BaseException, duration_ms: in
     next_retry_at, attention = None, None
     if retryable and retries_left(attempt.attempt):
         next_retry_at = now + timedelta(seconds=retry_delay(attempt.attempt, retry_after))
-        note = (f"{sentence} Attempt {attempt.attempt} of {settings.ALIGN_RETRY_MAX_ATTEMPTS}; "
-                f"retrying automatically at {next_retry_at:%Y-%m-%d %H:%M:%S} UTC with the same key.")
+        note = (
+            f"{sentence} Attempt {attempt.attempt} of {settings.ALIGN_RETRY_MAX_ATTEMPTS}; "
+            f"retrying automatically at {next_retry_at:%Y-%m-%d %H:%M:%S} UTC with the same key."
+        )
     elif retryable:
-        note = (f"{sentence} Attempt {attempt.attempt} of {settings.ALIGN_RETRY_MAX_ATTEMPTS}: "
-                "no more automatic retries; the case needs attention.")
+        note = (
+            f"{sentence} Attempt {attempt.attempt} of {settings.ALIGN_RETRY_MAX_ATTEMPTS}: "
+            "no more automatic retries; the case needs attention."
+        )
         attention = f"{attention_prefix(attempt.step)}{sentence} Gave up after {attempt.attempt} attempts."
     else:
         note = f"{sentence} Not retried automatically: a person has to look at it."
         attention = f"{attention_prefix(attempt.step)}{sentence}"
-    fields = dict(http_status=status, error_code=code[:80], message=message, request_id=request_id[:120],
-                  duration_ms=duration_ms, finished_at=now, claimed_until=None, next_retry_at=next_retry_at)
+    fields = dict(
+        http_status=status,
+        error_code=code[:80],
+        message=message,
+        request_id=request_id[:120],
+        duration_ms=duration_ms,
+        finished_at=now,
+        claimed_until=None,
+        next_retry_at=next_retry_at,
+    )
     with transaction.atomic():
         if not lifecycle.move(attempt.pk, "fail" if retryable else "give_up", instance=attempt, **fields):
             # The lease ran out and another process took the attempt over; it owns the outcome.
@@ -116,13 +142,15 @@ def record_failure(attempt: OutboundAttempt, exc: BaseException, duration_ms: in
         CaseNote.objects.create(case_id=attempt.case_id, text=note)
         if attention:
             Case.objects.filter(pk=attempt.case_id).update(needs_attention=True, attention_reason=attention)
-    logger.warning("case %s: %s attempt %s failed: status=%s code=%s", attempt.case_id, attempt.step,
-                   attempt.attempt, status, code)
+    logger.warning(
+        "case %s: %s attempt %s failed: status=%s code=%s", attempt.case_id, attempt.step, attempt.attempt, status, code
+    )
     return Failure(attempt, note)
 
 
-def record_success(case, attempt_id: int, duration_ms: int | None, summary: str, extra_notes=(), *,
-                   attempt=None, following=None) -> None:
+def record_success(
+    case, attempt_id: int, duration_ms: int | None, summary: str, extra_notes=(), *, attempt=None, following=None
+) -> None:
     """Inside the transaction that applies the step: the attempt succeeded, a note says
     so, the needs-attention flag this step raised is cleared, and for "Send to Align"
     the next step is recorded as pending (in the same transaction, so no second send
@@ -135,8 +163,17 @@ def record_success(case, attempt_id: int, duration_ms: int | None, summary: str,
     now = timezone.now()
     if attempt is None:
         attempt = OutboundAttempt.objects.select_for_update().get(pk=attempt_id)
-    if not lifecycle.move(attempt_id, "succeed", http_status=200, error_code="", message=summary,
-                          duration_ms=duration_ms, finished_at=now, claimed_until=None, next_retry_at=None):
+    if not lifecycle.move(
+        attempt_id,
+        "succeed",
+        http_status=200,
+        error_code="",
+        message=summary,
+        duration_ms=duration_ms,
+        finished_at=now,
+        claimed_until=None,
+        next_retry_at=None,
+    ):
         logger.warning("attempt %s: Align accepted it, but it was no longer in flight", attempt_id)
     label = trigger_label(attempt.step)
     CaseNote.objects.create(case_id=case.pk, text=f"Align accepted {label}." + (f" {summary}" if summary else ""))
@@ -178,16 +215,22 @@ def record_unsaved_success(attempt_id: int, duration_ms: int | None, exc: BaseEx
     fields = dict(http_status=200, duration_ms=duration_ms, finished_at=now, claimed_until=None)
     if isinstance(exc, TransitionNotAllowed):
         name = "succeed"
-        fields.update(error_code="NOT_APPLIED",
-                      message=f"Align accepted it, but the case had meanwhile become {state_now}: {exc}")
+        fields.update(
+            error_code="NOT_APPLIED", message=f"Align accepted it, but the case had meanwhile become {state_now}: {exc}"
+        )
         note = f"Align accepted {label}, but the case had meanwhile moved on ({state_now}); nothing changed here."
     else:
         name = "fail"
         retry_at = now + timedelta(seconds=retry_delay(1))
-        fields.update(error_code="NOT_SAVED", next_retry_at=retry_at,
-                      message=f"Align accepted it, but saving the result failed ({type(exc).__name__}).")
-        note = (f"Align accepted {label}, but saving the result here failed; it will be re-sent with the "
-                f"same key at {retry_at:%H:%M:%S} UTC, and Align will answer from its memory.")
+        fields.update(
+            error_code="NOT_SAVED",
+            next_retry_at=retry_at,
+            message=f"Align accepted it, but saving the result failed ({type(exc).__name__}).",
+        )
+        note = (
+            f"Align accepted {label}, but saving the result here failed; it will be re-sent with the "
+            f"same key at {retry_at:%H:%M:%S} UTC, and Align will answer from its memory."
+        )
     with transaction.atomic():
         if lifecycle.move(attempt.pk, name, **fields):
             CaseNote.objects.create(case_id=attempt.case_id, text=note)
@@ -197,7 +240,9 @@ def skip(attempt: OutboundAttempt, reason: str) -> None:
     """A pending attempt was refused before anything was sent."""
     with transaction.atomic():
         if lifecycle.move(attempt.pk, "skip", message=reason[:1000], finished_at=timezone.now(), claimed_until=None):
-            CaseNote.objects.create(case_id=attempt.case_id, text=f"{trigger_label(attempt.step)} was not sent: {reason}")
+            CaseNote.objects.create(
+                case_id=attempt.case_id, text=f"{trigger_label(attempt.step)} was not sent: {reason}"
+            )
 
 
 def expire(attempt: OutboundAttempt) -> bool:
@@ -208,8 +253,12 @@ def expire(attempt: OutboundAttempt) -> bool:
     again = retries_left(attempt.attempt)
     with transaction.atomic():
         expired = lifecycle.move(
-            attempt.pk, "expire", where={"claimed_until__lt": now},
-            error_code="LEASE_EXPIRED", finished_at=now, claimed_until=None,
+            attempt.pk,
+            "expire",
+            where={"claimed_until__lt": now},
+            error_code="LEASE_EXPIRED",
+            finished_at=now,
+            claimed_until=None,
             message="The process sending this stopped before it recorded Align's answer.",
             next_retry_at=now if again else None,
         )
@@ -217,12 +266,17 @@ def expire(attempt: OutboundAttempt) -> bool:
             return False
         label = trigger_label(attempt.step)
         if again:
-            CaseNote.objects.create(case_id=attempt.case_id, text=(
-                f"No answer recorded for {label}: the process sending it stopped. "
-                "Re-sending with the same key (Align answers from its memory if it already did it)."))
+            CaseNote.objects.create(
+                case_id=attempt.case_id,
+                text=(
+                    f"No answer recorded for {label}: the process sending it stopped. "
+                    "Re-sending with the same key (Align answers from its memory if it already did it)."
+                ),
+            )
         else:
             reason = f"{attention_prefix(attempt.step)}the process sending it stopped on the last attempt."
-            CaseNote.objects.create(case_id=attempt.case_id, text=f"No answer recorded for {label}; the case "
-                                    "needs attention.")
+            CaseNote.objects.create(
+                case_id=attempt.case_id, text=f"No answer recorded for {label}; the case needs attention."
+            )
             Case.objects.filter(pk=attempt.case_id).update(needs_attention=True, attention_reason=reason)
     return True

@@ -98,7 +98,9 @@ def run_attempt(attempt_id: int) -> SendResult | None:
         following = following_step(attempt.step)
         if following and attempt.chain:
             attempt = (
-                OutboundAttempt.objects.filter(case_id=case.pk, step=following, status=AttemptStatus.PENDING, chain=True)
+                OutboundAttempt.objects.filter(
+                    case_id=case.pk, step=following, status=AttemptStatus.PENDING, chain=True
+                )
                 .order_by("-id")
                 .first()
             )

@@ -1,8 +1,8 @@
 """The services that send cases to Align: "Send to Align" and the retry of a failed call.
 
-    result = send_to_align(case, by=request.user)   # create patient -> order -> upload assets
-    result = retry_case(case, by=request.user)      # the staff portal's Retry button
-    result = retry_here(case, note=..., step=...)   # align_batch: retried in this process now
+result = send_to_align(case, by=request.user)   # create patient -> order -> upload assets
+result = retry_case(case, by=request.user)      # the staff portal's Retry button
+result = retry_here(case, note=..., step=...)   # align_batch: retried in this process now
 """
 
 from __future__ import annotations
@@ -32,7 +32,10 @@ def refuse_if_not_align(case, trigger):
         where = dict(Prescription.Lab.choices).get(lab, "no lab (no prescription)")
         raise TransitionNotAllowed(
             f"This case is not prescribed to Align (its lab is {where}), so it is outside the Align workflow; "
-            "nothing was sent.", code="guard", trigger=trigger, state=case.state,
+            "nothing was sent.",
+            code="guard",
+            trigger=trigger,
+            state=case.state,
         )
 
 
@@ -52,7 +55,9 @@ def send_to_align(case, *, by) -> SendResult:
         if step is None:
             raise TransitionNotAllowed(
                 f"Nothing to send: the case is {wf.state_label(locked.state)} ({wf.MEANINGS[locked.state]}).",
-                code="wrong_state", trigger=wf.SEND_TO_ALIGN[0], state=locked.state,
+                code="wrong_state",
+                trigger=wf.SEND_TO_ALIGN[0],
+                state=locked.state,
             )
         check(locked, step, by=by)
         refuse_if_busy(locked, step)
@@ -104,9 +109,14 @@ def _record_retry(case, by, *, step, note) -> OutboundAttempt:
     if last is None or last.status == AttemptStatus.SUCCEEDED:
         none_made = f"no {trigger_label(step)} call" if step else "no call to Align"
         raise TransitionNotAllowed(
-            "Nothing to retry: " + (f"{none_made} has been made for this case." if last is None
-                                    else f"{trigger_label(last.step)} succeeded."),
-            code="wrong_state", state=locked.state,
+            "Nothing to retry: "
+            + (
+                f"{none_made} has been made for this case."
+                if last is None
+                else f"{trigger_label(last.step)} succeeded."
+            ),
+            code="wrong_state",
+            state=locked.state,
         )
     refuse_if_busy(locked, last.step)
     if last.status == AttemptStatus.PENDING:

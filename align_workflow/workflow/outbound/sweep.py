@@ -22,9 +22,9 @@ AttemptStatus = OutboundAttempt.Status
 
 @dataclass
 class DueRun:
-    expired: int = 0      # in-flight attempts whose process had stopped
-    restarted: int = 0    # pending attempts nobody had started
-    retried: int = 0      # failed attempts whose retry was due
+    expired: int = 0  # in-flight attempts whose process had stopped
+    restarted: int = 0  # pending attempts nobody had started
+    retried: int = 0  # failed attempts whose retry was due
     results: list = field(default_factory=list)
     acceptances: list = field(default_factory=list)  # (case id, outcome, detail): purchases' waiting acceptances
 

@@ -84,14 +84,17 @@ def local_url(host, port):
 
 
 class Command(BaseCommand):
-    help = ("Run the demo: Align simulator, retry loop and web server on the given ports "
-            "(Ctrl-C, SIGTERM or SIGHUP stops everything).")
+    help = (
+        "Run the demo: Align simulator, retry loop and web server on the given ports "
+        "(Ctrl-C, SIGTERM or SIGHUP stops everything)."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--host", default="127.0.0.1", help="address the web server listens on")
         parser.add_argument("--port", type=int, default=8000, help="the web server's port (default 8000)")
-        parser.add_argument("--simulator-port", type=int, default=8765,
-                            help="the Align simulator's port (default 8765)")
+        parser.add_argument(
+            "--simulator-port", type=int, default=8765, help="the Align simulator's port (default 8765)"
+        )
 
     def handle(self, *args, host, port, simulator_port, **options):
         commands = get_commands()
@@ -104,11 +107,24 @@ class Command(BaseCommand):
         manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
         children = []
         if with_simulator:
-            children.append(("simulator", manage + ["run_align_simulator", "--port", str(simulator_port),
-                                                    "--app-url", app_url, "--exit-with-parent"]))
+            children.append(
+                (
+                    "simulator",
+                    manage
+                    + [
+                        "run_align_simulator",
+                        "--port",
+                        str(simulator_port),
+                        "--app-url",
+                        app_url,
+                        "--exit-with-parent",
+                    ],
+                )
+            )
         if "align_retry_due" in commands:
-            children.append(("retry loop", manage + ["align_retry_due", "--loop",
-                                                     "--interval", f"{retry_loop_interval():g}"]))
+            children.append(
+                ("retry loop", manage + ["align_retry_due", "--loop", "--interval", f"{retry_loop_interval():g}"])
+            )
         children.append(("web", manage + ["runserver", f"{host}:{port}", "--noreload"]))
 
         procs = []
@@ -127,8 +143,12 @@ class Command(BaseCommand):
                 else:
                     procs.append((name, subprocess.Popen(argv, env=env)))
             if self._wait_for_web(host, port, procs):
-                self._banner(app_url, simulator_url, [n for n, _ in children],
-                             env.get("ALIGN_SERVICE_URL", settings.ALIGN_SERVICE_URL))
+                self._banner(
+                    app_url,
+                    simulator_url,
+                    [n for n, _ in children],
+                    env.get("ALIGN_SERVICE_URL", settings.ALIGN_SERVICE_URL),
+                )
             while not died:
                 died = [(name, p.returncode) for name, p in procs if p.poll() is not None]
                 if not died:
@@ -152,22 +172,26 @@ class Command(BaseCommand):
 
     def _check_ports(self, host, port, simulator_port):
         if simulator_port is not None and simulator_port == port:
-            raise CommandError(f"The web server and the Align simulator cannot share port {port}: "
-                               "choose another --simulator-port (make run SIM_PORT=...).")
+            raise CommandError(
+                f"The web server and the Align simulator cannot share port {port}: "
+                "choose another --simulator-port (make run SIM_PORT=...)."
+            )
         wanted = [(host, port, "the web server's", "--port; make run PORT=...")]
         if simulator_port is not None:
-            wanted.append(("127.0.0.1", simulator_port, "the Align simulator's",
-                           "--simulator-port; make run SIM_PORT=..."))
+            wanted.append(
+                ("127.0.0.1", simulator_port, "the Align simulator's", "--simulator-port; make run SIM_PORT=...")
+            )
         for address, number, whose, option in wanted:
             if port_taken(address, number):
-                raise CommandError(f"Port {number} ({whose}) is already in use on {address}: stop what "
-                                   f"listens there or choose another port ({option}). Nothing was started.")
+                raise CommandError(
+                    f"Port {number} ({whose}) is already in use on {address}: stop what "
+                    f"listens there or choose another port ({option}). Nothing was started."
+                )
 
     def _start_simulator(self, argv, env, procs):
         """Start the simulator; return once it says it is listening (it bound the port
         itself, so it is the process that answers there). Its output is passed on."""
-        proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, bufsize=1)
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
         procs.append(("simulator", proc))
         listening = threading.Event()
 
@@ -182,8 +206,7 @@ class Command(BaseCommand):
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
         while not listening.wait(0.1):
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise CommandError("The Align simulator did not start (its output is above); "
-                                   "no case was adopted.")
+                raise CommandError("The Align simulator did not start (its output is above); no case was adopted.")
         return proc
 
     def _adopt(self, simulator_url, proc):

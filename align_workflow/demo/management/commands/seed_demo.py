@@ -30,8 +30,10 @@ from align_workflow.cases.models import (
 from states import align_case as wf
 
 STAFF_LOGIN = ("staff", "demo-staff-pass")
-PROVIDER_LOGINS = (("dr.lee", "demo-provider-pass", "Lee Family Orthodontics"),
-                   ("dr.patel", "demo-provider-pass", "Patel Smile Studio"))
+PROVIDER_LOGINS = (
+    ("dr.lee", "demo-provider-pass", "Lee Family Orthodontics"),
+    ("dr.patel", "demo-provider-pass", "Patel Smile Studio"),
+)
 DEMO_LOGINS = [("staff (and admin)", *STAFF_LOGIN)] + [("provider", u, p) for u, p, _ in PROVIDER_LOGINS]
 
 # The shortest legal path to each state, as triggers.
@@ -43,10 +45,23 @@ PATHS = {
     wf.PLAN_RECEIVED: ["create_patient", "create_order", "upload_assets", "receive_plan"],
     wf.REVISION_REQUESTED: ["create_patient", "create_order", "upload_assets", "receive_plan", "request_revision"],
     wf.PROVIDER_APPROVED: ["create_patient", "create_order", "upload_assets", "receive_plan", "approve_plan"],
-    wf.ACCEPTED: ["create_patient", "create_order", "upload_assets", "receive_plan", "approve_plan",
-                  "accept_clincheck"],
-    wf.SHIPPING: ["create_patient", "create_order", "upload_assets", "receive_plan", "approve_plan",
-                  "accept_clincheck", "ship"],
+    wf.ACCEPTED: [
+        "create_patient",
+        "create_order",
+        "upload_assets",
+        "receive_plan",
+        "approve_plan",
+        "accept_clincheck",
+    ],
+    wf.SHIPPING: [
+        "create_patient",
+        "create_order",
+        "upload_assets",
+        "receive_plan",
+        "approve_plan",
+        "accept_clincheck",
+        "ship",
+    ],
     wf.CANCELLED: ["create_patient", "create_order", "cancel"],
 }
 
@@ -69,13 +84,33 @@ DEMO_CASES = [
     ("DEMO-1015", wf.PLAN_RECEIVED, 1, {}),
 ]
 
-FIRST = ["Ava", "Ben", "Chloe", "Dev", "Emma", "Felix", "Grace", "Hugo", "Iris", "Jon", "Kara", "Liam", "Maya",
-         "Noah", "Olive"]
+FIRST = [
+    "Ava",
+    "Ben",
+    "Chloe",
+    "Dev",
+    "Emma",
+    "Felix",
+    "Grace",
+    "Hugo",
+    "Iris",
+    "Jon",
+    "Kara",
+    "Liam",
+    "Maya",
+    "Noah",
+    "Olive",
+]
 LAST = ["Nguyen", "Okafor", "Schmidt", "Rossi", "Kim", "Silva", "Haddad", "Novak", "Larsen", "Moreau"]
 
 
-LOAD_ADDRESS = {"address_line1": "1 Load Test Way", "city": "Springfield", "state": "IL", "zip_code": "62701",
-                "country": "US"}
+LOAD_ADDRESS = {
+    "address_line1": "1 Load Test Way",
+    "city": "Springfield",
+    "state": "IL",
+    "zip_code": "62701",
+    "country": "US",
+}
 
 
 def _fake_id(*parts):
@@ -92,8 +127,9 @@ class Command(BaseCommand):
         with transaction.atomic():
             staff, providers = self._users()
             self._flags()
-            created = sum(self._demo_case(n, state, providers[p], extra, i)
-                          for i, (n, state, p, extra) in enumerate(DEMO_CASES))
+            created = sum(
+                self._demo_case(n, state, providers[p], extra, i) for i, (n, state, p, extra) in enumerate(DEMO_CASES)
+            )
             loaded = self._load_cases(eligible, providers) if eligible else 0
         self.stdout.write(f"Demo data ready: {created} demo case(s) created, {loaded} load case(s) created.")
         self.stdout.write("Logins:")
@@ -102,8 +138,10 @@ class Command(BaseCommand):
 
     def _users(self):
         User = get_user_model()
-        staff, made = User.objects.get_or_create(username=STAFF_LOGIN[0], defaults={
-            "is_staff": True, "is_superuser": True, "first_name": "Sam", "last_name": "Staff"})
+        staff, made = User.objects.get_or_create(
+            username=STAFF_LOGIN[0],
+            defaults={"is_staff": True, "is_superuser": True, "first_name": "Sam", "last_name": "Staff"},
+        )
         if made:
             staff.set_password(STAFF_LOGIN[1])
             staff.save()
@@ -124,13 +162,21 @@ class Command(BaseCommand):
 
     def _patient(self, number, i, gender=None):
         mrn = "40" + number.split("-")[1]  # a clinic-style number: DEMO-1006 -> 401006
-        patient, _ = Patient.objects.get_or_create(mrn=mrn, defaults={
-            "first_name": FIRST[i % len(FIRST)], "last_name": LAST[i % len(LAST)],
-            "date_of_birth": date(1980, 1, 1) + timedelta(days=397 * (i % 30)),
-            "gender": gender or ("F" if i % 2 else "M"),
-            "email": f"patient{i}@example.com", "phone": f"555-01{i % 100:02d}",
-            "address_line1": f"{100 + i} Main St", "city": "Springfield", "state": "IL", "zip_code": "62701",
-        })
+        patient, _ = Patient.objects.get_or_create(
+            mrn=mrn,
+            defaults={
+                "first_name": FIRST[i % len(FIRST)],
+                "last_name": LAST[i % len(LAST)],
+                "date_of_birth": date(1980, 1, 1) + timedelta(days=397 * (i % 30)),
+                "gender": gender or ("F" if i % 2 else "M"),
+                "email": f"patient{i}@example.com",
+                "phone": f"555-01{i % 100:02d}",
+                "address_line1": f"{100 + i} Main St",
+                "city": "Springfield",
+                "state": "IL",
+                "zip_code": "62701",
+            },
+        )
         return patient
 
     def _demo_case(self, number, state, provider, extra, i):
@@ -149,9 +195,13 @@ class Command(BaseCommand):
     def _stl(self, case, kind, removed=False):
         name = f"{case.case_number}-{kind.lower()}.stl"
         CaseAsset.objects.create(
-            case=case, kind=kind, filename=name, removed=removed,
+            case=case,
+            kind=kind,
+            filename=name,
+            removed=removed,
             sha256=hashlib.sha256(name.encode()).hexdigest(),
-            vault_id=_fake_id("vault", name), external_key=_fake_id("key", name),
+            vault_id=_fake_id("vault", name),
+            external_key=_fake_id("key", name),
         )
 
     def _walk(self, case, triggers):
@@ -166,14 +216,28 @@ class Command(BaseCommand):
             when += timedelta(days=1)
             # The provider's own decisions are the provider's in the history (the plan page says "You").
             by = case.prescription.provider.user if trigger in ("request_revision", "approve_plan") else None
-            StateLog.objects.create(timestamp=when, by=by, source_state=state, state=dest, transition=trigger,
-                                    content_type=ct, object_id=case.pk, description="demo data")
+            StateLog.objects.create(
+                timestamp=when,
+                by=by,
+                source_state=state,
+                state=dest,
+                transition=trigger,
+                content_type=ct,
+                object_id=case.pk,
+                description="demo data",
+            )
             self._side_data(case, trigger, when)
             state = dest
-        Case.objects.filter(pk=case.pk).update(state=state, state_changed_at=when, align_pid=case.align_pid,
-                                               carrier=case.carrier, tracking_number=case.tracking_number,
-                                               shipped_at=case.shipped_at, cancel_reason=case.cancel_reason,
-                                               aligners_purchased_at=case.aligners_purchased_at)
+        Case.objects.filter(pk=case.pk).update(
+            state=state,
+            state_changed_at=when,
+            align_pid=case.align_pid,
+            carrier=case.carrier,
+            tracking_number=case.tracking_number,
+            shipped_at=case.shipped_at,
+            cancel_reason=case.cancel_reason,
+            aligners_purchased_at=case.aligners_purchased_at,
+        )
 
     def _side_data(self, case, trigger, when):
         digits = case.case_number.split("-")[1]
@@ -181,12 +245,25 @@ class Command(BaseCommand):
             case.align_pid = f"P{digits:0>7}"
         elif trigger == "upload_assets":
             for kind, n in ((AlignOrder.Kind.PRIMARY, 1), (AlignOrder.Kind.SECONDARY, 2)):
-                AlignOrder.objects.create(case=case, sales_order_number=f"SO{digits}{n}", order_kind=kind,
-                                          order_type="IAS", p_id=case.align_pid, align_created_at=when)
+                AlignOrder.objects.create(
+                    case=case,
+                    sales_order_number=f"SO{digits}{n}",
+                    order_kind=kind,
+                    order_type="IAS",
+                    p_id=case.align_pid,
+                    align_created_at=when,
+                )
         elif trigger == "receive_plan":
-            TreatmentPlan.objects.create(case=case, plan_id=f"TP{digits}-1", version=1,
-                                         sales_order_number=f"SO{digits}1", stages_upper=14, stages_lower=12,
-                                         notes="Mild crowding; 14 upper and 12 lower stages.", received_at=when)
+            TreatmentPlan.objects.create(
+                case=case,
+                plan_id=f"TP{digits}-1",
+                version=1,
+                sales_order_number=f"SO{digits}1",
+                stages_upper=14,
+                stages_lower=12,
+                notes="Mild crowding; 14 upper and 12 lower stages.",
+                received_at=when,
+            )
         elif trigger == "approve_plan":
             self._screenshot(case, when)
         elif trigger == "accept_clincheck":
@@ -197,9 +274,14 @@ class Command(BaseCommand):
             case.cancel_reason = "Patient chose another treatment."
 
     def _screenshot(self, case, when):
-        CaseAsset.objects.create(case=case, kind=CaseAsset.Kind.CCACCEPTSCREEN, filename="acceptance.jpg",
-                                 vault_id=_fake_id("vault", case.pk), external_key=_fake_id("shot", case.pk),
-                                 created=when)
+        CaseAsset.objects.create(
+            case=case,
+            kind=CaseAsset.Kind.CCACCEPTSCREEN,
+            filename="acceptance.jpg",
+            vault_id=_fake_id("vault", case.pk),
+            external_key=_fake_id("shot", case.pk),
+            created=when,
+        )
 
     def _load_cases(self, n, providers):
         existing = set(Case.objects.filter(case_number__startswith="LOAD-").values_list("case_number", flat=True))
@@ -211,26 +293,46 @@ class Command(BaseCommand):
         if not missing:
             return 0
         # Everything Align requires (workflow.preflight.REQUIRED): these cases go through end to end.
-        patients = Patient.objects.bulk_create([
-            Patient(mrn="L" + number[5:], first_name=FIRST[i % len(FIRST)], last_name=LAST[i % len(LAST)],
-                    date_of_birth=date(1990, 1, 1), gender="F" if i % 2 else "M", email=f"load{i}@example.com",
-                    phone=f"555-{i % 10000:04d}", **LOAD_ADDRESS)
-            for i, number in enumerate(missing)
-        ], batch_size=1000)
+        patients = Patient.objects.bulk_create(
+            [
+                Patient(
+                    mrn="L" + number[5:],
+                    first_name=FIRST[i % len(FIRST)],
+                    last_name=LAST[i % len(LAST)],
+                    date_of_birth=date(1990, 1, 1),
+                    gender="F" if i % 2 else "M",
+                    email=f"load{i}@example.com",
+                    phone=f"555-{i % 10000:04d}",
+                    **LOAD_ADDRESS,
+                )
+                for i, number in enumerate(missing)
+            ],
+            batch_size=1000,
+        )
         patients = {p.mrn: p for p in Patient.objects.filter(mrn__in=["L" + n[5:] for n in missing])}
-        Case.objects.bulk_create([Case(case_number=number, patient=patients["L" + number[5:]]) for number in missing],
-                                 batch_size=1000)
+        Case.objects.bulk_create(
+            [Case(case_number=number, patient=patients["L" + number[5:]]) for number in missing], batch_size=1000
+        )
         cases = list(Case.objects.filter(case_number__in=missing))
         Prescription.objects.bulk_create(
-            [Prescription(case=c, provider=providers[i % len(providers)]) for i, c in enumerate(cases)],
-            batch_size=1000)
+            [Prescription(case=c, provider=providers[i % len(providers)]) for i, c in enumerate(cases)], batch_size=1000
+        )
         PhotoAssessment.objects.bulk_create(
-            [PhotoAssessment(case=c, status=PhotoAssessment.Status.APPROVED) for c in cases], batch_size=1000)
+            [PhotoAssessment(case=c, status=PhotoAssessment.Status.APPROVED) for c in cases], batch_size=1000
+        )
         assets = []
         for c in cases:
             for kind in (CaseAsset.Kind.STL_UPPER, CaseAsset.Kind.STL_LOWER):
                 name = f"{c.case_number}-{kind.lower()}.stl"
-                assets.append(CaseAsset(case=c, kind=kind, filename=name, sha256=hashlib.sha256(name.encode()).hexdigest(),
-                                        vault_id=_fake_id("vault", name), external_key=_fake_id("key", name)))
+                assets.append(
+                    CaseAsset(
+                        case=c,
+                        kind=kind,
+                        filename=name,
+                        sha256=hashlib.sha256(name.encode()).hexdigest(),
+                        vault_id=_fake_id("vault", name),
+                        external_key=_fake_id("key", name),
+                    )
+                )
         CaseAsset.objects.bulk_create(assets, batch_size=2000)
         return len(cases)

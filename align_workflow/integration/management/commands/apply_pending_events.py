@@ -17,8 +17,12 @@ class Command(BaseCommand):
     help = "Try every pending event from Align once more (oldest first per case)."
 
     def handle(self, *args, **options):
-        case_ids = (InboundEvent.objects.filter(status=InboundEvent.Status.PENDING, case__isnull=False)
-                    .order_by().values_list("case_id", flat=True).distinct())
+        case_ids = (
+            InboundEvent.objects.filter(status=InboundEvent.Status.PENDING, case__isnull=False)
+            .order_by()
+            .values_list("case_id", flat=True)
+            .distinct()
+        )
         outcome = Counter()
         for case_id in list(case_ids):
             for event in apply_pending(case_id):

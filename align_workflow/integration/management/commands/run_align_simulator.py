@@ -18,14 +18,17 @@ class Command(BaseCommand):
     requires_migrations_checks = False
 
     def add_arguments(self, parser):
-        add_arguments(parser, {
-            "app_url": settings.APP_BASE_URL,
-            "callback_secret": settings.ALIGN_EVENTS_SECRET,
-            "client_id": settings.ALIGN_CLIENT_ID,
-            "client_secret": settings.ALIGN_CLIENT_SECRET,
-            "inbound_token": settings.ALIGN_INBOUND_TOKEN,
-            "vault_api_key": settings.ALIGN_VAULT_API_KEY,
-        })
+        add_arguments(
+            parser,
+            {
+                "app_url": settings.APP_BASE_URL,
+                "callback_secret": settings.ALIGN_EVENTS_SECRET,
+                "client_id": settings.ALIGN_CLIENT_ID,
+                "client_secret": settings.ALIGN_CLIENT_SECRET,
+                "inbound_token": settings.ALIGN_INBOUND_TOKEN,
+                "vault_api_key": settings.ALIGN_VAULT_API_KEY,
+            },
+        )
 
     def handle(self, *args, **options):
         def announce(line):

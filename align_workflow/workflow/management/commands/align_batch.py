@@ -61,7 +61,8 @@ class Progress:
         self.out.write(
             f"\r[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {self.seen}/{self.total}  "
             f"done {c[batch.DONE]}  skipped {c[batch.SKIPPED]}  failed {c[batch.FAILED]}"
-            + (f"  in progress elsewhere {c[batch.BUSY]}" if c[batch.BUSY] else "") + f"{left}\033[K",
+            + (f"  in progress elsewhere {c[batch.BUSY]}" if c[batch.BUSY] else "")
+            + f"{left}\033[K",
             ending="",
         )
         self.out.flush()
@@ -80,10 +81,15 @@ def terminal_logs_quiet():
     """While the progress bar is drawn, log handlers writing to a terminal show errors
     only (one line per request would scatter the bar); files and other handlers keep
     everything."""
-    loggers = [logging.getLogger()] + [lg for lg in logging.Logger.manager.loggerDict.values()
-                                       if isinstance(lg, logging.Logger)]
-    handlers = {h for lg in loggers for h in lg.handlers
-                if isinstance(h, logging.StreamHandler) and getattr(h.stream, "isatty", lambda: False)()}
+    loggers = [logging.getLogger()] + [
+        lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)
+    ]
+    handlers = {
+        h
+        for lg in loggers
+        for h in lg.handlers
+        if isinstance(h, logging.StreamHandler) and getattr(h.stream, "isatty", lambda: False)()
+    }
     for handler in handlers:
         handler.addFilter(_below_error)
     try:
@@ -94,14 +100,16 @@ def terminal_logs_quiet():
 
 
 class Command(BaseCommand):
-    help = ("Accept ClinChecks, re-send revision requests, upload assets or retry failed calls for many "
-            "cases at once, through the workflow engine.")
+    help = (
+        "Accept ClinChecks, re-send revision requests, upload assets or retry failed calls for many "
+        "cases at once, through the workflow engine."
+    )
 
     def add_arguments(self, parser):
         actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True, title="actions")
         helps = {
             "accept": "send the ClinCheck acceptance (default: provider approved, aligners purchased, "
-                      "acceptance screenshot stored)",
+            "acceptance screenshot stored)",
             "revise": "re-send revision requests whose call failed (a file may add a comments column)",
             "upload-assets": "upload the STL assets of cases stuck in order created",
             "retry-failed": "retry the last failed call of every case that needs attention",
@@ -110,21 +118,32 @@ class Command(BaseCommand):
             sub = actions.add_parser(name, help=helps[name], description=helps[name])
             chosen = sub.add_mutually_exclusive_group()
             columns = ", ".join(batch.ID_COLUMNS)
-            chosen.add_argument("--csv", metavar="FILE",
-                                help=f"a CSV file with a header row naming one of {columns}"
-                                     + (" and optionally comments" if action.takes_comments else "")
-                                     + " (any order, any case; the old scripts' id, medical_record_number"
-                                     + (", body, comment" if action.takes_comments else "") + " too)")
+            chosen.add_argument(
+                "--csv",
+                metavar="FILE",
+                help=f"a CSV file with a header row naming one of {columns}"
+                + (" and optionally comments" if action.takes_comments else "")
+                + " (any order, any case; the old scripts' id, medical_record_number"
+                + (", body, comment" if action.takes_comments else "")
+                + " too)",
+            )
             chosen.add_argument("--case-ids", metavar="IDS", help="case ids separated by commas, e.g. 12,15,18")
             sub.add_argument("--dry-run", action="store_true", help="list what would be done; send nothing")
-            sub.add_argument("--concurrency", type=int, default=None, metavar="N",
-                             help=f"send up to N cases at once (default {DEFAULT_CONCURRENCY}; 1 on SQLite)")
-            sub.add_argument("--report", metavar="FILE",
-                             help="write every case's outcome to this CSV file "
-                                  "(line, case_id, case_number, mrn, action, outcome, detail)")
+            sub.add_argument(
+                "--concurrency",
+                type=int,
+                default=None,
+                metavar="N",
+                help=f"send up to N cases at once (default {DEFAULT_CONCURRENCY}; 1 on SQLite)",
+            )
+            sub.add_argument(
+                "--report",
+                metavar="FILE",
+                help="write every case's outcome to this CSV file "
+                "(line, case_id, case_number, mrn, action, outcome, detail)",
+            )
 
-    def handle(self, *args, action, csv=None, case_ids=None, dry_run=False, concurrency=None, report=None,
-               **options):
+    def handle(self, *args, action, csv=None, case_ids=None, dry_run=False, concurrency=None, report=None, **options):
         act = batch.ACTIONS[action]
         asked_for = concurrency
         concurrency = DEFAULT_CONCURRENCY if concurrency is None else concurrency
@@ -153,8 +172,7 @@ class Command(BaseCommand):
             progress = Progress(self.stdout, len(rows), act, bar=bar)
             started = time.monotonic()
             with terminal_logs_quiet() if bar and options.get("verbosity", 1) < 2 else nullcontext():
-                outcomes, interrupted = batch.run(act, rows, dry_run=dry_run, concurrency=workers,
-                                                  on_outcome=progress)
+                outcomes, interrupted = batch.run(act, rows, dry_run=dry_run, concurrency=workers, on_outcome=progress)
             progress.close()
             elapsed = time.monotonic() - started
 
@@ -169,15 +187,23 @@ class Command(BaseCommand):
 
         counts = batch.counts(outcomes)
         if interrupted:
-            raise CommandError("Interrupted: the cases not started were not sent; run the same command again "
-                               "to do what is left.", returncode=1)
+            raise CommandError(
+                "Interrupted: the cases not started were not sent; run the same command again to do what is left.",
+                returncode=1,
+            )
         if counts[batch.FAILED]:
-            raise CommandError(f"{counts[batch.FAILED]} case(s) failed (see above); run the same command again "
-                               "to retry them: cases already done are skipped.", returncode=1)
+            raise CommandError(
+                f"{counts[batch.FAILED]} case(s) failed (see above); run the same command again "
+                "to retry them: cases already done are skipped.",
+                returncode=1,
+            )
         if counts[batch.BUSY]:
-            raise CommandError(f"{counts[batch.BUSY]} case(s) in progress elsewhere (see above): another process is "
-                               "sending them, or one that was stopped mid-call holds them until its lease ends "
-                               "(ALIGN_CALL_LEASE_SECONDS); run the same command again after that.", returncode=1)
+            raise CommandError(
+                f"{counts[batch.BUSY]} case(s) in progress elsewhere (see above): another process is "
+                "sending them, or one that was stopped mid-call holds them until its lease ends "
+                "(ALIGN_CALL_LEASE_SECONDS); run the same command again after that.",
+                returncode=1,
+            )
 
     def _open_report(self, path):
         if not path:
@@ -186,14 +212,16 @@ class Command(BaseCommand):
             # Opened before anything is sent, so that an unwritable path costs nothing.
             return open(path, "w", newline="", encoding="utf-8")
         except OSError as exc:
-            raise CommandError(f"--report {path}: cannot write it ({exc.strerror or exc}). Nothing was sent.",
-                               returncode=2) from None
+            raise CommandError(
+                f"--report {path}: cannot write it ({exc.strerror or exc}). Nothing was sent.", returncode=2
+            ) from None
 
     def _summary(self, act, outcomes, dry_run, elapsed, workers, report):
         counts = batch.counts(outcomes)
         if dry_run:
-            self.stdout.write(f"Dry run: nothing was sent. {counts[batch.WOULD_DO]} would be sent, "
-                              f"{counts[batch.SKIPPED]} skipped.")
+            self.stdout.write(
+                f"Dry run: nothing was sent. {counts[batch.WOULD_DO]} would be sent, {counts[batch.SKIPPED]} skipped."
+            )
         else:
             busy = f", {counts[batch.BUSY]} {batch.BUSY_WORDS}" if counts[batch.BUSY] else ""
             self.stdout.write(
@@ -216,7 +244,9 @@ class Command(BaseCommand):
             for o in failed[:SHOWN_FAILURES]:
                 self.stdout.write(terminal_safe(f"  {o.case_number or o.row.label}: {o.detail}"))
             if len(failed) > SHOWN_FAILURES:
-                self.stdout.write(f"  ... and {len(failed) - SHOWN_FAILURES} more"
-                                  + (" (see the report)" if report else " (use --report FILE to see them all)"))
+                self.stdout.write(
+                    f"  ... and {len(failed) - SHOWN_FAILURES} more"
+                    + (" (see the report)" if report else " (use --report FILE to see them all)")
+                )
         if report:
             self.stdout.write(f"Report: {terminal_safe(report)}")

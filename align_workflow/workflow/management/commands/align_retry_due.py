@@ -1,8 +1,8 @@
 """Run the calls to Align that are due: planned retries, and attempts whose process died.
 
-    python manage.py align_retry_due            # once: every retry whose time has come
-    python manage.py align_retry_due --all      # every planned retry now, whatever its time
-    python manage.py align_retry_due --loop     # keep going (make run; small deployments)
+python manage.py align_retry_due            # once: every retry whose time has come
+python manage.py align_retry_due --all      # every planned retry now, whatever its time
+python manage.py align_retry_due --loop     # keep going (make run; small deployments)
 """
 
 import time
@@ -19,11 +19,19 @@ class Command(BaseCommand):
     help = "Send the calls to Align whose retry is due, and take over attempts whose lease expired."
 
     def add_arguments(self, parser):
-        parser.add_argument("--all", action="store_true", dest="everything",
-                            help="run every planned retry now, not only those whose time has come")
+        parser.add_argument(
+            "--all",
+            action="store_true",
+            dest="everything",
+            help="run every planned retry now, not only those whose time has come",
+        )
         parser.add_argument("--loop", action="store_true", help="keep running, looking again every --interval seconds")
-        parser.add_argument("--interval", type=float, default=None,
-                            help="seconds between two looks with --loop (default: ALIGN_SWEEP_SECONDS, at most 5)")
+        parser.add_argument(
+            "--interval",
+            type=float,
+            default=None,
+            help="seconds between two looks with --loop (default: ALIGN_SWEEP_SECONDS, at most 5)",
+        )
         parser.add_argument("--workers", type=int, default=1, help="send this many attempts at once (threads)")
 
     def handle(self, *args, everything=False, loop=False, interval=None, workers=1, verbosity=1, **options):
@@ -55,8 +63,9 @@ class Command(BaseCommand):
             )
             if run.acceptances:
                 sent = sum(outcome == "sent" for _, outcome, _ in run.acceptances)
-                self.stdout.write(f"{sent} waiting acceptance(s) of bought aligners sent "
-                                  f"({len(run.acceptances)} case(s) looked at).")
+                self.stdout.write(
+                    f"{sent} waiting acceptance(s) of bought aligners sent ({len(run.acceptances)} case(s) looked at)."
+                )
                 for case_id, outcome, detail in run.acceptances:
                     if outcome != "sent":
                         self.stdout.write(f"  case {case_id}: {detail}")

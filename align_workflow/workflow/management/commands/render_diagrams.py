@@ -15,8 +15,10 @@ class Command(BaseCommand):
         try:
             files = generated_files()
         except ExecutableNotFound:
-            raise CommandError("render_diagrams needs Graphviz's dot program: run `make system-deps` "
-                               "(it installs the Debian package graphviz).") from None
+            raise CommandError(
+                "render_diagrams needs Graphviz's dot program: run `make system-deps` "
+                "(it installs the Debian package graphviz)."
+            ) from None
         for path, content in files.items():
             current = path.read_text(encoding="utf-8") if path.exists() else None
             if current == content:
