@@ -94,9 +94,13 @@ def refuse_if_busy(case):
         )
 
 
-def _preflight(case, trigger, by, action, **params) -> dict:
-    """The engine's pre-flight, writing nothing; Skip with a short reason."""
-    return _refused(case, action, lambda: engine.preflight(case, trigger, by=by, **params))
+def _skip_for(exc, case, action) -> Skip:
+    """The Skip (or Busy) for an engine refusal, with a short reason."""
+    if exc.code == "in_progress":
+        return Busy(str(exc))
+    if exc.code == "wrong_state" and action is not None:
+        return Skip(action.wrong_state_reason(case))
+    return Skip(str(exc))
 
 
 def _refused(case, action, checks):
@@ -104,11 +108,33 @@ def _refused(case, action, checks):
     try:
         return checks()
     except engine.TransitionNotAllowed as exc:
-        if exc.code == "in_progress":
-            raise Busy(str(exc)) from None
-        if exc.code == "wrong_state" and action is not None:
-            raise Skip(action.wrong_state_reason(case)) from None
-        raise Skip(str(exc)) from None
+        raise _skip_for(exc, case, action) from None
+
+
+def _preflight(case, trigger, by, action, *, own_check=None, **params) -> dict:
+    """The engine's pre-flight, writing nothing; Skip with a short reason.
+
+    `own_check(case)`, the action's own condition (a reason to skip, or ""), is told once
+    the engine's checks of the state, actor, flag and guard have passed, before a refusal
+    of the effect's input: the order in which a person fixes things.
+    """
+    try:
+        prepared = engine.preflight(case, trigger, by=by, **params)
+    except engine.TransitionNotAllowed as exc:
+        if own_check is not None and exc.code in ("invalid_input", "guard") and own_check(case):
+            raise Skip(own_check(case)) from None
+        raise _skip_for(exc, case, action) from None
+    if own_check is not None and own_check(case):
+        raise Skip(own_check(case))
+    return prepared
+
+
+def _not_purchased(case):
+    return "" if case.aligners_purchased_at is not None else "no aligner purchase is recorded for this case"
+
+
+def _no_align_patient(case):
+    return "" if case.align_pid else "the case has no Align patient id (pId)"
 
 
 class Action:
@@ -157,10 +183,7 @@ class Accept(Action):
         )
 
     def plan(self, case, row):
-        _refused(case, self, lambda: engine.check(case, self.trigger, by=None))
-        if case.aligners_purchased_at is None:
-            raise Skip("no aligner purchase is recorded for this case")
-        prepared = _preflight(case, self.trigger, None, self)
+        prepared = _preflight(case, self.trigger, None, self, own_check=_not_purchased)
         return Plan(
             f"accept the ClinCheck as the system (screenshot asset {prepared['screenshot_asset_id']})",
             by=None,
@@ -179,10 +202,7 @@ class UploadAssets(Action):
         return Case.objects.filter(state=wf.ORDER_CREATED).exclude(Exists(busy.open_call_query()))
 
     def plan(self, case, row):
-        _refused(case, self, lambda: engine.check(case, self.trigger, by=None))
-        if not case.align_pid:
-            raise Skip("the case has no Align patient id (pId)")
-        _preflight(case, self.trigger, None, self)
+        _preflight(case, self.trigger, None, self, own_check=_no_align_patient)
         return Plan("upload the assets as the system", by=None, note=self.note("sending Upload Assets as the system."))
 
 
