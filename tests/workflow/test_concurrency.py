@@ -1,5 +1,7 @@
 """Twenty requests racing on one case produce exactly one transition (PostgreSQL)."""
 
+import threading
+
 import pytest
 from django.db import transaction
 from django_fsm_log.models import StateLog
@@ -28,11 +30,15 @@ def test_twenty_threads_one_transition(require_postgres, staff, flags_on, local_
     assert Case.objects.get(pk=case.pk).state == wf.CANCELLED
 
 
-def naive_fire(case_id, trigger):
-    """What the old view code did: read, check, write, log, with no row lock."""
+def naive_fire(case_id, trigger, read_together=None):
+    """What the old view code did: read, check, write, log, with no row lock. With
+    `read_together` (a barrier), every thread has read before any writes: the interleaving
+    that a loaded machine makes likely, made certain."""
     with transaction.atomic():
         case = Case.objects.get(pk=case_id)
         dest = next_state(case.state, trigger)  # raises if not allowed
+        if read_together is not None:
+            read_together.wait(timeout=30)
         case.state = dest
         case.save()
         StateLog.objects.create(source_state=wf.ORDER_CREATED, state=dest, transition=trigger, content_object=case)
@@ -42,8 +48,9 @@ def naive_fire(case_id, trigger):
 @pytest.mark.django_db(transaction=True)
 def test_negative_control_without_the_row_lock_the_race_doubles_history(require_postgres):
     case = make_case(state=wf.ORDER_CREATED)
-    outcomes = race(lambda: naive_fire(case.pk, "cancel"), THREADS)
-    # Without the lock several threads see order_created and all of them "cancel" it.
+    read_together = threading.Barrier(THREADS)
+    outcomes = race(lambda: naive_fire(case.pk, "cancel", read_together), THREADS)
+    # Without the lock every thread sees order_created and all of them "cancel" it.
     assert outcomes.count("done") > 1, outcomes
     assert StateLog.objects.for_(case).count() > 1
 
