@@ -47,22 +47,26 @@ def supersede_planned_retries(case_id):
     OutboundAttempt.objects.filter(case_id=case_id, next_retry_at__isnull=False).update(next_retry_at=None)
 
 
-def enqueue(case, step, *, by=None, by_id=None, params, chain) -> OutboundAttempt:
-    """Record a pending attempt (inside the caller's transaction), as `by` (a user) or `by_id`."""
+def _record(case, step, status, params, **fields) -> OutboundAttempt:
+    """A new attempt of `step` under its next idempotency key; a planned retry of the
+    case that it replaces is superseded."""
     key, number = next_key(case.pk, step, params)
     supersede_planned_retries(case.pk)
-    actor = {"by_id": by_id} if by_id is not None else {"by": by}
     return lifecycle.create(
-        AttemptStatus.PENDING,
+        status,
         case_id=case.pk,
         step=step,
         idempotency_key=key,
         attempt=number,
-        chain=chain,
         params=persisted_params(step, params),
-        claimed_until=lease_end(),
-        **actor,
+        **fields,
     )
+
+
+def enqueue(case, step, *, by=None, by_id=None, params, chain) -> OutboundAttempt:
+    """Record a pending attempt (inside the caller's transaction), as `by` (a user) or `by_id`."""
+    actor = {"by_id": by_id} if by_id is not None else {"by": by}
+    return _record(case, step, AttemptStatus.PENDING, params, chain=chain, claimed_until=lease_end(), **actor)
 
 
 def begin_attempt(case, step: str, by, params: dict, *, attempt_id: int | None = None) -> OutboundAttempt:
@@ -78,19 +82,7 @@ def begin_attempt(case, step: str, by, params: dict, *, attempt_id: int | None =
             raise AttemptTaken(f"attempt {attempt_id} was already started")
         return OutboundAttempt.objects.get(pk=attempt_id)
     with transaction.atomic():
-        key, number = next_key(case.pk, step, params)
-        supersede_planned_retries(case.pk)
-        return lifecycle.create(
-            AttemptStatus.IN_FLIGHT,
-            case_id=case.pk,
-            step=step,
-            idempotency_key=key,
-            attempt=number,
-            by=by,
-            params=persisted_params(step, params),
-            started_at=now,
-            claimed_until=lease,
-        )
+        return _record(case, step, AttemptStatus.IN_FLIGHT, params, by=by, started_at=now, claimed_until=lease)
 
 
 def record_failure(attempt: OutboundAttempt, exc: BaseException, duration_ms: int | None) -> Failure:
