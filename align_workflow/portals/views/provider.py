@@ -12,6 +12,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from align_workflow.cases.models import Case
 from align_workflow.workflow.engine import available_triggers, fire
+from align_workflow.workflow.outbound import fire_step
 from states import align_case as wf
 
 from .. import selectors
@@ -116,6 +117,15 @@ def approve(request, pk):
     return redirect("portals:provider_case", pk=case.pk)
 
 
+def _revision_message(result):
+    if result.queued:
+        return (
+            messages.INFO,
+            "Revision request queued: it is sent to Align in the background; this page updates when done.",
+        )
+    return "Revision requested. Align will send a new plan version."
+
+
 @require_POST
 @provider_required
 def request_revision(request, pk):
@@ -125,8 +135,8 @@ def request_revision(request, pk):
         comments = form.cleaned_data["comments"]
         perform(
             request,
-            lambda: fire(case, "request_revision", by=request.user, comments=comments),
-            success="Revision requested. Align will send a new plan version.",
+            lambda: fire_step(case, "request_revision", by=request.user, comments=comments),
+            success=_revision_message,
         )
     else:
         form_errors(request, form)

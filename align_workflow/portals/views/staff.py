@@ -205,7 +205,7 @@ def _purchase_message(outcome):
     state = f"The case is now {wf.state_label(Case.objects.get(pk=outcome.case_id).state)}."
     if outcome.acceptance == purchases.SENT:
         return f"Aligner purchase recorded and the ClinCheck accepted. {state}"
-    if outcome.acceptance == purchases.WAITING:
+    if outcome.acceptance in (purchases.WAITING, purchases.QUEUED):
         return messages.INFO, f"{outcome.message} {state}"
     return messages.WARNING, f"{outcome.message} {state}"
 
