@@ -34,6 +34,7 @@ from waffle import get_waffle_flag_model
 from align_simulator.launch import start_simulator
 from align_workflow.cases.models import Case, CaseAsset, Patient, PhotoAssessment, Prescription, Provider
 from align_workflow.workflow import fire, send_to_align
+from align_workflow.workflow.outbound import fire_step
 from states import align_case as wf
 
 from .report import Row
@@ -327,7 +328,7 @@ def send_all(cases, staff):
 def approve_and_accept(cases, staff, provider_user, screenshot):
     for case in cases:
         fire(case, "approve_plan", by=provider_user, acceptance_screenshot=screenshot)
-        fire(case, "accept_clincheck", by=staff)
+        fire_step(case, "accept_clincheck", by=staff)  # queued in Celery mode, as the staff button does
 
 
 def run_flow(cases, staff, provider_user, screenshot, timeout):

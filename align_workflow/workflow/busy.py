@@ -25,6 +25,20 @@ def open_attempt(case_id) -> OutboundAttempt | None:
     )
 
 
+def queued_step(case_id) -> str:
+    """The step recorded and waiting for a worker (or for the caller's commit) for this
+    case, not started yet ("" when none): what the case pages show as queued."""
+    return (
+        OutboundAttempt.objects.filter(
+            case_id=case_id, status=OutboundAttempt.Status.PENDING, claimed_until__gt=timezone.now()
+        )
+        .order_by("-id")
+        .values_list("step", flat=True)
+        .first()
+        or ""
+    )
+
+
 def claimed_step(case) -> str:
     """The trigger whose call holds the case's claim now ("" when none)."""
     if case.busy_with and case.busy_until and case.busy_until > timezone.now():

@@ -29,7 +29,7 @@ from django.utils import timezone
 from align_workflow.cases.models import Case, CaseNote, Prescription
 from states import align_case as wf
 
-from .engine import TransitionNotAllowed, fire, flag_is_on
+from .engine import TransitionNotAllowed, flag_is_on
 from .models import OutboundAttempt
 
 logger = logging.getLogger(__name__)
@@ -40,6 +40,7 @@ SOURCES = {"staff": "staff", "shop": "the shop", "batch": "align_batch"}
 
 # What happened to the acceptance.
 SENT = "sent"  # Align accepted the ClinCheck now
+QUEUED = "queued"  # Celery mode: recorded and handed to a worker, which sends it
 WAITING = "waiting"  # the flag is off: sent by the retry sweep once it is on
 ALREADY = "already_sent"  # accepted before, or being sent by another process
 IN_RETRIES = "in_retries"  # an acceptance call failed earlier; the retries own it
@@ -149,6 +150,7 @@ def send_acceptance(case, *, by=None, raise_errors=False) -> tuple[str, str]:
     (TransitionNotAllowed) or a failed call (AlignCallFailed) is raised, not returned.
     """
     from .align_effects import AlignCallFailed  # why: align_effects imports outbound, which imports this module
+    from .outbound import fire_step  # why: outbound imports this module (the sweep)
 
     case.refresh_from_db()
     if case.state != wf.PROVIDER_APPROVED or case.aligners_purchased_at is None:
@@ -161,7 +163,7 @@ def send_acceptance(case, *, by=None, raise_errors=False) -> tuple[str, str]:
     if by is None and OutboundAttempt.objects.filter(case_id=case.pk, step="accept_clincheck").exists():
         return IN_RETRIES, "An earlier acceptance call for this case is handled by the retries."
     try:
-        fire(case, "accept_clincheck", by=by)
+        result = fire_step(case, "accept_clincheck", by=by)
     except TransitionNotAllowed as refused:
         if refused.code in ("in_progress", "wrong_state") and not raise_errors:
             return ALREADY, "The acceptance is already being sent, or was sent."
@@ -172,6 +174,8 @@ def send_acceptance(case, *, by=None, raise_errors=False) -> tuple[str, str]:
         if raise_errors:
             raise
         return FAILED, f"The acceptance call failed: {failed}"
+    if result.queued:
+        return QUEUED, "The ClinCheck acceptance is queued: it is sent to Align in the background."
     return SENT, "The ClinCheck acceptance was sent to Align and accepted."
 
 

@@ -18,12 +18,15 @@ import pytest
 import redis
 from django.conf import settings as django_settings
 from django.db import connection
+from django.urls import reverse
 
-from align_workflow.cases.models import Case
-from align_workflow.workflow import send_to_align
+from align_workflow.cases.models import Case, CaseAsset
+from align_workflow.workflow import TransitionNotAllowed, fire, purchases, send_to_align
 from align_workflow.workflow.models import OutboundAttempt
+from align_workflow.workflow.outbound import fire_step
 from states import align_case as wf
 from tests.support.factories import make_case
+from tests.support.images import png_url
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -121,3 +124,101 @@ def test_cases_reach_assets_uploaded_through_a_real_worker(worker, simulator, st
     effects = simulator.state()["effects"]
     assert (effects["patients"], effects["orders"], effects["uploads"]) == (3, 3, 3)
     assert "align.run_attempt" in Path(log).read_text()
+
+
+# --- single steps in the background: the revision request and the acceptance ----------
+
+
+def _to_plan_received(sim, case, staff, settings):
+    """Set up inline (the worker is not part of this): sent, then plan version 1 received."""
+    settings.ALIGN_EXECUTION = "inline"
+    send_to_align(case, by=staff)
+    assert case.state == wf.ASSETS_UPLOADED
+    sim.emit(case.pk, "treatment_plan.submitted")
+    plan = next(c for c in sim.state()["orders"] if c["caseId"] == case.pk)["plans"][-1]
+    fire(case, "receive_plan", by=None, plan={"plan_id": plan["treatmentPlanId"], "version": plan["version"]})
+    assert case.state == wf.PLAN_RECEIVED
+
+
+def _approved(sim, case, staff, settings):
+    settings.ALIGN_VAULT_URL = sim.url
+    _to_plan_received(sim, case, staff, settings)
+    fire(case, "approve_plan", by=case.prescription.provider.user, acceptance_screenshot=png_url())
+    assert case.state == wf.PROVIDER_APPROVED
+
+
+def _wait_for(case, state, process, log):
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if Case.objects.filter(pk=case.pk, state=state).exists():
+            return
+        assert process.poll() is None, Path(log).read_text()
+        time.sleep(0.2)
+    pytest.fail(f"the worker did not move the case to {state}:\n" + Path(log).read_text()[-4000:])
+
+
+def _messages(response):
+    return [str(m) for m in response.context["messages"]]
+
+
+def test_a_revision_request_is_queued_and_the_worker_sends_it(worker, simulator, staff, flags_on, settings, client):
+    process, log = worker
+    case = make_case()
+    _to_plan_received(simulator, case, staff, settings)
+    settings.ALIGN_EXECUTION = "celery"
+    client.force_login(case.prescription.provider.user)
+
+    response = client.post(
+        reverse("portals:provider_request_revision", args=[case.pk]), {"comments": "Less IPR on 32-42."}, follow=True
+    )
+
+    assert any("queued" in m for m in _messages(response)), _messages(response)
+    attempt = OutboundAttempt.objects.get(case=case, step="request_revision")
+    assert attempt.params["comments"] == "Less IPR on 32-42."
+    assert attempt.idempotency_key.startswith(f"align-workflow:case-{case.pk}:request_revision:plan-v1:")
+    _wait_for(case, wf.REVISION_REQUESTED, process, log)
+    attempt.refresh_from_db()
+    assert attempt.status == OutboundAttempt.Status.SUCCEEDED
+    assert simulator.state()["effects"]["modifies"] == 1
+    assert Path(log).read_text().count("align.run_attempt") >= 1
+
+
+def test_a_queued_step_is_refused_before_anything_is_recorded(celery_broker, simulator, staff, flags_on, settings):
+    case = make_case()
+    settings.ALIGN_EXECUTION = "celery"
+    with pytest.raises(TransitionNotAllowed) as refused:
+        fire_step(case, "request_revision", by=case.prescription.provider.user, comments="Less IPR.")
+    assert refused.value.code == "wrong_state"
+    assert not OutboundAttempt.objects.filter(case=case).exists()
+
+
+def test_the_acceptance_is_queued_and_the_worker_sends_it(worker, simulator, staff, flags_on, settings, client):
+    process, log = worker
+    case = make_case()
+    _approved(simulator, case, staff, settings)
+    settings.ALIGN_EXECUTION = "celery"
+    client.force_login(staff)
+
+    response = client.post(reverse("portals:staff_aligners_purchased", args=[case.pk]), follow=True)
+
+    assert any("queued" in m for m in _messages(response)), _messages(response)
+    attempt = OutboundAttempt.objects.get(case=case, step="accept_clincheck")
+    screenshot = CaseAsset.objects.get(case=case, kind=CaseAsset.Kind.CCACCEPTSCREEN)
+    assert attempt.params == {"screenshot_asset_id": screenshot.pk}  # stored before it was queued
+    _wait_for(case, wf.ACCEPTED, process, log)
+    assert simulator.state()["effects"]["accepts"] == 1
+    plan = next(c for c in simulator.state()["orders"] if c["caseId"] == case.pk)["plans"][-1]
+    assert plan["screenshot"]["external_key"] == screenshot.external_key
+
+
+def test_the_shops_report_queues_the_acceptance(worker, simulator, staff, flags_on, settings):
+    process, log = worker
+    case = make_case()
+    _approved(simulator, case, staff, settings)
+    settings.ALIGN_EXECUTION = "celery"
+
+    outcome = purchases.report_purchase(case.pk, source="shop", order_reference="A-1")
+
+    assert (outcome.recorded, outcome.acceptance) == (True, purchases.QUEUED)
+    _wait_for(case, wf.ACCEPTED, process, log)
+    assert simulator.state()["effects"]["accepts"] == 1

@@ -11,7 +11,9 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_POST
 
 from align_workflow.cases.models import Case
+from align_workflow.workflow import busy
 from align_workflow.workflow.engine import available_triggers, fire
+from align_workflow.workflow.outbound import fire_step
 from states import align_case as wf
 
 from .. import selectors
@@ -51,7 +53,9 @@ def case_list(request):
 def case_detail(request, pk):
     case = _own_case_or_404(request, pk)
     plans = selectors.with_preview_links(case.treatment_plans.select_related("preview"))
-    available = available_triggers(case, by=request.user)
+    queued = busy.queued_step(case.pk)
+    # A queued revision request or acceptance: no second action until the worker is done.
+    available = [] if queued else available_triggers(case, by=request.user)
     return render(
         request,
         "portals/provider/case_detail.html",
@@ -65,7 +69,9 @@ def case_detail(request, pk):
             "approval": selectors.approval(case) if case.state in APPROVED_STATES else None,
             "can_approve": "approve_plan" in available,
             "can_request_revision": "request_revision" in available,
-            "revision_switched_off": case.state == wf.PLAN_RECEIVED and "request_revision" not in available,
+            "revision_switched_off": case.state == wf.PLAN_RECEIVED
+            and not queued
+            and "request_revision" not in available,
             "approve_form": ApproveForm(),
             "screenshot_max_bytes": settings.ALIGN_SCREENSHOT_MAX_BYTES,
             "screenshot_max_pixels": settings.ALIGN_SCREENSHOT_MAX_PIXELS,
@@ -73,6 +79,7 @@ def case_detail(request, pk):
             "status_url": request.path + "status/",
             "stamp": selectors.case_stamp(case),
             "terminal": case.state in wf.TERMINAL,
+            "queued_label": wf.trigger_label(queued) if queued else "",
         },
     )
 
@@ -116,6 +123,15 @@ def approve(request, pk):
     return redirect("portals:provider_case", pk=case.pk)
 
 
+def _revision_message(result):
+    if result.queued:
+        return (
+            messages.INFO,
+            "Revision request queued: it is sent to Align in the background; this page updates when done.",
+        )
+    return "Revision requested. Align will send a new plan version."
+
+
 @require_POST
 @provider_required
 def request_revision(request, pk):
@@ -125,8 +141,8 @@ def request_revision(request, pk):
         comments = form.cleaned_data["comments"]
         perform(
             request,
-            lambda: fire(case, "request_revision", by=request.user, comments=comments),
-            success="Revision requested. Align will send a new plan version.",
+            lambda: fire_step(case, "request_revision", by=request.user, comments=comments),
+            success=_revision_message,
         )
     else:
         form_errors(request, form)

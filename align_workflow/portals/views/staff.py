@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from align_workflow.cases.models import Case, CaseAsset, Patient, Prescription
-from align_workflow.workflow import purchases
+from align_workflow.workflow import busy, purchases
 from align_workflow.workflow.diagrams import MISSING_GRAPHVIZ, case_svg
 from align_workflow.workflow.engine import available_triggers, fire, flag_is_on
 from align_workflow.workflow.guards import can_send_to_align
@@ -133,6 +133,7 @@ def case_detail(request, pk):
     # A case that needs attention is resumed with Retry (same step, same idempotency key).
     can_send = any(t in available for t in wf.SEND_TO_ALIGN) and not case.needs_attention
     prescription = getattr(case, "prescription", None)
+    queued = busy.queued_step(case.pk)
     return render(
         request,
         "portals/staff/case_detail.html",
@@ -146,7 +147,7 @@ def case_detail(request, pk):
             "send_flag_on": send_flag_on,
             "can_send": can_send,
             "sending_stage": case.state in SEND_SOURCES,
-            "can_purchase": case.state == wf.PROVIDER_APPROVED,
+            "can_purchase": case.state == wf.PROVIDER_APPROVED and not queued,
             "acceptance_waiting": purchases.is_waiting(case),
             "acceptance_flag_on": flag_is_on(wf.FLAG_SET_ORDER_STATUS, request.user),
             "can_cancel": "cancel" in available,
@@ -165,6 +166,7 @@ def case_detail(request, pk):
             "terminal": case.state in wf.TERMINAL,
             "status_url": request.path + "status/",
             "stamp": selectors.case_stamp(case),
+            "queued_label": wf.trigger_label(queued) if queued else "",
         },
     )
 
@@ -205,7 +207,7 @@ def _purchase_message(outcome):
     state = f"The case is now {wf.state_label(Case.objects.get(pk=outcome.case_id).state)}."
     if outcome.acceptance == purchases.SENT:
         return f"Aligner purchase recorded and the ClinCheck accepted. {state}"
-    if outcome.acceptance == purchases.WAITING:
+    if outcome.acceptance in (purchases.WAITING, purchases.QUEUED):
         return messages.INFO, f"{outcome.message} {state}"
     return messages.WARNING, f"{outcome.message} {state}"
 

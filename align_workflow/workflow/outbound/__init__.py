@@ -44,11 +44,22 @@ from .outcomes import (
 )
 from .policy import retry_delay
 from .runner import SendResult, dispatch, run_attempt
-from .services import SEND_STEP_FROM, attempts_of, call_to_retry, retry_case, retry_here, send_to_align
+from .services import (
+    QUEUEABLE_STEPS,
+    SEND_STEP_FROM,
+    attempts_of,
+    call_to_retry,
+    fire_step,
+    in_background,
+    retry_case,
+    retry_here,
+    send_to_align,
+)
 from .sweep import DueRun, collect_due, run_due
 
 __all__ = [
     "PERSISTED_PARAMS",
+    "QUEUEABLE_STEPS",
     "SEND_STEP_FROM",
     "ALIGN_TRIGGER_LABELS",
     "AttemptTaken",
@@ -62,6 +73,8 @@ __all__ = [
     "dispatch",
     "enqueue",
     "expire",
+    "fire_step",
+    "in_background",
     "key_scope",
     "next_key",
     "open_attempt",

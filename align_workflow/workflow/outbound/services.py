@@ -3,16 +3,18 @@
 result = send_to_align(case, by=request.user)   # create patient -> order -> upload assets
 result = retry_case(case, by=request.user)      # the staff portal's Retry button
 result = retry_here(case, note=..., step=...)   # align_batch: retried in this process now
+result = fire_step(case, "request_revision", by=request.user, comments=text)  # one step, the configured way
 """
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import transaction
 
 from align_workflow.cases.models import Case, CaseNote, Prescription
 from states import align_case as wf
 
-from ..engine import TransitionNotAllowed, check, is_staff, refuse_if_busy
+from ..engine import TransitionNotAllowed, check, fire, is_staff, preflight, refuse_if_busy
 from ..models import OutboundAttempt
 from .labels import trigger_label
 from .outcomes import enqueue, expire
@@ -62,6 +64,39 @@ def send_to_align(case, *, by) -> SendResult:
         check(locked, step, by=by)
         refuse_if_busy(locked, step)
         attempt = enqueue(locked, step, by=by, params={}, chain=True)
+        ran = start_after_commit(attempt.pk)
+    return finish(case, ran)
+
+
+# Single steps that are calls to Align and that Celery mode runs in the background.
+QUEUEABLE_STEPS = ("request_revision", "accept_clincheck")
+
+
+def in_background() -> bool:
+    """Whether single steps are queued for a worker (ALIGN_EXECUTION=celery)."""
+    return settings.ALIGN_EXECUTION == "celery"
+
+
+def fire_step(case, trigger, *, by, **params) -> SendResult:
+    """Fire a single step that calls Align (a revision request, the acceptance) the
+    configured way.
+
+    Inline (the default): `fire()` in this process; its refusals and failed calls are
+    raised as `fire()` raises them. Celery: every check `fire()` makes is made now under
+    the case's row lock (state, actor, flag, guard, the input, the pre-flight, no call in
+    flight), then the attempt is recorded, with its idempotency key and what a re-send
+    needs, and handed to a worker after the commit: the result says `queued`, the case
+    moves when the worker's call succeeds. A refusal raises TransitionNotAllowed with
+    nothing recorded. `case` is refreshed in place.
+    """
+    if trigger not in QUEUEABLE_STEPS or not in_background():
+        fire(case, trigger, by=by, **params)
+        return SendResult(case_id=case.pk, state=case.state, done=[trigger], needs_attention=case.needs_attention)
+    with transaction.atomic():
+        locked = Case.objects.select_for_update().get(pk=case.pk)
+        prepared = preflight(locked, trigger, by=by, **params)
+        refuse_if_busy(locked, trigger)
+        attempt = enqueue(locked, trigger, by=by, params=prepared, chain=False)
         ran = start_after_commit(attempt.pk)
     return finish(case, ran)
 
