@@ -3,8 +3,10 @@ cases it shows (select_related / annotate, never a query per row)."""
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cached_property
 
 from django.conf import settings
+from django.core.paginator import Paginator
 from django.db.models import Case as CaseWhen
 from django.db.models import Count, IntegerField, Max, Q, Value, When
 from django.utils import timezone
@@ -53,6 +55,38 @@ def staff_cases(*, q="", state="", attention=False, stuck=False, other_labs=Fals
     if stuck:
         cases = cases.filter(stuck_q())
     return cases.order_by("-needs_attention", "-state_changed_at", "-id")
+
+
+class CappedPaginator(Paginator):
+    """Pages of a list whose count stops early: it counts at most `limit` + 1 rows (a
+    sliced subquery, `SELECT COUNT(*) FROM (... LIMIT limit + 1)`), so a search matching
+    thousands of cases costs about what one matching a few hundred does. `limit` is `cap`
+    or the end of the page asked for, whichever is further, rounded up to whole pages; past
+    it `more` is true, `count` is `limit` + 1 and the page after the last whole one exists,
+    so the pages go on as far as the person goes. `known_count`, when given, is the exact
+    count and nothing is counted."""
+
+    def __init__(self, object_list, per_page, *, cap, page=1, known_count=None):
+        super().__init__(object_list, per_page)
+        try:
+            number = max(1, int(page))
+        except (TypeError, ValueError):
+            number = 1
+        pages = max(-(-cap // per_page), number)
+        self.limit = pages * per_page
+        self.full_pages = pages
+        self.known_count = known_count
+
+    @cached_property
+    def count(self):
+        if self.known_count is not None:
+            return self.known_count
+        return self.object_list[: self.limit + 1].count()
+
+    @property
+    def more(self):
+        """True when the list has more rows than were counted."""
+        return self.known_count is None and self.count > self.limit
 
 
 @dataclass(frozen=True)
