@@ -120,6 +120,40 @@ def state_counts() -> list[StateCount]:
     ]
 
 
+@dataclass(frozen=True)
+class ListCounts:
+    states: list[StateCount]
+    attention: int  # Align workflow cases needing attention
+    outside: int  # cases outside the Align workflow
+
+
+def list_counts() -> ListCounts:
+    """What state_counts(), attention_count() and outside_workflow_count() count, from one
+    scan of the cases (the staff list shows all three on every page)."""
+    align = in_align_workflow()
+    rows = Case.objects.values("state").annotate(
+        total=Count("id", filter=align),
+        old=Count("id", filter=align & Q(state_changed_at__lt=stuck_before())),
+        attention=Count("id", filter=align & Q(needs_attention=True)),
+        outside=Count("id", filter=~align),
+    )
+    by_state = {r["state"]: r for r in rows}
+    states = [
+        StateCount(
+            s,
+            wf.MEANINGS[s],
+            by_state.get(s, {}).get("total", 0),
+            by_state.get(s, {}).get("old", 0) if s in wf.NON_TERMINAL else 0,
+        )
+        for s in wf.STATES
+    ]
+    return ListCounts(
+        states,
+        sum(r["attention"] for r in by_state.values()),
+        sum(r["outside"] for r in by_state.values()),
+    )
+
+
 def attention_count() -> int:
     return Case.objects.filter(in_align_workflow(), needs_attention=True).count()
 

@@ -231,11 +231,35 @@ def _search_queries(client, q):
 
 @pytest.mark.django_db
 def test_search_query_count_is_pinned(staff_client):
-    """Session, user, the capped count, the counts per state, attention, outside the
-    workflow and the page: the same however many cases match."""
+    """Session, user, the counts (per state, needing attention, outside the workflow: one
+    query), the capped count and the page: the same however many cases match."""
     for i in range(3):
         make_case(case_number=f"Q-{i}")
     few = _search_queries(staff_client, "Q-")
     for i in range(3, 40):
         make_case(case_number=f"Q-{i}")
-    assert few == _search_queries(staff_client, "Q-") == 7
+    assert few == _search_queries(staff_client, "Q-") == 5
+
+
+@pytest.mark.django_db
+def test_the_list_counts_are_one_query_and_count_what_the_three_did(staff_client):
+    """Counts per state, needing attention and outside the workflow (another lab, or no
+    prescription at all) come from one scan of the cases."""
+    from align_workflow.cases.models import Case, Prescription
+    from align_workflow.portals import selectors
+    from states import align_case as wf
+
+    make_case(case_number="C-1", state=wf.PLAN_RECEIVED, needs_attention=True)
+    make_case(case_number="C-2", state=wf.PLAN_RECEIVED)
+    make_case(case_number="C-3", lab=Prescription.Lab.IN_HOUSE)
+    Case.objects.create(case_number="C-4", patient=PatientFactory())  # no prescription yet
+    with CaptureQueriesContext(db_connection) as queries:
+        counts = selectors.list_counts()
+    assert len(queries) == 1
+    assert {c.state: c.total for c in counts.states}[wf.PLAN_RECEIVED] == 2
+    assert sum(c.total for c in counts.states) == 2
+    assert counts.attention == selectors.attention_count() == 1
+    assert counts.outside == selectors.outside_workflow_count() == 2
+    assert [(c.state, c.total, c.stuck) for c in counts.states] == [
+        (c.state, c.total, c.stuck) for c in selectors.state_counts()
+    ]

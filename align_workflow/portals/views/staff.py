@@ -86,7 +86,8 @@ def case_list(request):
             stuck=filters.get("stuck", False),
             other_labs=filters.get("other_labs", False),
         )
-    counts = selectors.state_counts()
+    list_counts = selectors.list_counts()
+    counts = list_counts.states
     total = sum(c.total for c in counts)
     paginator = selectors.CappedPaginator(
         cases,
@@ -108,8 +109,8 @@ def case_list(request):
             "page": page,
             "counts": counts,
             "total": total,
-            "attention_total": selectors.attention_count(),
-            "outside_total": selectors.outside_workflow_count(),
+            "attention_total": list_counts.attention,
+            "outside_total": list_counts.outside,
             "filters": filters,
             "filtered": any(filters.values()),
             "invalid": status == 400,
