@@ -3,8 +3,10 @@ cases it shows (select_related / annotate, never a query per row)."""
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cached_property
 
 from django.conf import settings
+from django.core.paginator import Paginator
 from django.db.models import Case as CaseWhen
 from django.db.models import Count, IntegerField, Max, Q, Value, When
 from django.utils import timezone
@@ -55,6 +57,38 @@ def staff_cases(*, q="", state="", attention=False, stuck=False, other_labs=Fals
     return cases.order_by("-needs_attention", "-state_changed_at", "-id")
 
 
+class CappedPaginator(Paginator):
+    """Pages of a list whose count stops early: it counts at most `limit` + 1 rows (a
+    sliced subquery, `SELECT COUNT(*) FROM (... LIMIT limit + 1)`), so a search matching
+    thousands of cases costs about what one matching a few hundred does. `limit` is `cap`
+    or the end of the page asked for, whichever is further, rounded up to whole pages; past
+    it `more` is true, `count` is `limit` + 1 and the page after the last whole one exists,
+    so the pages go on as far as the person goes. `known_count`, when given, is the exact
+    count and nothing is counted."""
+
+    def __init__(self, object_list, per_page, *, cap, page=1, known_count=None):
+        super().__init__(object_list, per_page)
+        try:
+            number = max(1, int(page))
+        except (TypeError, ValueError):
+            number = 1
+        pages = max(-(-cap // per_page), number)
+        self.limit = pages * per_page
+        self.full_pages = pages
+        self.known_count = known_count
+
+    @cached_property
+    def count(self):
+        if self.known_count is not None:
+            return self.known_count
+        return self.object_list[: self.limit + 1].count()
+
+    @property
+    def more(self):
+        """True when the list has more rows than were counted."""
+        return self.known_count is None and self.count > self.limit
+
+
 @dataclass(frozen=True)
 class StateCount:
     state: str
@@ -84,6 +118,40 @@ def state_counts() -> list[StateCount]:
         )
         for s in wf.STATES
     ]
+
+
+@dataclass(frozen=True)
+class ListCounts:
+    states: list[StateCount]
+    attention: int  # Align workflow cases needing attention
+    outside: int  # cases outside the Align workflow
+
+
+def list_counts() -> ListCounts:
+    """What state_counts(), attention_count() and outside_workflow_count() count, from one
+    scan of the cases (the staff list shows all three on every page)."""
+    align = in_align_workflow()
+    rows = Case.objects.values("state").annotate(
+        total=Count("id", filter=align),
+        old=Count("id", filter=align & Q(state_changed_at__lt=stuck_before())),
+        attention=Count("id", filter=align & Q(needs_attention=True)),
+        outside=Count("id", filter=~align),
+    )
+    by_state = {r["state"]: r for r in rows}
+    states = [
+        StateCount(
+            s,
+            wf.MEANINGS[s],
+            by_state.get(s, {}).get("total", 0),
+            by_state.get(s, {}).get("old", 0) if s in wf.NON_TERMINAL else 0,
+        )
+        for s in wf.STATES
+    ]
+    return ListCounts(
+        states,
+        sum(r["attention"] for r in by_state.values()),
+        sum(r["outside"] for r in by_state.values()),
+    )
 
 
 def attention_count() -> int:

@@ -7,7 +7,9 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
+from django.db import connection as db_connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from tests.support.factories import PatientFactory, make_case
 from tests.support.pages import messages_of
@@ -154,3 +156,110 @@ def test_patient_details_never_reach_the_access_log(staff, caplog):
     assert "POST /staff/" in log and "GET /staff/?s=" in log  # the log was captured
     for detail in ("Zebediah", "Quillfeather", "quillfeather", "998877", "1987-03-14", "1987"):
         assert detail not in log
+
+
+# --- the capped count (bench figure 5) ----------------------------------------------------
+# A search counts its matches only up to a cap, so a search matching thousands of cases
+# costs no more than one matching a few hundred; past the cap the pager says "more than N".
+
+
+@pytest.fixture
+def small_pages(monkeypatch):
+    """Pages of 2 and a cap of 6, so a few cases show what thousands would."""
+    from align_workflow.portals.views import staff
+
+    monkeypatch.setattr(staff, "PAGE_SIZE", 2)
+    monkeypatch.setattr(staff, "COUNT_CAP", 6)
+
+
+def _search(client, q, page=None):
+    location = client.post("/staff/", {"q": q})["Location"]
+    return client.get(f"{location}&page={page}" if page else location)
+
+
+@pytest.mark.django_db
+def test_a_search_past_the_cap_says_more_than_n_and_its_pages_still_work(staff_client, small_pages):
+    for i in range(8):
+        make_case(case_number=f"QZMANY-{i}")
+    make_case(case_number="OTHER-1")
+    first = _search(staff_client, "QZMANY")
+    html = first.content.decode()
+    assert "more than 6 cases" in html, html
+    assert "Page 1 of more than 3" in html, html
+    seen = []
+    for page in (1, 2, 3):
+        response = _search(staff_client, "QZMANY", page)
+        assert response.status_code == 200
+        assert len(case_numbers(response)) == 2
+        seen += case_numbers(response)
+    assert len(set(seen)) == 6 and all(n.startswith("QZMANY-") for n in seen)
+    # The last page within the cap links on to the next one, which counts further.
+    assert "page=4" in _search(staff_client, "QZMANY", 3).content.decode()
+    fourth = _search(staff_client, "QZMANY", 4)
+    assert len(case_numbers(fourth)) == 2 and not set(case_numbers(fourth)) & set(seen)
+    assert "Page 4 of 4 · 8 cases" in fourth.content.decode()
+
+
+@pytest.mark.django_db
+def test_a_search_within_the_cap_shows_the_exact_count(staff_client, small_pages):
+    for i in range(6):
+        make_case(case_number=f"FEW-{i}")
+    html = _search(staff_client, "FEW").content.decode()
+    assert "Page 1 of 3 · 6 cases" in html, html
+    assert "more than" not in html
+
+
+@pytest.mark.django_db
+def test_the_search_count_stops_at_the_cap(staff_client, small_pages):
+    """The count is of a sliced subquery (LIMIT cap + 1), on every database."""
+    for i in range(3):
+        make_case(case_number=f"CAP-{i}")
+    location = staff_client.post("/staff/", {"q": "CAP"})["Location"]
+    with CaptureQueriesContext(db_connection) as queries:
+        assert staff_client.get(location).status_code == 200
+    counts = [q["sql"] for q in queries.captured_queries if "COUNT(*)" in q["sql"] and "LIKE" in q["sql"]]
+    assert len(counts) == 1, counts
+    assert re.search(r"LIMIT 7\b", counts[0]), counts[0]
+
+
+def _search_queries(client, q):
+    location = client.post("/staff/", {"q": q})["Location"]
+    with CaptureQueriesContext(db_connection) as queries:
+        assert client.get(location).status_code == 200
+    return len(queries)
+
+
+@pytest.mark.django_db
+def test_search_query_count_is_pinned(staff_client):
+    """Session, user, the counts (per state, needing attention, outside the workflow: one
+    query), the capped count and the page: the same however many cases match."""
+    for i in range(3):
+        make_case(case_number=f"Q-{i}")
+    few = _search_queries(staff_client, "Q-")
+    for i in range(3, 40):
+        make_case(case_number=f"Q-{i}")
+    assert few == _search_queries(staff_client, "Q-") == 5
+
+
+@pytest.mark.django_db
+def test_the_list_counts_are_one_query_and_count_what_the_three_did(staff_client):
+    """Counts per state, needing attention and outside the workflow (another lab, or no
+    prescription at all) come from one scan of the cases."""
+    from align_workflow.cases.models import Case, Prescription
+    from align_workflow.portals import selectors
+    from states import align_case as wf
+
+    make_case(case_number="C-1", state=wf.PLAN_RECEIVED, needs_attention=True)
+    make_case(case_number="C-2", state=wf.PLAN_RECEIVED)
+    make_case(case_number="C-3", lab=Prescription.Lab.IN_HOUSE)
+    Case.objects.create(case_number="C-4", patient=PatientFactory())  # no prescription yet
+    with CaptureQueriesContext(db_connection) as queries:
+        counts = selectors.list_counts()
+    assert len(queries) == 1
+    assert {c.state: c.total for c in counts.states}[wf.PLAN_RECEIVED] == 2
+    assert sum(c.total for c in counts.states) == 2
+    assert counts.attention == selectors.attention_count() == 1
+    assert counts.outside == selectors.outside_workflow_count() == 2
+    assert [(c.state, c.total, c.stuck) for c in counts.states] == [
+        (c.state, c.total, c.stuck) for c in selectors.state_counts()
+    ]

@@ -6,7 +6,6 @@ retry_case or a portal service) and turns a refusal into a message."""
 import secrets
 
 from django.contrib import messages
-from django.core.paginator import Paginator
 from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -26,6 +25,9 @@ from ..forms import CancelForm, CaseFilterForm, CaseSearchForm, ContactForm, Gen
 from .common import form_errors, inline_svg, perform, send_outcome
 
 PAGE_SIZE = 25
+# A filtered list counts its cases up to here (or to the page asked for) and then says
+# "more than N": counting every match of a broad search would cost as much as the list is long.
+COUNT_CAP = 200
 # Checklist criteria the contact details form fixes (opened when one of them fails).
 CONTACT_CRITERIA = {"patient_email", "patient_phone", "patient_address"}
 # States from which "Send to Align" starts or resumes (eligible, patient_created, order_created).
@@ -84,8 +86,18 @@ def case_list(request):
             stuck=filters.get("stuck", False),
             other_labs=filters.get("other_labs", False),
         )
-    page = Paginator(cases, PAGE_SIZE).get_page(request.GET.get("page"))
-    counts = selectors.state_counts()
+    list_counts = selectors.list_counts()
+    counts = list_counts.states
+    total = sum(c.total for c in counts)
+    paginator = selectors.CappedPaginator(
+        cases,
+        PAGE_SIZE,
+        cap=COUNT_CAP,
+        page=request.GET.get("page"),
+        # The whole list's count is the sum of the counts per state: nothing more to count.
+        known_count=total if status != 400 and not any(filters.values()) else None,
+    )
+    page = paginator.get_page(request.GET.get("page"))
     if not isinstance(form, CaseSearchForm):  # the box shows the address's filters
         form = CaseSearchForm(initial=filters) if status != 400 else _search_form_with_errors(form)
     return render(
@@ -96,9 +108,9 @@ def case_list(request):
             "form": form,
             "page": page,
             "counts": counts,
-            "total": sum(c.total for c in counts),
-            "attention_total": selectors.attention_count(),
-            "outside_total": selectors.outside_workflow_count(),
+            "total": total,
+            "attention_total": list_counts.attention,
+            "outside_total": list_counts.outside,
             "filters": filters,
             "filtered": any(filters.values()),
             "invalid": status == 400,
