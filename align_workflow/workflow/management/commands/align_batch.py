@@ -4,6 +4,7 @@
     python manage.py align_batch revise --csv revisions.csv   # case_id / case_number / mrn [, comments]
     python manage.py align_batch upload-assets --case-ids 12,15 --dry-run
     python manage.py align_batch retry-failed --concurrency 8 --report outcome.csv
+    python manage.py align_batch accept --processes 2 --concurrency 8   # 2 worker processes (PostgreSQL)
 
 The work itself is in align_workflow.workflow.batch; this module reads the options and
 shows progress and the summary (control characters in case numbers, file names and
