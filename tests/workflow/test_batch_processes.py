@@ -196,3 +196,18 @@ def test_sqlite_runs_one_process_and_says_so(db, settings):
         assert "one process sends (--processes 2 needs PostgreSQL)" in err
     else:
         assert err == ""
+
+
+@pytest.mark.django_db(transaction=False)
+def test_inside_a_transaction_one_process_sends_and_says_so():
+    """A forked worker would share the caller's open transaction and its connection."""
+    from django.db import connection
+
+    assert connection.in_atomic_block
+    code, out, err = run_batch("accept", "--processes", "2")
+    assert code == 0
+    if connection.vendor == "sqlite":
+        assert "needs PostgreSQL" in err
+    else:
+        assert "inside a database transaction, so one process sends (--processes 2)" in err
+    assert "in each of" not in out

@@ -103,6 +103,8 @@ def effective_processes(requested: int) -> tuple[int, str]:
             1,
             f"SQLite lets one process write at a time, so one process sends (--processes {requested} needs PostgreSQL).",
         )
+    if requested > 1 and connection.in_atomic_block:  # a forked worker would share the open transaction
+        return 1, f"the batch runs inside a database transaction, so one process sends (--processes {requested})."
     if requested > 1 and not can_fork():
         return 1, f"this system cannot fork worker processes, so one process sends (--processes {requested})."
     return requested, ""
