@@ -37,7 +37,7 @@ def test_benchmarks_run_at_tiny_sizes():
     for figure, measure in (
         ("2 flow", "eligible -> shipping, inline"),
         ("3 scale-out", "Celery (8 threads)"),
-        ("4 batch", "align_batch --concurrency 16"),
+        ("4 batch", "align_batch --processes 2 --concurrency 8"),
     ):
         rows = [line for line in result.stdout.splitlines() if line.startswith(figure)]
         assert rows, f"no {figure} row:\n{result.stdout}"

@@ -23,7 +23,10 @@ Who acts:
 
 Calls run in this process (never queued to Celery, whatever ALIGN_EXECUTION says), up
 to `concurrency` at a time in threads, each case in its own thread call; each thread
-keeps one database connection for the run, and they are closed when it ends.
+keeps one database connection for the run, and they are closed when it ends. With
+`processes` > 1 (PostgreSQL), the cases are shared among that many forked worker
+processes, each with `concurrency` threads and its own connections, so that every core
+does the Python work; the outcomes come back to the calling process as they finish.
 
 One concern a module: selection.py (CSV files, case ids, default selections), actions.py
 (each action's plan for a case, decided by `engine.preflight`), runner.py (sending, in
@@ -44,7 +47,7 @@ from .report import (
     counts,
     write_report,
 )
-from .runner import effective_concurrency, process, run
+from .runner import effective_concurrency, effective_processes, process, run
 from .selection import (
     COLUMN_MEANINGS,
     COMMENTS_COLUMN,
@@ -90,6 +93,7 @@ __all__ = [
     "counts",
     "default_rows",
     "effective_concurrency",
+    "effective_processes",
     "is_case_id",
     "parse_case_ids",
     "process",

@@ -14,7 +14,7 @@ from align_workflow.cases.models import Case, CaseNote
 from .. import outbound
 from ..effects import EffectFailed
 from ..engine import TransitionNotAllowed, fire
-from ..pool import Interrupted, run_each
+from ..pool import Interrupted, WorkerStopped, can_fork, run_each, run_each_in_processes
 from .actions import Busy, Plan, Skip, refuse_if_busy
 from .report import BUSY, DONE, FAILED, SKIPPED, WOULD_DO, RowOutcome
 from .selection import Row
@@ -95,18 +95,46 @@ def effective_concurrency(requested: int) -> tuple[int, str]:
     return requested, ""
 
 
+def effective_processes(requested: int) -> tuple[int, str]:
+    """The number of worker processes, and why it differs from `requested` ("" when it does not)."""
+    requested = max(1, int(requested))
+    if requested > 1 and connection.vendor == "sqlite":
+        return (
+            1,
+            f"SQLite lets one process write at a time, so one process sends (--processes {requested} needs PostgreSQL).",
+        )
+    if requested > 1 and connection.in_atomic_block:  # a forked worker would share the open transaction
+        return 1, f"the batch runs inside a database transaction, so one process sends (--processes {requested})."
+    if requested > 1 and not can_fork():
+        return 1, f"this system cannot fork worker processes, so one process sends (--processes {requested})."
+    return requested, ""
+
+
+def _packed(action, row, dry_run):
+    """In a worker process: the outcome as plain values (the row stays with the parent)."""
+    outcome = process(action, row, dry_run=dry_run)
+    return outcome.outcome, outcome.detail, outcome.remark
+
+
 def run(
-    action, rows: list[Row], *, dry_run=False, concurrency=1, on_outcome: Callable[[RowOutcome], None] | None = None
+    action,
+    rows: list[Row],
+    *,
+    dry_run=False,
+    concurrency=1,
+    processes=1,
+    on_outcome: Callable[[RowOutcome], None] | None = None,
 ) -> tuple[list[RowOutcome], bool]:
-    """Process every row, up to `concurrency` at once. Returns the outcomes in the rows'
-    order and whether the run was interrupted (Ctrl-C: cases not started are reported
-    as skipped; the ones in flight finish)."""
+    """Process every row, up to `concurrency` at once in each of `processes` worker
+    processes. Returns the outcomes in the rows' order and whether the run was
+    interrupted (Ctrl-C: cases not started are reported as skipped; the ones in flight
+    finish). A worker process that dies leaves its unfinished cases failed."""
     outcomes: dict[int, RowOutcome] = {}
     report = on_outcome or (lambda outcome: None)
     interrupted = False
     try:
         todo = [index for index, row in enumerate(rows) if not row.problem]
-        if concurrency > 1 and len(todo) > 1:
+        if (concurrency > 1 or processes > 1) and len(todo) > 1:
             for index, row in enumerate(rows):
                 if row.problem:  # nothing to look up or send: reported at once
                     outcomes[index] = process(action, row, dry_run=dry_run)
@@ -118,13 +146,34 @@ def run(
             outcomes[todo[position]] = outcome
             report(outcome)
 
-        run_each(
-            lambda index: process(action, rows[index], dry_run=dry_run),
-            todo,
-            workers=concurrency,
-            name="align-batch",
-            on_result=reported,
-        )
+        if processes > 1:
+
+            def unpacked(position, packed):
+                reported(position, RowOutcome(rows[todo[position]], action.name, *packed))
+
+            run_each_in_processes(
+                lambda index: _packed(action, rows[index], dry_run),
+                todo,
+                processes=processes,
+                workers=concurrency,
+                name="align-batch",
+                on_result=unpacked,
+            )
+        else:
+            run_each(
+                lambda index: process(action, rows[index], dry_run=dry_run),
+                todo,
+                workers=concurrency,
+                name="align-batch",
+                on_result=reported,
+            )
+    except WorkerStopped as exc:
+        logger.error("align_batch %s: %s", action.name, exc)
+        for index, row in enumerate(rows):
+            if index not in outcomes:
+                outcomes[index] = RowOutcome(
+                    row, action.name, FAILED, f"not finished: {exc}; run the command again to do what is left"
+                )
     except (Interrupted, KeyboardInterrupt):
         interrupted = True
         for index, row in enumerate(rows):

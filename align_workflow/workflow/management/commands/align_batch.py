@@ -4,6 +4,7 @@
     python manage.py align_batch revise --csv revisions.csv   # case_id / case_number / mrn [, comments]
     python manage.py align_batch upload-assets --case-ids 12,15 --dry-run
     python manage.py align_batch retry-failed --concurrency 8 --report outcome.csv
+    python manage.py align_batch accept --processes 2 --concurrency 8   # 2 worker processes (PostgreSQL)
 
 The work itself is in align_workflow.workflow.batch; this module reads the options and
 shows progress and the summary (control characters in case numbers, file names and
@@ -137,18 +138,39 @@ class Command(BaseCommand):
                 help=f"send up to N cases at once (default {DEFAULT_CONCURRENCY}; 1 on SQLite)",
             )
             sub.add_argument(
+                "--processes",
+                type=int,
+                default=1,
+                metavar="N",
+                help="share the cases among N worker processes, each sending up to --concurrency at once "
+                "with its own database connections (default 1; PostgreSQL only)",
+            )
+            sub.add_argument(
                 "--report",
                 metavar="FILE",
                 help="write every case's outcome to this CSV file "
                 "(line, case_id, case_number, mrn, action, outcome, detail)",
             )
 
-    def handle(self, *args, action, csv=None, case_ids=None, dry_run=False, concurrency=None, report=None, **options):
+    def handle(
+        self,
+        *args,
+        action,
+        csv=None,
+        case_ids=None,
+        dry_run=False,
+        concurrency=None,
+        processes=1,
+        report=None,
+        **options,
+    ):
         act = batch.ACTIONS[action]
         asked_for = concurrency
         concurrency = DEFAULT_CONCURRENCY if concurrency is None else concurrency
         if concurrency < 1:
             raise CommandError("--concurrency must be 1 or more.", returncode=2)
+        if processes < 1:
+            raise CommandError("--processes must be 1 or more.", returncode=2)
         columns = []
         try:
             if csv:
@@ -164,6 +186,9 @@ class Command(BaseCommand):
             workers, why = batch.effective_concurrency(concurrency)
             if why and asked_for is not None:
                 self.stderr.write(f"Note: {why}")
+            processes, why = batch.effective_processes(processes)
+            if why:
+                self.stderr.write(f"Note: {why}")
             mode = " (dry run: nothing is sent)" if dry_run else ""
             self.stdout.write(f"align_batch {act.name}: {len(rows)} case(s) from {terminal_safe(source)}{mode}.")
             if columns:
@@ -172,7 +197,9 @@ class Command(BaseCommand):
             progress = Progress(self.stdout, len(rows), act, bar=bar)
             started = time.monotonic()
             with terminal_logs_quiet() if bar and options.get("verbosity", 1) < 2 else nullcontext():
-                outcomes, interrupted = batch.run(act, rows, dry_run=dry_run, concurrency=workers, on_outcome=progress)
+                outcomes, interrupted = batch.run(
+                    act, rows, dry_run=dry_run, concurrency=workers, processes=processes, on_outcome=progress
+                )
             progress.close()
             elapsed = time.monotonic() - started
 
@@ -180,7 +207,7 @@ class Command(BaseCommand):
                 batch.write_report(report_file, outcomes)
                 report_file.close()
                 report_file = None
-            self._summary(act, outcomes, dry_run, elapsed, workers, report)
+            self._summary(act, outcomes, dry_run, elapsed, workers, processes, report)
         finally:
             if report_file is not None:
                 report_file.close()
@@ -216,7 +243,7 @@ class Command(BaseCommand):
                 f"--report {path}: cannot write it ({exc.strerror or exc}). Nothing was sent.", returncode=2
             ) from None
 
-    def _summary(self, act, outcomes, dry_run, elapsed, workers, report):
+    def _summary(self, act, outcomes, dry_run, elapsed, workers, processes, report):
         counts = batch.counts(outcomes)
         if dry_run:
             self.stdout.write(
@@ -226,7 +253,9 @@ class Command(BaseCommand):
             busy = f", {counts[batch.BUSY]} {batch.BUSY_WORDS}" if counts[batch.BUSY] else ""
             self.stdout.write(
                 f"Done: {counts[batch.DONE]} {act.done_word}, {counts[batch.SKIPPED]} skipped, "
-                f"{counts[batch.FAILED]} failed{busy}, in {elapsed:.1f}s ({workers} at a time)."
+                f"{counts[batch.FAILED]} failed{busy}, in {elapsed:.1f}s ({workers} at a time"
+                + (f" in each of {processes} processes" if processes > 1 else "")
+                + ")."
             )
         for kind, title in ((batch.SKIPPED, "Skipped:"), (batch.BUSY, "In progress elsewhere:")):
             grouped = OrderedDict()
