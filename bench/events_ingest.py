@@ -281,6 +281,10 @@ def run(scale=1.0):
             lost == 0 and doubled == 0 and not failures and unapplied == 0,
         )
     )
+    for event_id, status, detail in stored.exclude(
+        status__in=[InboundEvent.Status.APPLIED, InboundEvent.Status.IGNORED]
+    ).values_list("event_id", "status", "status_detail")[:5]:
+        sys.stderr.write(f"figure 7: event {event_id} {status}: {detail}\n")
     if lost or doubled or failures:
         raise RuntimeError(f"burst: {lost} lost, {doubled} doubled, {len(failures)} never accepted")
     BareEvent.objects.all().delete()
