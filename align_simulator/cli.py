@@ -1,8 +1,19 @@
 """Command-line options shared by `manage.py run_align_simulator` and `python -m ...simulator`."""
 
+import argparse
 import os
 
-from .config import DEFAULTS
+from .config import DEFAULTS, MAX_DELIVERY_CONCURRENCY
+
+
+def delivery_concurrency(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_DELIVERY_CONCURRENCY:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to {MAX_DELIVERY_CONCURRENCY}, not {text!r}")
+    return value
 
 
 def add_arguments(parser, defaults=None):
@@ -32,6 +43,12 @@ def add_arguments(parser, defaults=None):
     parser.add_argument(
         "--delay-ms", type=float, default=values["delay_ms"], help="time between Align's steps (default %(default)s)"
     )
+    parser.add_argument(
+        "--delivery-concurrency",
+        type=delivery_concurrency,
+        default=values["delivery_concurrency"],
+        help="event deliveries in flight at once, 1 to 64 (default %(default)s)",
+    )
     parser.add_argument("--token-ttl", type=float, default=values["token_ttl"])
     parser.add_argument("--seed", type=int, default=None, help="seed every random choice")
     parser.add_argument(
@@ -60,5 +77,6 @@ def serve_options(options):
         "auto_advance": not options["no_auto_advance"],
         "delay_ms": options["delay_ms"],
         "token_ttl": options["token_ttl"],
+        "delivery_concurrency": options["delivery_concurrency"],
         "seed": options["seed"],
     }

@@ -9,6 +9,7 @@ import copy
 
 DEFAULT_EVENTS_SECRET = "whsec_ZGVtby1ldmVudHMtc2VjcmV0LWtleS0zMmJ5dGVzISE="
 DEFAULT_APP_URL = "http://127.0.0.1:8000"
+MAX_DELIVERY_CONCURRENCY = 64
 
 DEFAULTS = {
     # Where the app lives: asset lists come from {app_url}/api/align/cases/{id}/assets ...
@@ -33,6 +34,8 @@ DEFAULTS = {
     "retry_max_ms": 300_000,
     "retry_max_attempts": 300,
     "delivery_timeout_s": 10.0,
+    # Up to this many event POSTs in flight at once (one case's events stay in order).
+    "delivery_concurrency": 4,
     "duplicate_rate": 0.0,
     "shuffle": False,
     "shuffle_window_ms": 300,
@@ -61,6 +64,7 @@ TYPES = {
     "retry_max_ms": (int, float),
     "retry_max_attempts": int,
     "delivery_timeout_s": (int, float),
+    "delivery_concurrency": int,
     "duplicate_rate": (int, float),
     "shuffle": bool,
     "shuffle_window_ms": (int, float),
@@ -91,6 +95,8 @@ def validated(values):
         is_bool = isinstance(value, bool)
         if (is_bool and expected is not bool) or not isinstance(value, expected):
             raise ConfigError(f"{key} has the wrong type: {value!r}")
+    if not 1 <= values.get("delivery_concurrency", 1) <= MAX_DELIVERY_CONCURRENCY:
+        raise ConfigError(f"delivery_concurrency must be between 1 and {MAX_DELIVERY_CONCURRENCY}")
     if not 0 <= values.get("duplicate_rate", 0) <= 1:
         raise ConfigError("duplicate_rate must be between 0 and 1")
     for key in ("app_url", "callback_base_url"):

@@ -42,6 +42,8 @@ def state(sim, req):
     snapshot = sim.store.snapshot()
     snapshot["idempotency_keys"] = sim.idempotency.count()
     snapshot["faults"] = sim.faults.to_json()
+    pool = sim.outbox.pool
+    snapshot["delivery"] = {"in_flight": pool.in_flight, "most_in_flight": pool.most_in_flight, "queued": pool.queued()}
     return snapshot
 
 

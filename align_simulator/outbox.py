@@ -8,11 +8,19 @@ Any non-2xx answer or network error is retried after `retry_base_ms * 2**(attemp
 `duplicate_rate`, an event is also delivered a second time (same id and body); with
 `shuffle`, events are held back a random time of up to `shuffle_window_ms`, so they
 arrive out of order. Every attempt is recorded on the event (`/_sim/state` "events").
+
+Delivery is concurrent, as real webhook senders are: up to `delivery_concurrency`
+POSTs are in flight at once, each from its own thread and connection. Events of one
+case stay in the order they were sent (a case's next event waits while an earlier
+one is in flight), unless `shuffle` asks for disorder; events of different cases
+overtake each other. A retry goes to the back of the queue when its backoff is over.
 """
 
 import json
 import logging
 import random
+import threading
+from collections import deque
 from datetime import UTC, datetime
 
 import requests
@@ -39,24 +47,119 @@ def signature_headers(event_id, raw_body, secrets):
     }
 
 
+class DeliveryPool:
+    """Runs delivery attempts on up to `limit()` threads, one case's attempts one at a time.
+
+    `submit(key, job)` queues a job; a worker takes the oldest job whose key (the case)
+    has no attempt in flight (`ordered()` false: the oldest job). Workers are started
+    when jobs come and the limit allows; one above a lowered limit stops when it is idle.
+    """
+
+    def __init__(self, name, limit, ordered):
+        self._name = name
+        self._limit = limit
+        self._ordered = ordered
+        self._ready = deque()
+        self._busy_keys = set()
+        self._workers = set()  # indexes of running workers
+        self._cond = threading.Condition()
+        self._stopped = False
+        self.in_flight = 0
+        self.most_in_flight = 0  # the highest number of attempts in flight at once, for /_sim/state
+
+    def submit(self, key, job):
+        with self._cond:
+            self._ready.append((key, job))
+            for index in range(self._limit()):
+                if index not in self._workers:
+                    self._workers.add(index)
+                    threading.Thread(target=self._run, args=(index,), name=f"{self._name}-{index}", daemon=True).start()
+            self._cond.notify_all()
+
+    def clear(self):
+        with self._cond:
+            self._ready.clear()
+            self.most_in_flight = self.in_flight
+
+    def queued(self):
+        with self._cond:
+            return len(self._ready)
+
+    def stop(self):
+        with self._cond:
+            self._stopped = True
+            self._ready.clear()
+            self._cond.notify_all()
+
+    def _take(self):
+        """The next job this worker may run, as (key, job); None: stop."""
+        ordered = self._ordered()
+        for position, (key, job) in enumerate(self._ready):
+            if key is None or not ordered or key not in self._busy_keys:
+                del self._ready[position]
+                return key, job
+        return None
+
+    def _run(self, index):
+        while True:
+            with self._cond:
+                while True:
+                    if self._stopped or index >= self._limit():
+                        self._workers.discard(index)
+                        self._cond.notify_all()
+                        return
+                    taken = self._take()
+                    if taken is not None:
+                        break
+                    self._cond.wait(1.0)
+                key, job = taken
+                if key is not None:
+                    self._busy_keys.add(key)
+                self.in_flight += 1
+                self.most_in_flight = max(self.most_in_flight, self.in_flight)
+            try:
+                job()
+            except Exception:  # noqa: BLE001 - one broken job must not stop the worker
+                log.exception("%s: a delivery failed", self._name)
+            finally:
+                with self._cond:
+                    self.in_flight -= 1
+                    self._busy_keys.discard(key)
+                    self._cond.notify_all()
+
+
 class Outbox:
     def __init__(self, store, config):
         self.store = store
         self.config = config
-        self.scheduler = Scheduler("align-sim-outbox")
-        self.session = requests.Session()  # used by the outbox thread only
+        self.scheduler = Scheduler("align-sim-outbox")  # holds attempts until they are due
+        self.pool = DeliveryPool(
+            "align-sim-delivery",
+            limit=lambda: self.config.delivery_concurrency,
+            ordered=lambda: not self.config.shuffle,
+        )
+        self._local = threading.local()  # one requests.Session (connection) per delivery thread
         self.random = random.Random()
         self.reseed()
+
+    @property
+    def session(self):
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+        return session
 
     def reseed(self):
         self.random.seed(f"{self.config.seed}-delivery" if self.config.seed is not None else None)
 
     def reset(self):
         self.scheduler.clear()
+        self.pool.clear()
         self.reseed()
 
     def stop(self):
         self.scheduler.stop()
+        self.pool.stop()
 
     def send(self, body):
         """Record the event and schedule its delivery; returns the record."""
@@ -88,7 +191,10 @@ class Outbox:
         return record
 
     def _schedule(self, delay_s, record, raw, generation, attempt):
-        self.scheduler.schedule(delay_s, lambda: self._attempt(record, raw, generation, attempt))
+        def due():
+            self.pool.submit(record["caseId"], lambda: self._attempt(record, raw, generation, attempt))
+
+        self.scheduler.schedule(delay_s, due)
 
     def _attempt(self, record, raw, generation, attempt):
         if self.store.generation != generation:

@@ -9,7 +9,7 @@ import importlib
 import os
 import sys
 
-BENCHMARKS = ["engine_overhead", "flow_overhead", "scale_out", "batch_accept", "portal", "token_lock"]
+BENCHMARKS = ["engine_overhead", "flow_overhead", "scale_out", "batch_accept", "portal", "token_lock", "events_ingest"]
 
 
 def main(argv=None):

@@ -53,3 +53,10 @@ class FaqCase(_CaseFields):
             initial=self.state,
             auto_transitions=False,
         )
+
+
+class BareEvent(models.Model):
+    """Figure 7's baseline: a signed event's body, stored once per event id."""
+
+    event_id = models.CharField(max_length=100, unique=True)
+    body = models.TextField()

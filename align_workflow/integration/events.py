@@ -203,7 +203,9 @@ def apply_event(event_pk, *, again=False, first_time=False) -> InboundEvent:
     """
     try:
         with transaction.atomic():
-            event = InboundEvent.objects.select_for_update().get(pk=event_pk)
+            # NO KEY UPDATE: another event of the case, holding the case, may record this one
+            # as the current status (a foreign key: KEY SHARE), which FOR UPDATE would deadlock.
+            event = InboundEvent.objects.select_for_update(no_key=True).get(pk=event_pk)
             if event.status == EventStatus.APPLIED or (event.status != EventStatus.PENDING and not again):
                 return event
             if first_time and event.attempts:
@@ -224,7 +226,7 @@ def apply_event(event_pk, *, again=False, first_time=False) -> InboundEvent:
             "align event %s (%s, case %s) failed to apply", event.event_id, event.type, event.case_id, exc_info=exc
         )
         with transaction.atomic():
-            event = InboundEvent.objects.select_for_update().get(pk=event_pk)
+            event = InboundEvent.objects.select_for_update(no_key=True).get(pk=event_pk)
             if (event.status, event.attempts) != failure.seen:
                 return event  # another process took it up between the two transactions: its outcome stands
             event.attempts += 1

@@ -34,6 +34,12 @@ def test_benchmarks_run_at_tiny_sizes():
     else:
         assert len(token) == 2 and "token requests" in token[0] and token[0].rstrip().endswith("yes"), result.stdout
     measured = db["ENGINE"] == "django.db.backends.postgresql"
+    # Signed events through a real gunicorn process: the burst must be stored exactly once.
+    events = [line for line in result.stdout.splitlines() if line.startswith("7 events")]
+    assert events, result.stdout
+    if measured:
+        assert len(events) == 4 and "bare endpoint" in events[0], result.stdout
+        assert "0 lost, 0 doubled" in events[3] and events[3].rstrip().endswith("yes"), result.stdout
     for figure, measure in (
         ("2 flow", "eligible -> shipping, inline"),
         ("3 scale-out", "Celery (8 threads)"),

@@ -117,3 +117,44 @@ def test_an_early_event_racing_the_transition_it_waits_for_is_never_left_behind(
         paths.append("waited" if event.attempts > 1 else "applied at once")
     # Both orders were exercised: some plans had to wait for the upload.
     assert set(paths) == {"waited", "applied at once"}, paths
+
+
+@pytest.mark.django_db(transaction=True)
+def test_applying_an_event_does_not_wait_for_a_transaction_that_refers_to_it(require_postgres):
+    """Two status events of one case applied at once: the one holding the case records the
+    other as the case's current status (AlignCaseStatus.event, a foreign key, so PostgreSQL
+    takes a KEY SHARE lock on that event's row) while the other waits for the case with its
+    own event row locked. Locked FOR UPDATE, the two waited for each other (a deadlock seen
+    under concurrent deliveries); FOR NO KEY UPDATE does not conflict with KEY SHARE."""
+    from django.db import transaction
+
+    case = make_case(state=wf.ASSETS_UPLOADED)
+    payload = make_event("case.status_changed", case, status="ON_HOLD", previousStatus="RECEIVED")
+    body = encode(payload)
+    stored, created = events.store(events.payloads.parse(body), body, case)
+    assert created
+    table = InboundEvent._meta.db_table
+    referring, finish = threading.Event(), threading.Event()
+
+    def refer_to_the_event():  # what the foreign key check of another transaction's insert does
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(f"SELECT id FROM {table} WHERE id = %s FOR KEY SHARE", [stored.pk])
+                referring.set()
+                finish.wait(10)
+        finally:
+            connection.close()
+
+    other = threading.Thread(target=refer_to_the_event)
+    other.start()
+    try:
+        assert referring.wait(10)
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '2s'")
+        event = events.apply_event(stored.pk)
+    finally:
+        finish.set()
+        other.join(15)
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = 0")
+    assert (event.status, event.attempts) == ("applied", 1)

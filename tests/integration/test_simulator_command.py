@@ -93,3 +93,26 @@ def test_embedded_simulator_starts_and_stops_in_process():
         started = time.monotonic()
         simulator.stop()
         assert time.monotonic() - started < 5
+
+
+def test_the_delivery_concurrency_option_sets_the_config_and_refuses_a_bad_value():
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    env["PYTHONUNBUFFERED"] = "1"
+    refused = subprocess.run(
+        [sys.executable, "-m", "align_simulator", "--port", "0", "--delivery-concurrency", "0"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert refused.returncode == 2
+    assert "--delivery-concurrency: must be a whole number from 1 to 64, not '0'" in refused.stderr
+    process, url = start([sys.executable, "-m", "align_simulator", "--port", "0", "--delivery-concurrency", "9"], env)
+    try:
+        assert requests.get(f"{url}/_sim/config", timeout=5).json()["delivery_concurrency"] == 9
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()

@@ -241,3 +241,73 @@ def test_several_secrets_each_sign(simulator, api, fake_app):
     assert len(headers["webhook-signature"].split(" ")) == 2
     with pytest.raises(WebhookVerificationError):
         SvixWebhook(SECRET).verify(raw.replace(b"sales_order", b"sales_0rder"), headers)
+
+
+def emit_for_new_cases(simulator, api, count):
+    case_ids = [api.new_order()[0] for _ in range(count)]
+    for case_id in case_ids:
+        simulator.emit(case_id, "sales_order.created")
+    return case_ids
+
+
+def test_several_events_are_delivered_at_once(simulator, api, fake_app):
+    fake_app.event_delay_s = 0.4
+    simulator.config(delivery_concurrency=4)
+    case_ids = emit_for_new_cases(simulator, api, 4)
+    events = wait_for_received(simulator, fake_app, 4)
+    assert fake_app.most_in_flight == 4
+    assert simulator.state()["delivery"]["most_in_flight"] == 4
+    assert sorted(e["data"]["caseId"] for e in events) == sorted(case_ids)
+    assert len(verified(fake_app)) == 4
+
+
+def test_the_default_is_several_in_flight(simulator, api, fake_app):
+    assert requests.get(f"{simulator.url}/_sim/config", timeout=5).json()["delivery_concurrency"] == 4
+    fake_app.event_delay_s = 0.3
+    emit_for_new_cases(simulator, api, 6)
+    wait_for_received(simulator, fake_app, 6)
+    assert fake_app.most_in_flight == 4
+
+
+def test_negative_control_with_a_concurrency_of_one_events_go_one_at_a_time(simulator, api, fake_app):
+    fake_app.event_delay_s = 0.1
+    simulator.config(delivery_concurrency=1)
+    emit_for_new_cases(simulator, api, 4)
+    wait_for_received(simulator, fake_app, 4)
+    assert fake_app.most_in_flight == 1
+
+
+def test_one_cases_events_stay_in_order_while_other_cases_go_concurrently(simulator, api, fake_app):
+    fake_app.event_delay_s = 0.1
+    simulator.config(delivery_concurrency=4)
+    case_id, _ = api.new_order()
+    sent = [simulator.emit(case_id, "case.status_changed", status=s)["event_id"] for s in ("ON_HOLD", "RECEIVED")]
+    other_cases = emit_for_new_cases(simulator, api, 2)
+    sent.append(simulator.emit(case_id, "sales_order.created")["event_id"])
+    events = wait_for_received(simulator, fake_app, 5)
+    assert [e["event_id"] for e in events if e["data"]["caseId"] == case_id] == sent
+    assert {e["data"]["caseId"] for e in events} == {case_id, *other_cases}
+    assert fake_app.most_in_flight >= 2
+    verified(fake_app)
+
+
+def test_concurrent_deliveries_are_retried_until_each_event_is_accepted_once(simulator, api, fake_app):
+    fake_app.event_statuses = [500, 503, 500, 502]  # the first four attempts fail, whichever events they are
+    fake_app.event_delay_s = 0.05
+    simulator.config(delivery_concurrency=4, retry_base_ms=20)
+    case_ids = emit_for_new_cases(simulator, api, 4)
+    simulator.wait_for(lambda state: all(e["state"] == "delivered" for e in state["events"]) and state["events"])
+    accepted = [e["event_id"] for e in fake_app.received()]
+    assert len(accepted) == 4 and len(set(accepted)) == 4
+    assert sorted(e["data"]["caseId"] for e in fake_app.received()) == sorted(case_ids)
+    assert sum(record["attempts"] for record in simulator.events()) == 8
+    assert len(fake_app.received(accepted_only=False)) == 8
+    verified(fake_app)
+
+
+@pytest.mark.parametrize("value", [0, 65, "4", 2.5, True, None])
+def test_a_bad_delivery_concurrency_is_refused(simulator, value):
+    answer = requests.post(f"{simulator.url}/_sim/config", json={"delivery_concurrency": value}, timeout=5)
+    assert answer.status_code == 400
+    assert "delivery_concurrency" in answer.json()["error"]["message"]
+    assert requests.get(f"{simulator.url}/_sim/config", timeout=5).json()["delivery_concurrency"] == 4

@@ -9,6 +9,7 @@ tests/integration/conftest.py makes them the `api` and `fake_app` fixtures.
 import itertools
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import requests
@@ -125,6 +126,9 @@ class FakeApp:
         self.assets = {}  # case id -> list, or an int status to answer with
         self.event_statuses = []  # answers for the next events, then 200
         self.events = []  # (raw body bytes, headers dict, status answered)
+        self.event_delay_s = 0  # how long each event POST takes to answer
+        self.in_flight = 0  # event POSTs being answered now ...
+        self.most_in_flight = 0  # ... and the most at once
         self.asset_requests = []  # headers of each asset list request
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -149,6 +153,11 @@ class FakeApp:
             def do_POST(self):
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with app.lock:
+                    app.in_flight += 1
+                    app.most_in_flight = max(app.most_in_flight, app.in_flight)
+                time.sleep(app.event_delay_s)
+                with app.lock:
+                    app.in_flight -= 1
                     status = app.event_statuses.pop(0) if app.event_statuses else 200
                     app.events.append((raw, dict(self.headers), status))
                 self._answer(status, {"ok": status == 200})
