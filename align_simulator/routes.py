@@ -260,14 +260,7 @@ def accept_clincheck(sim, req):
         case = case_for(sim, case_id, mrn)
         vault_uuid = screenshot_uuid("vault_id", vault_id)
         blob_uuid = screenshot_uuid("external_key", external_key)
-        plan = case.pending_plan
-        if plan is None:
-            raise ApiError(
-                409,
-                "PLAN.NOT_PENDING",
-                "no ClinCheck plan is waiting for a decision",
-                {"caseId": case_id, "status": case.status},
-            )
+        plan = pending_plan_of(case, case_id)
         blob = sim.store.blobs.get((vault_uuid, blob_uuid))
         if blob is not None and not is_readable_image(blob.data):
             raise ApiError(
@@ -283,6 +276,18 @@ def accept_clincheck(sim, req):
         sales_order_number = case.primary_sales_order_number
     sim.progress.after_accept(case_id)
     return {"caseId": case_id, "status": "APPROVED", "salesOrderNumber": sales_order_number}
+
+
+def pending_plan_of(case, case_id):
+    """The plan waiting for the provider's decision; 409 when there is none."""
+    if case.pending_plan is None:
+        raise ApiError(
+            409,
+            "PLAN.NOT_PENDING",
+            "no ClinCheck plan is waiting for a decision",
+            {"caseId": case_id, "status": case.status},
+        )
+    return case.pending_plan
 
 
 def screenshot_uuid(field, value):
@@ -302,14 +307,7 @@ def request_modification(sim, req):
     case_id = body_case_id(req)
     with sim.store.lock:
         case = case_for(sim, case_id, mrn)
-        plan = case.pending_plan
-        if plan is None:
-            raise ApiError(
-                409,
-                "PLAN.NOT_PENDING",
-                "no ClinCheck plan is waiting for a decision",
-                {"caseId": case_id, "status": case.status},
-            )
+        plan = pending_plan_of(case, case_id)
         plan.status = "MODIFICATION_REQUESTED"
         plan.comments = str(comments).strip()
         case.move_to("MODIFICATION_REQUESTED")

@@ -302,27 +302,10 @@ class Align(SharedToken):
             response = self.session.request(
                 method, self.base_url + path, json=json_body, headers=headers, timeout=self.timeout
             )
-        except requests.Timeout as exc:
-            self._log(logging.WARNING, method, path, None, started, None, case_id, "TIMEOUT")
-            raise AlignUnavailable(
-                f"no answer within {self.connect_timeout}s connect / {self.read_timeout}s read ({type(exc).__name__})",
-                code="TIMEOUT",
-                method=method,
-                path=path,
-            ) from exc
-        except requests.ConnectionError as exc:
-            self._log(logging.WARNING, method, path, None, started, None, case_id, "CONNECTION")
-            raise AlignUnavailable(
-                f"could not connect to the integration service ({type(exc).__name__})",
-                code="CONNECTION",
-                method=method,
-                path=path,
-            ) from exc
         except requests.RequestException as exc:
-            self._log(logging.WARNING, method, path, None, started, None, case_id, "REQUEST_FAILED")
-            raise AlignUnavailable(
-                f"the request failed ({type(exc).__name__})", code="REQUEST_FAILED", method=method, path=path
-            ) from exc
+            code, reason = _unavailable(exc, self.connect_timeout, self.read_timeout)
+            self._log(logging.WARNING, method, path, None, started, None, case_id, code)
+            raise AlignUnavailable(f"{reason} ({type(exc).__name__})", code=code, method=method, path=path) from exc
 
         if response.status_code == 200:
             body = _json_or_none(response)
@@ -366,3 +349,13 @@ class Align(SharedToken):
                 "align_error_code": error_code,
             },
         )
+
+
+def _unavailable(exc, connect_timeout, read_timeout) -> tuple[str, str]:
+    """The code and the reason of a request that got no answer (Timeout is checked first:
+    requests' ConnectTimeout is both a Timeout and a ConnectionError)."""
+    if isinstance(exc, requests.Timeout):
+        return "TIMEOUT", f"no answer within {connect_timeout}s connect / {read_timeout}s read"
+    if isinstance(exc, requests.ConnectionError):
+        return "CONNECTION", "could not connect to the integration service"
+    return "REQUEST_FAILED", "the request failed"
