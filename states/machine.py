@@ -50,29 +50,3 @@ def next_state(state: str, trigger: str) -> str:
     holder = _StateHolder(state)
     machine().events[trigger].trigger(holder)
     return holder.state
-
-
-def graph(current: str | None = None, path=()):
-    """A graphviz Digraph of the workflow; with `current`, that state is highlighted
-    and the `path` edges are marked.
-
-    `path` is a sequence of (source, dest) pairs already taken.
-    """
-    from transitions.extensions import GraphMachine  # why: for drawings only; the engine uses Machine
-
-    gm = GraphMachine(
-        states=list(wf.STATES),
-        transitions=_transition_dicts(),
-        initial=current or wf.INITIAL,
-        auto_transitions=False,
-        title="Align case workflow",
-        show_state_attributes=False,
-    )
-    gm.get_graph(force_new=True)
-    styles = gm.model_graphs[id(gm)]
-    styles.reset_styling()
-    if current is not None:
-        for src, dst in path:
-            styles.set_previous_transition(src, dst)
-        styles.set_node_style(current, "active")
-    return styles.get_graph(title="Align case workflow")

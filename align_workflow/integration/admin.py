@@ -1,4 +1,6 @@
 from django.contrib import admin, messages
+from django.template.defaultfilters import truncatechars
+from django.utils.html import format_html
 
 from .events import apply_event
 from .models import AlignCaseStatus, InboundEvent
@@ -30,17 +32,19 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(InboundEvent)
 class InboundEventAdmin(ReadOnlyAdmin):
+    # What support looks for first (when, did it apply, which case), all visible at 1366 px.
     list_display = (
-        "event_id",
-        "type",
-        "summary",
+        "received_at",
+        "status_badge",
         "case",
-        "status",
+        "type",
+        "short_summary",
         "needs_attention",
         "occurred_at",
-        "received_at",
         "attempts",
+        "short_event_id",
     )
+    list_display_links = ("received_at",)
     list_filter = (NeedsAttentionFilter, "status", "type")
     search_fields = ("event_id", "case__case_number")
     list_select_related = ("case",)
@@ -62,6 +66,18 @@ class InboundEventAdmin(ReadOnlyAdmin):
     )
     readonly_fields = fields
     actions = ["reapply"]
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj):
+        return format_html('<span class="event-status event-status-{}">{}</span>', obj.status, obj.get_status_display())
+
+    @admin.display(description="summary")
+    def short_summary(self, obj):
+        return format_html('<span title="{}">{}</span>', obj.summary, truncatechars(obj.summary, 48))
+
+    @admin.display(description="event id", ordering="event_id")
+    def short_event_id(self, obj):
+        return format_html('<span title="{}">{}</span>', obj.event_id, truncatechars(obj.event_id, 14))
 
     @admin.display(boolean=True, description="needs attention")
     def needs_attention(self, obj):

@@ -19,7 +19,7 @@ from django.conf import settings
 from django.core.cache import cache
 from graphviz import ExecutableNotFound
 
-from states.machine import graph
+from states.drawing import graph
 
 from .history import path_taken
 

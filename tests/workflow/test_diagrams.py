@@ -1,3 +1,4 @@
+import html
 import re
 import shutil
 
@@ -23,24 +24,54 @@ def test_check_fails_when_a_diagram_is_stale(tmp_path, monkeypatch):
     call_command("render_diagrams", "--check")
 
 
-def test_workflow_diagram_shows_every_state_and_transition():
+def _titles(svg):
+    return set(re.findall(r"<title>([^<]+)</title>", svg))
+
+
+def test_workflow_diagram_shows_every_state_and_step_once_in_words():
     svg = (diagrams.DIAGRAM_DIR / "align_case.svg").read_text()
-    titles = set(re.findall(r"<title>([^<]+)</title>", svg))
+    titles = _titles(svg)
     for state in wf.STATES:
         assert state in titles
+        assert wf.state_label(state).capitalize() in svg  # the words, the technical name in small print
     for t in wf.TRANSITIONS:
+        assert f">{wf.trigger_label(t.trigger)}</text>" in svg
+        if t.trigger == "cancel":
+            continue
         for source in t.source:
             assert f"{source}&#45;&gt;{t.dest}" in titles, (source, t.dest)
-            assert f">{t.trigger}</text>" in svg
+
+
+def test_cancel_is_drawn_once_from_any_open_state():
+    svg = (diagrams.DIAGRAM_DIR / "align_case.svg").read_text()
+    into_cancelled = [t for t in _titles(svg) if t.endswith(f"&#45;&gt;{wf.CANCELLED}")]
+    assert into_cancelled == [f"any_open_state&#45;&gt;{wf.CANCELLED}"]
+    assert svg.count(">Cancel</text>") == 1
+
+
+def test_each_step_says_who_may_do_it_and_what_it_needs():
+    svg = html.unescape((diagrams.DIAGRAM_DIR / "align_case.svg").read_text())
+    assert "by staff or automatically" in svg  # create order / upload assets / accept
+    assert "by the provider" in svg  # approve, request revision
+    assert "by Align" in svg  # receive plan, ship
+    assert "needs the checklist all ticked" in svg  # create patient's guard
+    assert f"only while the switch {wf.FLAG_INITIATE_ORDER} is on" in svg
+    assert f"only while the switch {wf.FLAG_SET_ORDER_STATUS} is on" in svg
+
+
+def test_labels_are_readable_size():
+    svg = (diagrams.DIAGRAM_DIR / "align_case.svg").read_text()
+    sizes = [float(s) for s in re.findall(r'font-size="([0-9.]+)"', svg)]
+    assert min(sizes) >= 10
 
 
 def _node_fill(svg, state):
-    block = re.search(rf"<title>{state}</title>\s*<path fill=\"([^\"]+)\"", svg)
+    block = re.search(rf"<title>{state}</title>.*?<path fill=\"([^\"]+)\"", svg, re.S)
     return block.group(1)
 
 
 def _edge_colour(svg, source, dest):
-    block = re.search(rf"<title>{source}&#45;&gt;{dest}</title>\s*<path fill=\"none\" stroke=\"([^\"]+)\"", svg)
+    block = re.search(rf"<title>{source}&#45;&gt;{dest}</title>.*?<path fill=\"none\" stroke=\"([^\"]+)\"", svg, re.S)
     return block.group(1)
 
 
@@ -52,8 +83,10 @@ def test_case_diagram_highlights_current_state_and_path(staff, flags_on, local_e
     fire(case, "cancel", by=staff, reason="test")
     svg = diagrams.case_svg(case)
     assert _node_fill(svg, wf.CANCELLED) != _node_fill(svg, wf.ELIGIBLE)
-    assert _edge_colour(svg, wf.ORDER_CREATED, wf.CANCELLED) != _edge_colour(svg, wf.ELIGIBLE, wf.CANCELLED)
+    # the steps it took are marked; the cancel it made is drawn from where it was made
     assert _edge_colour(svg, wf.ORDER_CREATED, wf.CANCELLED) == "blue"
+    assert _edge_colour(svg, wf.ORDER_CREATED, wf.ASSETS_UPLOADED) != "blue"
+    assert f"{wf.ELIGIBLE}&#45;&gt;{wf.CANCELLED}" not in _titles(svg)
 
 
 def test_render_diagrams_without_graphviz_says_what_to_install(monkeypatch, tmp_path):

@@ -54,10 +54,13 @@ def form_errors(request, form):
 
 
 _SVG_PROLOG = re.compile(r"^.*?(?=<svg)", re.S)
-_SVG_SIZE = re.compile(r'<svg width="[^"]*" height="[^"]*"')
+_SVG_SIZE = re.compile(r'<svg width="([0-9.]+pt)" height="[^"]*"')
 
 
 def inline_svg(svg: str) -> str:
-    """A graphviz SVG ready to sit inside HTML: no XML prolog, scales to its container."""
+    """A graphviz SVG ready to sit inside HTML: no XML prolog, as wide as its container but
+    never wider than drawn (so its labels keep their size)."""
     svg = _SVG_PROLOG.sub("", svg, count=1)
-    return _SVG_SIZE.sub('<svg class="diagram" preserveAspectRatio="xMidYMin meet"', svg, count=1)
+    return _SVG_SIZE.sub(
+        r'<svg class="diagram" style="max-width: \1" preserveAspectRatio="xMidYMin meet"', svg, count=1
+    )

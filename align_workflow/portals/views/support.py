@@ -7,7 +7,7 @@ from django.utils.http import urlencode
 from django.views.decorators.http import require_GET
 
 from align_workflow.workflow.diagrams import MISSING_GRAPHVIZ, cached_svg
-from states.machine import graph
+from states.drawing import graph, state_label
 
 from .. import selectors
 from ..access import staff_required
@@ -29,9 +29,8 @@ def annotated_workflow_svg(counts) -> str | None:
 def _annotated_graph(counts):
     digraph = graph()
     for c in counts:
-        label = rf"{c.state}\n{c.total} case{'s' if c.total != 1 else ''}"
-        if c.stuck:
-            label += rf"\n{c.stuck} stuck"
+        lines = [f"{c.total} case{'s' if c.total != 1 else ''}"] + ([f"{c.stuck} stuck"] if c.stuck else [])
+        label = state_label(c.state, *lines)
         attrs = {
             "label": label,
             "URL": _list_url(state=c.state),
