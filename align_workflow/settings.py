@@ -46,6 +46,8 @@ ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", "")
 
 INSTALLED_APPS = [
+    # First, so its admin/base_site.html (the admin's branding) overrides Django's.
+    "align_workflow.portals",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -58,7 +60,6 @@ INSTALLED_APPS = [
     "align_workflow.cases",
     "align_workflow.workflow",
     "align_workflow.integration",
-    "align_workflow.portals",
     "align_workflow.demo",
 ]
 
@@ -139,6 +140,8 @@ LOGIN_REDIRECT_URL = "/"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
+# Dates and times as 2026-12-01 14:05 UTC wherever Django formats them (the admin included).
+FORMAT_MODULE_PATH = ["align_workflow.formats"]
 USE_I18N = True
 USE_TZ = True
 

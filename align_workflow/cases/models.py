@@ -177,6 +177,9 @@ class Prescription(models.Model):
         "Cancel the case instead if it should leave the Align workflow."
     )
 
+    def __str__(self):
+        return f"Prescription to {self.get_lab_display()}"
+
     def save(self, *args, **kwargs):
         error = self.lab_change_error()
         if error:
@@ -226,6 +229,9 @@ class PhotoAssessment(models.Model):
     )
     created = models.DateTimeField(default=timezone.now)
 
+    def __str__(self):
+        return f"Photo assessment {self.get_status_display().lower()}"
+
 
 class CaseAsset(models.Model):
     class Kind(models.TextChoices):
@@ -253,7 +259,7 @@ class CaseAsset(models.Model):
         ordering = ["-created", "-id"]
 
     def __str__(self):
-        return f"{self.kind} {self.filename or self.pk}"
+        return f"{self.get_kind_display()} {self.filename or self.pk}"
 
 
 class CaseNote(AppendOnlyModel):
@@ -289,6 +295,9 @@ class AlignOrder(models.Model):
     class Meta:
         ordering = ["-align_created_at", "-id"]
 
+    def __str__(self):
+        return f"{self.get_order_kind_display()} order {self.sales_order_number}"
+
 
 class TreatmentPlan(models.Model):
     """A ClinCheck plan Align submitted (event `treatment_plan.submitted`)."""
@@ -309,3 +318,6 @@ class TreatmentPlan(models.Model):
     class Meta:
         ordering = ["-version", "-id"]
         constraints = [models.UniqueConstraint(fields=["case", "version"], name="unique_plan_version_per_case")]
+
+    def __str__(self):
+        return f"Plan {self.plan_id}, version {self.version}"

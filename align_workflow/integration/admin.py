@@ -69,7 +69,12 @@ class InboundEventAdmin(ReadOnlyAdmin):
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj):
-        return format_html('<span class="event-status event-status-{}">{}</span>', obj.status, obj.get_status_display())
+        return format_html(
+            '<span class="event-status event-status-{}" title="{}">{}</span>',
+            obj.status,
+            obj.get_status_display(),
+            obj.status,
+        )
 
     @admin.display(description="summary")
     def short_summary(self, obj):

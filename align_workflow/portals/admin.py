@@ -28,6 +28,12 @@ from align_workflow.integration.models import InboundEvent
 from align_workflow.workflow.engine import TransitionNotAllowed, fire
 from align_workflow.workflow.models import OutboundAttempt
 
+# The site says whose it is, and its "View site" link leads back to the staff portal.
+admin.site.site_header = "Align workflow administration"
+admin.site.site_title = "Align workflow admin"
+admin.site.index_title = "Support: cases, their history, calls to Align and events from Align"
+admin.site.site_url = "/staff/"
+
 
 class ReadOnlyInline(admin.TabularInline):
     extra = 0
@@ -223,9 +229,27 @@ class PatientAdmin(admin.ModelAdmin):
     search_fields = ("mrn", "last_name")
 
 
-admin.site.register(Provider)
-admin.site.register(Prescription)
-admin.site.register(PhotoAssessment)
+@admin.register(Provider)
+class ProviderAdmin(admin.ModelAdmin):
+    list_display = ("account_name", "user")
+    search_fields = ("account_name", "user__username")
+    list_select_related = ("user",)
+
+
+@admin.register(Prescription)
+class PrescriptionAdmin(admin.ModelAdmin):
+    list_display = ("case", "lab", "provider", "created")
+    list_filter = ("lab",)
+    search_fields = ("case__case_number",)
+    list_select_related = ("case", "provider")
+
+
+@admin.register(PhotoAssessment)
+class PhotoAssessmentAdmin(admin.ModelAdmin):
+    list_display = ("case", "status", "treatment_option", "created")
+    list_filter = ("status", "treatment_option")
+    search_fields = ("case__case_number",)
+    list_select_related = ("case",)
 
 
 class UserAdmin(DjangoUserAdmin):

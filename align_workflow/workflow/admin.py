@@ -8,7 +8,7 @@ class OutboundAttemptAdmin(admin.ModelAdmin):
     """Every call to Align, for support: read-only (the workflow writes these)."""
 
     list_display = (
-        "id",
+        "created",
         "case",
         "step",
         "attempt",
@@ -16,9 +16,9 @@ class OutboundAttemptAdmin(admin.ModelAdmin):
         "http_status",
         "error_code",
         "duration_ms",
-        "created",
         "next_retry_at",
     )
+    list_display_links = ("created",)
     list_filter = ("status", "step")
     search_fields = ("case__case_number", "idempotency_key", "request_id")
     list_select_related = ("case",)
