@@ -48,7 +48,7 @@ def pool():
 
 
 def broker_url():
-    return os.environ.get("BENCH_CELERY_BROKER_URL", "redis://127.0.0.1:6379/9")
+    return settings.BENCH_CELERY_BROKER_URL
 
 
 class Worker:
