@@ -65,7 +65,7 @@ diagrams: install
 	$(PY) manage.py render_diagrams
 
 bench: install-dev
-	$(PY) -m bench
+	$(PY) -m bench --svg bench/figures.svg
 
 clean:
 	rm -rf $(VENV) db.sqlite3 var node_modules

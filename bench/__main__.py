@@ -8,6 +8,7 @@ import argparse
 import importlib
 import os
 import sys
+import time
 
 BENCHMARKS = ["engine_overhead", "flow_overhead", "scale_out", "batch_accept", "portal", "token_lock", "events_ingest"]
 
@@ -16,6 +17,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every size (0.01 for a smoke run)")
     parser.add_argument("--only", default="", help="run only benchmarks whose name contains this")
+    parser.add_argument("--svg", default="", help="also draw each ratio against its target into this SVG file")
     args = parser.parse_args(argv)
 
     os.environ["DJANGO_SETTINGS_MODULE"] = "bench.settings"
@@ -41,6 +43,13 @@ def main(argv=None):
         connection.creation.destroy_test_db(old_name, verbosity=0)
     sys.stdout.write(f"\nalign-workflow benchmarks (database: {vendor}, scale {args.scale})\n\n")
     print_table(rows, sys.stdout)
+    if args.svg:
+        from .plot import svg  # why: only a run that draws needs it
+
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        with open(args.svg, "w", encoding="utf-8") as out:
+            out.write(svg(rows, f"align-workflow benchmarks, {when} ({vendor}, scale {args.scale})"))
+        sys.stdout.write(f"\nThe figures drawn: {args.svg}\n")
     return rows
 
 

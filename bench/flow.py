@@ -33,7 +33,7 @@ from waffle import get_waffle_flag_model
 
 from align_simulator.launch import start_simulator
 from align_workflow.cases.models import Case, CaseAsset, Patient, PhotoAssessment, Prescription, Provider
-from align_workflow.workflow import fire, send_to_align
+from align_workflow.workflow import send_to_align
 from align_workflow.workflow.outbound import fire_step
 from states import align_case as wf
 
@@ -325,10 +325,17 @@ def send_all(cases, staff):
             raise RuntimeError(f"case {case.pk}: {result.message}")
 
 
-def approve_and_accept(cases, staff, provider_user, screenshot):
+def approve_and_accept(cases, staff, provider_user, screenshot, timeout=120):
+    """The people: every plan approved, then each approved case accepted. In Celery mode
+    both are queued, as the provider's and the staff's buttons do; an acceptance is
+    sent once its approval is done (a worker stores the screenshot in the vault)."""
     for case in cases:
-        fire(case, "approve_plan", by=provider_user, acceptance_screenshot=screenshot)
-        fire_step(case, "accept_clincheck", by=staff)  # queued in Celery mode, as the staff button does
+        fire_step(case, "approve_plan", by=provider_user, acceptance_screenshot=screenshot)
+    for case in cases:
+        if case.state != wf.PROVIDER_APPROVED:
+            wait_for_states([case.pk], wf.PROVIDER_APPROVED, timeout)
+            case.refresh_from_db()
+        fire_step(case, "accept_clincheck", by=staff)
 
 
 def run_flow(cases, staff, provider_user, screenshot, timeout):
@@ -336,7 +343,7 @@ def run_flow(cases, staff, provider_user, screenshot, timeout):
     ids = [c.pk for c in cases]
     send_all(cases, staff)
     wait_for_states(ids, wf.PLAN_RECEIVED, timeout)
-    approve_and_accept(cases, staff, provider_user, screenshot)
+    approve_and_accept(cases, staff, provider_user, screenshot, timeout)
     wait_for_states(ids, wf.SHIPPING, timeout)
 
 

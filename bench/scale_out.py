@@ -6,10 +6,11 @@ threads each (the shape of two machines sharing PostgreSQL and Redis).
 The people's actions are the same in every run: one thread sends every case, then
 approves and accepts each one (bench/flow.py). With Celery, `send_to_align` only
 records and queues the first step, and a worker runs create patient -> create order
--> upload assets; the acceptance (`fire_step`, as the staff button and the shop's
-report send it) is recorded and queued the same way. The approval stays in the
-person's request in both modes: its work is storing the screenshot in the vault, which
-has to be done before anything that depends on it is queued. The table has three rows
+-> upload assets; the approval and the acceptance (`fire_step`, as the provider's
+button, the staff button and the shop's report send them) are recorded and queued the
+same way: the approval's screenshot is decoded and stored in the database by the
+person's request, and a worker puts it in the vault and approves the plan; each
+acceptance is queued once its approval is done. The table has three rows
 per Celery shape: the whole flow; until every plan is received ("Send to Align", then
 Align's events); and until every upload is accepted (the three calls a worker makes
 for each case).
@@ -47,7 +48,7 @@ def pool():
 
 
 def broker_url():
-    return os.environ.get("BENCH_CELERY_BROKER_URL", "redis://127.0.0.1:6379/9")
+    return settings.BENCH_CELERY_BROKER_URL
 
 
 class Worker:

@@ -2,7 +2,7 @@
 
 32 spawned processes, each with Django set up as in production (the cache is Redis
 through django-redis, here the database BENCH_REDIS_URL, default
-redis://127.0.0.1:6379/11), wait at a barrier and then each makes one authenticated call
+database 11 on REDIS_URL's server), wait at a barrier and then each makes one authenticated call
 (GET /orders/{id}) through the Align client against the simulator running as a real
 process (align_simulator.launch). The simulator counts the token
 requests it answered. The token route answers after 300 ms (an injected latency), so
@@ -18,9 +18,10 @@ token and lock keys the client writes are deleted from the Redis database, befor
 after each round.
 """
 
-import os
 import statistics
 import time
+
+from django.conf import settings
 
 from .report import Row
 
@@ -32,7 +33,7 @@ KEYS = "*align:token*"  # the client's token and token-lock keys (django-redis a
 
 
 def _redis_url():
-    return os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/11")
+    return settings.BENCH_REDIS_URL
 
 
 def _forget_tokens(redis):

@@ -11,7 +11,7 @@ from django.db.models import Case as CaseWhen
 from django.db.models import Count, IntegerField, Max, Q, Value, When
 from django.utils import timezone
 
-from align_workflow.cases.models import Case, CaseNote, Prescription
+from align_workflow.cases.models import Case, CaseNote, Patient, Prescription
 from align_workflow.integration.models import InboundEvent
 from align_workflow.workflow.align_effects import BATCH_REVISION_PREFIX
 from align_workflow.workflow.history import state_logs
@@ -42,12 +42,7 @@ def staff_cases(*, q="", state="", attention=False, stuck=False, other_labs=Fals
     cases = Case.objects.select_related("patient", "prescription__provider")
     cases = cases.exclude(in_align_workflow()) if other_labs else cases.filter(in_align_workflow())
     for term in q.split():
-        cases = cases.filter(
-            Q(case_number__icontains=term)
-            | Q(patient__mrn__icontains=term)
-            | Q(patient__first_name__icontains=term)
-            | Q(patient__last_name__icontains=term)
-        )
+        cases = cases.filter(search_q(term))
     if state:
         cases = cases.filter(state=state)
     if attention:
@@ -55,6 +50,33 @@ def staff_cases(*, q="", state="", attention=False, stuck=False, other_labs=Fals
     if stuck:
         cases = cases.filter(stuck_q())
     return cases.order_by("-needs_attention", "-state_changed_at", "-id")
+
+
+# pg_trgm indexes a string by its three-character pieces: a shorter term has none to look up.
+TRIGRAM_LENGTH = 3
+
+
+def search_q(term) -> Q:
+    """Cases whose number, or whose patient's MRN, first or last name, contains `term`
+    (any case).
+
+    From three characters on, each side is its own subquery (`id IN (...) OR patient_id IN
+    (...)`), which PostgreSQL answers from the trigram indexes (migration cases 0006) and
+    probes while it walks the list's order, instead of comparing four columns of every
+    case joined with its patient. A shorter term cannot use a trigram index; it is
+    compared row by row as the list is walked, which stops at the page's end when the
+    term is common."""
+    if len(term) < TRIGRAM_LENGTH:
+        return (
+            Q(case_number__icontains=term)
+            | Q(patient__mrn__icontains=term)
+            | Q(patient__first_name__icontains=term)
+            | Q(patient__last_name__icontains=term)
+        )
+    patients = Patient.objects.filter(
+        Q(mrn__icontains=term) | Q(first_name__icontains=term) | Q(last_name__icontains=term)
+    ).values("pk")
+    return Q(pk__in=Case.objects.filter(case_number__icontains=term).values("pk")) | Q(patient__in=patients)
 
 
 class CappedPaginator(Paginator):

@@ -28,7 +28,7 @@ from align_workflow.align.payloads import patient_fields  # noqa: F401 - the bui
 from align_workflow.cases.models import Case, CaseAsset, CaseNote, PhotoAssessment, TreatmentPlan
 from states import align_case as wf
 
-from . import outbound
+from . import outbound, staged
 from . import preflight as records_check
 from .effects import AlignCallFailed, EffectFailed, EffectInputError, PreflightFailed, register
 from .preflight import newest_screenshot  # noqa: F401 - read by others from here too
@@ -283,6 +283,8 @@ def _apply_accept_clincheck(case, by, params, outcome):
 
 
 def _check_approve_plan(case, by, params):
+    if staged.PARAM in params:  # queued: decoded and stored by the provider's request
+        return staged.check(case, params)
     # Only the cheap checks here: the picture is decoded in the call, once the case is
     # claimed, so that concurrent approvals of one case decode one image, not one each.
     check_data_url(params.get("acceptance_screenshot"))
@@ -293,6 +295,8 @@ def _call_approve_plan(case, by, params):
     # outside any transaction; the asset row is written in apply, in the transaction that
     # moves the case, so a refused transition leaves no row behind (only an unreferenced
     # blob in the vault). A ScreenshotError here is a refusal (the engine releases the claim).
+    if "staged" in params.prepared:
+        return staged.store(case, by, params)
     shot = params.prepared["screenshot"] = decode_screenshot(params.get("acceptance_screenshot"))
     try:
         return vault.get_vault().put(
@@ -320,10 +324,16 @@ def _apply_approve_plan(case, by, params, blob):
     )
     version = pending_plan_version(case.pk)
     plan = f"plan version {version}" if version else "the plan"
-    return f"Approved {plan}; acceptance screenshot stored ({shot.width}×{shot.height}, from {shot.source_format})"
+    summary = f"Approved {plan}; acceptance screenshot stored ({shot.width}×{shot.height}, from {shot.source_format})"
+    if "staged" in params.prepared:
+        staged.done(case, params, summary)
+    return summary
 
 
 def _recover_approve_plan(case, by, params, blob, exc):
+    if blob is not None and "attempt" in params.prepared:  # queued: stored again on the retry
+        state_now = Case.objects.filter(pk=case.pk).values_list("state", flat=True).first() or "gone"
+        outbound.record_unsaved_success(params.prepared["attempt"].pk, params.prepared["duration_ms"], exc, state_now)
     if blob is not None:
         logger.warning(
             "case %s: approve_plan not applied (%s); vault blob %s is unreferenced",

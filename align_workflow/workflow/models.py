@@ -97,3 +97,24 @@ class OutboundAttempt(AppendOnlyModel):
     @property
     def is_open(self):
         return self.status in self.OPEN and self.claimed_until is not None and self.claimed_until > timezone.now()
+
+
+class StagedScreenshot(models.Model):
+    """An approval's acceptance screenshot waiting for a worker (ALIGN_EXECUTION=celery).
+
+    The provider's request decodes the picture and stores it here, re-encoded as JPEG,
+    in the transaction that records the approval's attempt; the worker puts it in the
+    vault and, in the transaction that approves the plan, turns it into the case's
+    acceptance screenshot asset and deletes this row. A retry of a failed approval
+    sends the same row again. Never logged (a picture of the plan page)."""
+
+    case = models.ForeignKey("cases.Case", on_delete=models.CASCADE, related_name="+")
+    jpeg = models.BinaryField()
+    sha256 = models.CharField(max_length=64)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    source_format = models.CharField(max_length=10)
+    created = models.DateTimeField(default=timezone.now)
+
+    def __str__(self):
+        return f"staged acceptance screenshot {self.pk} of case {self.case_id}"

@@ -3,17 +3,18 @@
 import os
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 
 from django.conf import settings
 
 
-def test_benchmarks_run_at_tiny_sizes():
+def test_benchmarks_run_at_tiny_sizes(tmp_path):
     env = dict(os.environ)
     db = settings.DATABASES["default"]
     if db["ENGINE"] == "django.db.backends.sqlite3":
         env["DATABASE_URL"] = "sqlite:///:memory:"
     result = subprocess.run(
-        [sys.executable, "-m", "bench", "--scale", "0.01"],
+        [sys.executable, "-m", "bench", "--scale", "0.01", "--svg", str(tmp_path / "figures.svg")],
         cwd=settings.BASE_DIR,
         env=env,
         capture_output=True,
@@ -21,6 +22,9 @@ def test_benchmarks_run_at_tiny_sizes():
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    drawn = ET.parse(tmp_path / "figures.svg").getroot()  # the picture of the run (make bench: bench/figures.svg)
+    assert drawn.tag == "{http://www.w3.org/2000/svg}svg"
+    assert any("1 engine" in (t.text or "") for t in drawn.iter("{http://www.w3.org/2000/svg}text"))
     assert "1 engine" in result.stdout
     assert "vs django-fsm-2" in result.stdout
     portal = [line for line in result.stdout.splitlines() if line.startswith("5 portal")]

@@ -32,6 +32,20 @@ def test_a_queued_revision_request_shows_on_the_provider_page_without_the_button
     assert "switched off" not in html
 
 
+def test_a_queued_approval_shows_on_the_provider_page_without_the_buttons(client, flags_on):
+    case = make_case(state=wf.PLAN_RECEIVED)
+    provider_user = case.prescription.provider.user
+    client.force_login(provider_user)
+    page = reverse("portals:provider_case", args=[case.pk])
+    assert 'id="approve-button"' in client.get(page).content.decode()
+
+    _queued(case, "approve_plan", provider_user, {"staged_screenshot_id": 1})
+
+    html = client.get(page).content.decode()
+    assert 'id="queued"' in html and "Approve Plan" in html
+    assert 'id="revision-button"' not in html and 'id="approve-button"' not in html
+
+
 def test_a_queued_acceptance_shows_on_the_staff_page(client, staff, flags_on):
     case = make_case(state=wf.PROVIDER_APPROVED)
     client.force_login(staff)

@@ -20,10 +20,11 @@ from django.conf import settings as django_settings
 from django.db import connection
 from django.urls import reverse
 
+from align_workflow.align import vault
 from align_workflow.cases.models import Case, CaseAsset
 from align_workflow.workflow import TransitionNotAllowed, fire, purchases, send_to_align
-from align_workflow.workflow.models import OutboundAttempt
-from align_workflow.workflow.outbound import fire_step
+from align_workflow.workflow.models import OutboundAttempt, StagedScreenshot
+from align_workflow.workflow.outbound import fire_step, retry_case, run_attempt
 from states import align_case as wf
 from tests.support.factories import make_case
 from tests.support.images import png_url
@@ -73,6 +74,7 @@ def worker(celery_broker, simulator, app_for_align):
         CELERY_BROKER_URL=celery_broker,
         ALIGN_EXECUTION="celery",
         ALIGN_SERVICE_URL=simulator.url,
+        ALIGN_VAULT_URL=simulator.url,
         PYTHONUNBUFFERED="1",
     )
     process = subprocess.Popen(
@@ -222,3 +224,106 @@ def test_the_shops_report_queues_the_acceptance(worker, simulator, staff, flags_
     assert (outcome.recorded, outcome.acceptance) == (True, purchases.QUEUED)
     _wait_for(case, wf.ACCEPTED, process, log)
     assert simulator.state()["effects"]["accepts"] == 1
+
+
+# --- the approval: the screenshot stored here before it is queued -----------------------
+
+
+def test_an_approval_is_queued_and_the_worker_stores_the_screenshot_and_approves(
+    worker, simulator, staff, flags_on, settings, client
+):
+    process, log = worker
+    case = make_case()
+    _to_plan_received(simulator, case, staff, settings)
+    settings.ALIGN_EXECUTION = "celery"
+    client.force_login(case.prescription.provider.user)
+
+    response = client.post(
+        reverse("portals:provider_approve", args=[case.pk]), {"acceptance_screenshot": png_url()}, follow=True
+    )
+
+    assert any("queued" in m for m in _messages(response)), _messages(response)
+    attempt = OutboundAttempt.objects.get(case=case, step="approve_plan")
+    assert list(attempt.params) == ["staged_screenshot_id"]  # the picture is not in the attempt
+    _wait_for(case, wf.PROVIDER_APPROVED, process, log)
+    attempt.refresh_from_db()
+    assert attempt.status == OutboundAttempt.Status.SUCCEEDED
+    asset = CaseAsset.objects.get(case=case, kind=CaseAsset.Kind.CCACCEPTSCREEN)
+    stored = vault.HttpVault(simulator.url).get(asset.vault_id, asset.external_key)
+    assert stored[:3] == b"\xff\xd8\xff"  # the JPEG the request decoded, now in the vault
+    assert not StagedScreenshot.objects.filter(case=case).exists()
+
+
+def _queued_approval(case, settings, screenshot=None):
+    settings.ALIGN_EXECUTION = "celery"
+    result = fire_step(case, "approve_plan", by=case.prescription.provider.user, acceptance_screenshot=screenshot)
+    assert result.queued and case.state == wf.PLAN_RECEIVED
+    return OutboundAttempt.objects.get(case=case, step="approve_plan")
+
+
+def test_the_screenshot_is_stored_before_the_approval_is_queued(celery_broker, flags_on, settings, tmp_path):
+    settings.ALIGN_VAULT_URL, settings.MEDIA_ROOT = "local", tmp_path
+    case = make_case(state=wf.PLAN_RECEIVED)
+
+    attempt = _queued_approval(case, settings, png_url(size=(320, 200)))
+
+    assert attempt.status == OutboundAttempt.Status.PENDING
+    staged = StagedScreenshot.objects.get(pk=attempt.params["staged_screenshot_id"], case=case)
+    assert (staged.width, staged.height, staged.source_format) == (320, 200, "PNG")
+    assert bytes(staged.jpeg)[:3] == b"\xff\xd8\xff"
+    assert (
+        redis.Redis.from_url(celery_broker).llen(django_settings.CELERY_TASK_DEFAULT_QUEUE) == 1
+    )  # handed to the broker after the commit
+    assert not CaseAsset.objects.filter(case=case, kind=CaseAsset.Kind.CCACCEPTSCREEN).exists()
+
+    run_attempt(attempt.pk)  # what the worker runs
+
+    case.refresh_from_db()
+    assert case.state == wf.PROVIDER_APPROVED
+    asset = CaseAsset.objects.get(case=case, kind=CaseAsset.Kind.CCACCEPTSCREEN)
+    assert asset.sha256 == staged.sha256
+    assert vault.get_vault().get(asset.vault_id, asset.external_key) == bytes(staged.jpeg)
+    assert not StagedScreenshot.objects.exists()
+    assert OutboundAttempt.objects.get(pk=attempt.pk).status == OutboundAttempt.Status.SUCCEEDED
+
+
+def test_an_unusable_screenshot_is_refused_before_anything_is_stored_or_queued(celery_broker, flags_on, settings):
+    case = make_case(state=wf.PLAN_RECEIVED)
+    settings.ALIGN_EXECUTION = "celery"
+    with pytest.raises(TransitionNotAllowed, match="not valid base64") as refused:
+        fire_step(
+            case, "approve_plan", by=case.prescription.provider.user, acceptance_screenshot="data:image/png;base64,@@"
+        )
+    assert refused.value.code == "invalid_input"
+    assert not OutboundAttempt.objects.exists() and not StagedScreenshot.objects.exists()
+    assert redis.Redis.from_url(celery_broker).llen(django_settings.CELERY_TASK_DEFAULT_QUEUE) == 0
+
+
+def test_a_failed_vault_write_keeps_the_screenshot_for_the_retry(
+    celery_broker, flags_on, settings, staff, tmp_path, monkeypatch
+):
+    settings.ALIGN_VAULT_URL, settings.MEDIA_ROOT = "local", tmp_path
+    case = make_case(state=wf.PLAN_RECEIVED)
+    attempt = _queued_approval(case, settings, png_url())
+    real_get_vault = vault.get_vault
+
+    class DownVault:
+        def put(self, data, *, filename, content_type):
+            raise vault.VaultError("vault unavailable", status=503, retryable=True)
+
+    monkeypatch.setattr(vault, "get_vault", DownVault)
+    result = run_attempt(attempt.pk)
+
+    assert result.failed_step == "approve_plan" and result.retry_at is not None
+    case.refresh_from_db()
+    assert case.state == wf.PLAN_RECEIVED and case.busy_with == ""
+    assert OutboundAttempt.objects.get(pk=attempt.pk).status == OutboundAttempt.Status.FAILED_RETRYABLE
+    assert StagedScreenshot.objects.filter(pk=attempt.params["staged_screenshot_id"]).exists()
+
+    monkeypatch.setattr(vault, "get_vault", real_get_vault)
+    settings.ALIGN_EXECUTION = "inline"  # the staff's Retry, run here
+    retried = retry_case(case, by=staff)
+
+    assert retried.ok and case.state == wf.PROVIDER_APPROVED
+    assert CaseAsset.objects.filter(case=case, kind=CaseAsset.Kind.CCACCEPTSCREEN).count() == 1
+    assert not StagedScreenshot.objects.exists()

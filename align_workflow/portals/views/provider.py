@@ -12,7 +12,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from align_workflow.cases.models import Case
 from align_workflow.workflow import busy
-from align_workflow.workflow.engine import available_triggers, fire
+from align_workflow.workflow.engine import available_triggers
 from align_workflow.workflow.outbound import fire_step
 from states import align_case as wf
 
@@ -103,6 +103,16 @@ def _screenshot_too_big(request, size, limit, pk):
     return redirect("portals:provider_case", pk=pk)
 
 
+def _approval_message(result):
+    if result.queued:
+        return (
+            messages.INFO,
+            "Approval queued: the screenshot is saved and the plan is approved in the background; "
+            "this page updates when done.",
+        )
+    return "Plan approved. The clinic will confirm the aligner purchase with Align."
+
+
 @require_POST
 @csrf_exempt  # checked by csrf_protect below, once the body has been read with this view's own limit
 @provider_required
@@ -115,8 +125,8 @@ def approve(request, pk):
         screenshot = form.cleaned_data["acceptance_screenshot"]
         perform(
             request,
-            lambda: fire(case, "approve_plan", by=request.user, acceptance_screenshot=screenshot),
-            success="Plan approved. The clinic will confirm the aligner purchase with Align.",
+            lambda: fire_step(case, "approve_plan", by=request.user, acceptance_screenshot=screenshot),
+            success=_approval_message,
         )
     else:
         form_errors(request, form)

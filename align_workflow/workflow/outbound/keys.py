@@ -13,6 +13,7 @@ AttemptStatus = OutboundAttempt.Status
 PERSISTED_PARAMS = {
     "request_revision": ("comments", "plan_version", "sent_by"),
     "accept_clincheck": ("screenshot_asset_id",),
+    "approve_plan": ("staged_screenshot_id",),  # the picture itself is in StagedScreenshot
 }
 # Codes of 4xx answers that do not mean "refused, nothing done".
 _NOT_A_REFUSAL = {"IDEMPOTENCY.MISMATCH"}

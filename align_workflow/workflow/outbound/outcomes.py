@@ -13,6 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from align_workflow.align.errors import AlignError
+from align_workflow.align.vault import VaultError
 from align_workflow.cases.models import Case, CaseNote
 from states import align_case as wf
 
@@ -94,6 +95,9 @@ def record_failure(attempt: OutboundAttempt, exc: BaseException, duration_ms: in
         status, code, message, request_id = exc.status, exc.code or "", exc.message, exc.request_id or ""
         retryable = bool(exc.retryable)
         retry_after = getattr(exc, "retry_after", None)
+    elif isinstance(exc, VaultError):  # the approval's screenshot, stored by a worker
+        status, code, message, request_id = exc.status, exc.type or "VAULT", exc.message, exc.transaction_id or ""
+        retryable, retry_after = bool(exc.retryable), None
     else:
         status, code, message, request_id = None, type(exc).__name__, str(exc), ""
         retryable, retry_after = False, None
@@ -141,7 +145,15 @@ def record_failure(attempt: OutboundAttempt, exc: BaseException, duration_ms: in
 
 
 def record_success(
-    case, attempt_id: int, duration_ms: int | None, summary: str, extra_notes=(), *, attempt=None, following=None
+    case,
+    attempt_id: int,
+    duration_ms: int | None,
+    summary: str,
+    extra_notes=(),
+    *,
+    attempt=None,
+    following=None,
+    note: str | None = None,
 ) -> None:
     """Inside the transaction that applies the step: the attempt succeeded, a note says
     so, the needs-attention flag this step raised is cleared, and for "Send to Align"
@@ -168,7 +180,9 @@ def record_success(
     ):
         logger.warning("attempt %s: Align accepted it, but it was no longer in flight", attempt_id)
     label = trigger_label(attempt.step)
-    CaseNote.objects.create(case_id=case.pk, text=f"Align accepted {label}." + (f" {summary}" if summary else ""))
+    # `note`: the case note for a step that is not a call to Align (the approval's vault write).
+    note = note or f"Align accepted {label}." + (f" {summary}" if summary else "")
+    CaseNote.objects.create(case_id=case.pk, text=note)
     for text in extra_notes:
         CaseNote.objects.create(case_id=case.pk, text=text)
     # Read the flag from the database: the caller's copy of the case may predate the failure that set it.

@@ -14,6 +14,7 @@ from django.db import transaction
 from align_workflow.cases.models import Case, CaseNote, Prescription
 from states import align_case as wf
 
+from .. import staged
 from ..engine import TransitionNotAllowed, check, fire, is_staff, preflight, refuse_if_busy
 from ..models import OutboundAttempt
 from .labels import trigger_label
@@ -69,7 +70,7 @@ def send_to_align(case, *, by) -> SendResult:
 
 
 # Single steps that are calls to Align and that Celery mode runs in the background.
-QUEUEABLE_STEPS = ("request_revision", "accept_clincheck")
+QUEUEABLE_STEPS = ("request_revision", "accept_clincheck", "approve_plan")
 
 
 def in_background() -> bool:
@@ -78,15 +79,17 @@ def in_background() -> bool:
 
 
 def fire_step(case, trigger, *, by, **params) -> SendResult:
-    """Fire a single step that calls Align (a revision request, the acceptance) the
-    configured way.
+    """Fire a single step that calls Align or the vault (a revision request, the
+    acceptance, the approval) the configured way.
 
     Inline (the default): `fire()` in this process; its refusals and failed calls are
     raised as `fire()` raises them. Celery: every check `fire()` makes is made now under
     the case's row lock (state, actor, flag, guard, the input, the pre-flight, no call in
     flight), then the attempt is recorded, with its idempotency key and what a re-send
     needs, and handed to a worker after the commit: the result says `queued`, the case
-    moves when the worker's call succeeds. A refusal raises TransitionNotAllowed with
+    moves when the worker's call succeeds. The approval's screenshot is decoded and stored
+    in the database (workflow/staged.py) before it is queued; the worker puts it in the
+    vault. A refusal raises TransitionNotAllowed with
     nothing recorded. `case` is refreshed in place.
     """
     if trigger not in QUEUEABLE_STEPS or not in_background():
@@ -96,6 +99,8 @@ def fire_step(case, trigger, *, by, **params) -> SendResult:
         locked = Case.objects.select_for_update().get(pk=case.pk)
         prepared = preflight(locked, trigger, by=by, **params)
         refuse_if_busy(locked, trigger)
+        if trigger == "approve_plan":  # the screenshot is decoded and stored before the approval is queued
+            prepared = staged.stage(locked, prepared)
         attempt = enqueue(locked, trigger, by=by, params=prepared, chain=False)
         ran = start_after_commit(attempt.pk)
     return finish(case, ran)
