@@ -19,7 +19,7 @@ from align_workflow.workflow.guards import can_send_to_align
 from align_workflow.workflow.outbound import retry_case, send_to_align
 from states import align_case as wf
 
-from .. import selectors, services
+from .. import selectors, services, timeline
 from ..access import staff_required
 from ..forms import CancelForm, CaseFilterForm, CaseSearchForm, ContactForm, GenderForm
 from .common import form_errors, inline_svg, perform, send_outcome
@@ -169,7 +169,7 @@ def case_detail(request, pk):
             "contact_editable": case.state not in services.CONTACT_LOCKED_STATES,
             "contact_needs_fix": any(not c.ok for c in criteria if c.name in CONTACT_CRITERIA),
             "cancel_form": CancelForm(),
-            "timeline": selectors.timeline(case),
+            "timeline": timeline.timeline(case),
             "assets": CaseAsset.objects.filter(case=case).order_by("kind", "created"),
             "plans": selectors.with_preview_links(case.treatment_plans.select_related("preview")[:5]),
             "orders": case.align_orders.order_by("order_kind", "-align_created_at", "-id"),  # primary first
