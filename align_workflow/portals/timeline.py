@@ -166,10 +166,38 @@ def _owner(when, steps, author_id=None):
     return min(near, key=lambda found: found[0])[1] if near else None
 
 
-def _event_words(event):
+def _event_status(event):
     status = ((event.payload or {}).get("data") or {}).get("status")
-    words = event.get_type_display()
-    return f"{words}: {wf.align_status_label(status)}" if isinstance(status, str) and status else words
+    return status if isinstance(status, str) else ""
+
+
+def _event_words(event):
+    status = _event_status(event)
+    return f"Align's status: {wf.align_status_label(status)}" if status else f"Align: {event.get_type_display()}"
+
+
+def _caused_trigger(event):
+    """The step this event fires, if it fires one (states/ EVENT_TRIGGERS)."""
+    status = _event_status(event)
+    return wf.EVENT_TRIGGERS.get(f"{event.type}:{status}" if status else event.type)
+
+
+def _cause_of(event, steps):
+    """The state change this applied event made: a step it fires, done by nobody, within
+    NEAR of when the event was applied (the nearest; each step has one cause)."""
+    trigger = _caused_trigger(event)
+    if not trigger or event.applied_at is None or event.status != InboundEvent.Status.APPLIED:
+        return None
+    candidates = [
+        entry
+        for entry, _ in steps
+        if entry.trigger == trigger
+        and "state" in entry.kinds
+        and entry.by_id is None
+        and not entry.events
+        and abs(event.applied_at - entry.when) <= NEAR
+    ]
+    return min(candidates, key=lambda entry: abs(event.applied_at - entry.when), default=None)
 
 
 def case_timeline(case) -> list[TimelineEntry]:
@@ -203,22 +231,9 @@ def case_timeline(case) -> list[TimelineEntry]:
             )
         )
     for event in events[::-1]:
-        failed = event.status == InboundEvent.Status.FAILED
-        words = (event.received_at, _event_words(event), event.type, event.status_detail)
-        owner = next(
-            (
-                entry
-                for entry, windows in steps
-                if "state" in entry.kinds
-                and event.applied_at is not None
-                and entry.who == "automatic"
-                and abs(event.applied_at - entry.when) <= NEAR
-                and not entry.events
-            ),
-            None,
-        )
-        if owner is not None and not failed:
-            owner.events.append(words)
+        owner = _cause_of(event, steps)
+        if owner is not None:
+            owner.events.append((event.received_at, _event_words(event), event.type, event.status_detail))
             owner.kinds.add("event")
             owner.who = "Align"
             continue
@@ -226,10 +241,10 @@ def case_timeline(case) -> list[TimelineEntry]:
             TimelineEntry(
                 when=event.received_at,
                 kinds={"event"},
-                title=f"Align: {_event_words(event)}",
+                title=_event_words(event),
                 outcome=f"{event.get_status_display()}." if event.status != InboundEvent.Status.APPLIED else "",
                 detail=" — ".join(part for part in (event.summary, event.status_detail) if part),
-                failed=failed,
+                failed=event.status == InboundEvent.Status.FAILED,
                 trigger=event.type,
             )
         )

@@ -2,6 +2,7 @@
 person's words, numbered tries, the planned retry, local times with their zone, the
 acceptance screenshot, the tracking link and Align's latest status."""
 
+import html as markup
 import re
 from datetime import timedelta
 
@@ -41,7 +42,10 @@ def fake_align(monkeypatch, settings, tmp_path):
 def entries(html):
     """The timeline's entries as text, newest first."""
     block = html.split('id="timeline"', 1)[1].split("</ol>", 1)[0]
-    return [re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", "<li" + li)).strip() for li in block.split("<li")[1:]]
+    return [
+        markup.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", "<li" + li))).strip()
+        for li in block.split("<li")[1:]
+    ]
 
 
 def full_flow(client, staff_client, provider_client, provider, fake_align):
@@ -89,9 +93,9 @@ def test_a_full_flow_has_one_entry_per_step_in_words(
     assert staff.username in send_first  # who sent it
 
     ship = shown[0]
-    assert "Align's event" in ship and "Shipped" in ship
+    assert "Caused by Align's status: Shipped" in ship
     plan = shown[3]
-    assert "Align's event" in plan
+    assert "Caused by Align: Treatment plan submitted" in plan
     # The case notes written by a step are in its entry, not entries of their own.
     notes = list(CaseNote.objects.filter(case=case).values_list("text", flat=True))
     assert len(notes) >= 4
@@ -271,3 +275,23 @@ def test_timeline_entries_are_built_from_bounded_queries(fake_align, staff, flag
     with CaptureQueriesContext(connection) as queries:
         timeline.case_timeline(case)
     assert len(queries) <= 6
+
+
+def test_an_event_is_folded_into_the_step_it_caused_even_in_a_burst(client, staff_client, provider, flags_on):
+    """Align's events come in bursts (a status, then the shipment): each step names the
+    event that made it, and the others stay entries of their own."""
+    case = make_case(provider=provider, state=wf.ACCEPTED)
+    order = make_event("sales_order.created", case)
+    making = make_event("case.status_changed", case, occurred_at=timezone.now() - timedelta(seconds=2))
+    making["data"].update(status="IN_MANUFACTURING", previousStatus="APPROVED")
+    making["data"].pop("shipment")
+    shipped = make_event("case.status_changed", case, occurred_at=timezone.now())
+    for payload in (order, making, shipped):
+        assert deliver(client, payload).status_code in (200, 202)
+    assert Case.objects.get(pk=case.pk).state == wf.SHIPPING
+    shown = entries(staff_client.get(f"/staff/cases/{case.pk}/").content.decode())
+    [ship] = [e for e in shown if wf.step_done("ship") in e]
+    assert "Caused by Align's status: Shipped" in ship and "In manufacturing" not in ship
+    assert any(e.split(" ", 3)[3].startswith("Align's status: In manufacturing") for e in shown), shown
+    assert any(e.split(" ", 3)[3].startswith("Align: Sales order created") for e in shown), shown
+    assert len(shown) == 3
