@@ -67,10 +67,10 @@ class TimelineEntry:
         return " ".join(classes + (["tl-failed"] if self.failed else []))
 
 
-def _who(user, *, event=False):
+def _who(user):
     if user is not None:
         return user.get_full_name() or user.get_username()
-    return "Align" if event else "automatic"
+    return "automatic"
 
 
 def _try_of(number, attempt):
@@ -98,8 +98,15 @@ def _try_of(number, attempt):
     )
 
 
-def _window(entry_start, entry_end):
-    return entry_start, entry_end
+# How a step whose calls did not change the state reads, by the status of its last call.
+OPEN_STEP = {
+    OutboundAttempt.Status.PENDING: "waiting to be sent to Align",
+    OutboundAttempt.Status.IN_FLIGHT: "being sent to Align",
+    OutboundAttempt.Status.FAILED_RETRYABLE: "failed",
+    OutboundAttempt.Status.FAILED_PERMANENT: "failed",
+    OutboundAttempt.Status.SKIPPED: "not sent",
+    OutboundAttempt.Status.SUCCEEDED: "accepted by Align, nothing changed here",
+}
 
 
 def _step_entries(logs, attempts):
@@ -121,8 +128,9 @@ def _step_entries(logs, attempts):
             trigger=log.transition,
             by_id=log.by_id,
         )
-        start = min([a.created for a in calls] + [log.timestamp])
-        found.append((entry, [_window(start, log.timestamp)] + [_window(a.created, _end(a)) for a in calls]))
+        # When it ran: each call, and the moment the state changed (not the hours between
+        # a failed try and its retry, when anything else may have happened).
+        found.append((entry, [(log.timestamp, log.timestamp)] + [(a.created, _end(a)) for a in calls]))
     by_step = {}
     for attempt in pending:
         by_step.setdefault(attempt.step, []).append(attempt)
@@ -132,15 +140,15 @@ def _step_entries(logs, attempts):
         entry = TimelineEntry(
             when=last.when,
             kinds={"attempt"},
-            title=f"{wf.trigger_label(step)}: not done",
+            title=f"{wf.trigger_label(step)}: {OPEN_STEP.get(calls[-1].status, 'not done')}",
             outcome=f"Last try {last.outcome}.",
-            who=_who(calls[-1].by) if calls[-1].by_id else "automatic",
+            who=_who(calls[-1].by),
             failed=last.failed,
             tries=tries,
             trigger=step,
             by_id=calls[-1].by_id,
         )
-        found.append((entry, [_window(a.created, _end(a)) for a in calls]))
+        found.append((entry, [(a.created, _end(a)) for a in calls]))
     return found
 
 

@@ -110,6 +110,9 @@ def test_retries_are_numbered(staff_client, fake_align, flags_on):
     fake_align.fail("create_order", unavailable(503, message="Align is down"))
     case = make_case()
     staff_client.post(f"/staff/cases/{case.pk}/send/")
+    failed = entries(staff_client.get(f"/staff/cases/{case.pk}/").content.decode())
+    assert failed[0].split(" ", 3)[3].startswith("Create Order: failed"), failed
+    assert "Try 1" in failed[0] and "Try 2" not in failed[0]
     staff_client.post(f"/staff/cases/{case.pk}/retry/")
     assert Case.objects.get(pk=case.pk).state == wf.ASSETS_UPLOADED
     assert OutboundAttempt.objects.filter(case=case, step="create_order").count() == 2
