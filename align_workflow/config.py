@@ -10,6 +10,9 @@ The value itself is never repeated (it may be a secret or a URL with a password 
 Parsing and the messages come from environs (marshmallow fields and validators).
 """
 
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
 from django.core.exceptions import ImproperlyConfigured
 from environs import Env, EnvError
 from marshmallow.validate import Range
@@ -79,3 +82,39 @@ def env_list(name: str, default: str) -> list[str]:
 def env_database(name: str, default: str, **options) -> dict:
     """A database URL, parsed by dj-database-url into Django's DATABASES entry."""
     return _read(_env.dj_db_url, name, default, **options)
+
+
+def env_time_zone(name: str, default: str) -> str:
+    """An IANA time zone name, e.g. Europe/Berlin (the tz database Python ships with)."""
+    value = env_str(name, default).strip()
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ImproperlyConfigured(f'Environment variable "{name}" invalid: Not a known time zone name.') from None
+    return value
+
+
+def env_link_templates(name: str, default: dict, *, placeholder: str) -> dict:
+    """A JSON object of name -> http(s) URL template with `placeholder` in it, added to
+    (and overriding) `default`; a name with an empty template is removed."""
+    value = _read(_env.json, name, None)
+    if value is None:
+        return dict(default)
+    if not isinstance(value, dict):
+        raise ImproperlyConfigured(f'Environment variable "{name}" invalid: Not a JSON object.')
+    merged = dict(default)
+    for key, template in value.items():
+        if template in ("", None):
+            merged.pop(key, None)
+            continue
+        if (
+            not isinstance(template, str)
+            or placeholder not in template
+            or urlsplit(template).scheme not in HTTP
+            or not urlsplit(template).netloc
+        ):
+            raise ImproperlyConfigured(
+                f'Environment variable "{name}" invalid: each value must be an http(s) URL containing {placeholder}.'
+            )
+        merged[key] = template
+    return merged

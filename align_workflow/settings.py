@@ -18,8 +18,10 @@ from align_workflow.config import (
     env_database,
     env_float,
     env_int,
+    env_link_templates,
     env_list,
     env_str,
+    env_time_zone,
     env_url,
 )
 
@@ -139,7 +141,8 @@ LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 
 LANGUAGE_CODE = "en-us"
-TIME_ZONE = "UTC"
+# The clinic's time zone: every time a page shows is in it, with the zone's name (stored in UTC).
+TIME_ZONE = env_time_zone("CLINIC_TIME_ZONE", "UTC")
 # Dates and times as 2026-12-01 14:05 UTC wherever Django formats them (the admin included).
 FORMAT_MODULE_PATH = ["align_workflow.formats"]
 USE_I18N = True
@@ -153,6 +156,18 @@ STATICFILES_DIRS = [
     for prefix in ["html2canvas/dist"]
     if (BASE_DIR / "node_modules" / prefix).is_dir()
 ]
+# The carrier's tracking page for a shipment, by carrier name as Align sends it (any case):
+# CARRIER_TRACKING_URLS, a JSON object, adds to or replaces these; {number} is the tracking number.
+CARRIER_TRACKING_URLS = env_link_templates(
+    "CARRIER_TRACKING_URLS",
+    {
+        "UPS": "https://www.ups.com/track?tracknum={number}",
+        "FedEx": "https://www.fedex.com/fedextrack/?trknbr={number}",
+        "USPS": "https://tools.usps.com/go/TrackConfirmAction?tLabels={number}",
+        "DHL": "https://www.dhl.com/global-en/home/tracking/tracking-express.html?submit=1&tracking-id={number}",
+    },
+    placeholder="{number}",
+)
 MEDIA_URL = "/media/"
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(BASE_DIR / "var" / "media")))
 

@@ -198,3 +198,40 @@ EVENT_TRIGGERS = {
     "case.status_changed:CANCELLED": "cancel",
     "sales_order.created": None,  # adds an order row; changes no state
 }
+
+# How a step that happened reads in a case's timeline: what changed, in a person's words.
+STEP_DONE = {
+    "create_patient": "Align created the patient record",
+    "create_order": "Align opened the order",
+    "upload_assets": "Align received the scans",
+    "receive_plan": "Align sent a treatment plan",
+    "request_revision": "The provider asked for changes to the plan",
+    "approve_plan": "The provider approved the plan",
+    "accept_clincheck": "Align received the ClinCheck acceptance",
+    "ship": "Align shipped the aligners",
+    "cancel": "The case was cancelled",
+}
+
+
+def step_done(trigger: str) -> str:
+    """A step that happened, as the timeline says it: "Align received the scans"."""
+    return STEP_DONE.get(trigger) or trigger_label(trigger)
+
+
+# Align's own status of a case (its `case.status_changed` events), as the Align panel says it.
+ALIGN_STATUS_LABELS = {
+    "RECEIVED": "Received",
+    "SETUP_IN_PROGRESS": "Setting up the treatment plan",
+    "CLINCHECK_READY": "ClinCheck plan ready",
+    "MODIFICATION_REQUESTED": "Changes to the plan requested",
+    "APPROVED": "Plan approved",
+    "IN_MANUFACTURING": "In manufacturing",
+    "SHIPPED": "Shipped",
+    "CANCELLED": "Cancelled",
+    "ON_HOLD": "On hold",
+}
+
+
+def align_status_label(status: str) -> str:
+    """Align's status in words; a status not in the table reads as Align sent it."""
+    return ALIGN_STATUS_LABELS.get(status) or status

@@ -44,6 +44,12 @@ def load_settings(monkeypatch, **environ):
         ("REDIS_URL", "127.0.0.1:6379", "Not a valid URL"),
         ("CELERY_BROKER_URL", "broker", "Not a valid URL"),
         ("DATABASE_URL", "nosuchdb://db.example.com/cases", "Not a valid database URL"),
+        ("CLINIC_TIME_ZONE", "Mars/Olympus_Mons", "Not a known time zone name"),
+        ("CLINIC_TIME_ZONE", "../../etc/passwd", "Not a known time zone name"),
+        ("CARRIER_TRACKING_URLS", "UPS=https://ups.example.com", "Not valid JSON"),
+        ("CARRIER_TRACKING_URLS", '["https://ups.example.com/{number}"]', "Not a JSON object"),
+        ("CARRIER_TRACKING_URLS", '{"UPS": "https://ups.example.com/track"}', "containing {number}"),
+        ("CARRIER_TRACKING_URLS", '{"UPS": "javascript:alert({number})"}', "http(s) URL"),
     ],
 )
 def test_a_bad_value_names_the_variable_and_what_is_wrong(monkeypatch, variable, value, why):
@@ -131,3 +137,17 @@ def test_manage_py_stops_on_a_bad_value_with_the_variable_named():
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr
     assert 'Environment variable "ALIGN_RETRY_MAX_ATTEMPTS" invalid: Not a valid integer' in result.stderr
+
+
+def test_the_clinic_time_zone_and_carrier_links_are_read(monkeypatch):
+    names = load_settings(
+        monkeypatch,
+        CLINIC_TIME_ZONE="Europe/Berlin",
+        CARRIER_TRACKING_URLS='{"Royal Mail": "https://track.example.com/rm/{number}", "DHL": ""}',
+    )
+    assert names["TIME_ZONE"] == "Europe/Berlin"
+    links = names["CARRIER_TRACKING_URLS"]
+    assert links["Royal Mail"] == "https://track.example.com/rm/{number}"
+    assert "DHL" not in links and links["UPS"].startswith("https://www.ups.com/")
+    defaults = load_settings(monkeypatch, CLINIC_TIME_ZONE=None, CARRIER_TRACKING_URLS=None)
+    assert defaults["TIME_ZONE"] == "UTC" and set(defaults["CARRIER_TRACKING_URLS"]) == {"UPS", "FedEx", "USPS", "DHL"}

@@ -69,3 +69,12 @@ def test_outcome_and_status_each_mean_one_thing():
     for name in ("Outcome", "Status"):
         defined = [str(p.relative_to(PACKAGE.parent)) for p in modules if name in _top_level_names(p)]
         assert defined == [], f"a module-level {name!r} (say which: EventOutcome, AttemptStatus, ...)"
+
+
+def test_every_trigger_has_its_timeline_words_and_every_align_status_a_label():
+    assert list(wf.STEP_DONE) == list(wf.TRIGGERS)
+    assert wf.step_done("upload_assets") == "Align received the scans"
+    assert wf.step_done("resend_scans") == "Resend Scans"
+    assert set(wf.ALIGN_STATUS_LABELS) == set(payloads.ALIGN_STATUSES)
+    assert wf.align_status_label("IN_MANUFACTURING") == "In manufacturing"
+    assert wf.align_status_label("LOST_IN_TRANSIT") == "LOST_IN_TRANSIT"

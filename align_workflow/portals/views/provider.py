@@ -21,6 +21,7 @@ from ..access import provider_required
 from ..forms import ApproveForm, RevisionForm
 from ..uploads import body_limit, screenshot_body_limit
 from .common import form_errors, perform
+from .panel import screenshot_response, timeline_context
 
 # States in which the provider's approval of the current plan stands.
 APPROVED_STATES = (wf.PROVIDER_APPROVED, wf.ACCEPTED, wf.SHIPPING)
@@ -80,8 +81,15 @@ def case_detail(request, pk):
             "stamp": selectors.case_stamp(case),
             "terminal": case.state in wf.TERMINAL,
             "queued_label": wf.trigger_label(queued) if queued else "",
+            **timeline_context(case, "portals:provider_acceptance_screenshot"),
         },
     )
+
+
+@require_GET
+@provider_required
+def acceptance_screenshot(request, pk, asset_id):
+    return screenshot_response(request, _own_case_or_404(request, pk), asset_id, nav="provider")
 
 
 @require_GET

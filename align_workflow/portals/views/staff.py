@@ -23,6 +23,7 @@ from .. import selectors, services
 from ..access import staff_required
 from ..forms import CancelForm, CaseFilterForm, CaseSearchForm, ContactForm, GenderForm
 from .common import form_errors, inline_svg, perform, send_outcome
+from .panel import screenshot_response, timeline_context
 
 PAGE_SIZE = 25
 # A filtered list counts its cases up to here (or to the page asked for) and then says
@@ -169,7 +170,7 @@ def case_detail(request, pk):
             "contact_editable": case.state not in services.CONTACT_LOCKED_STATES,
             "contact_needs_fix": any(not c.ok for c in criteria if c.name in CONTACT_CRITERIA),
             "cancel_form": CancelForm(),
-            "timeline": selectors.timeline(case),
+            **timeline_context(case, "portals:staff_acceptance_screenshot"),
             "assets": CaseAsset.objects.filter(case=case).order_by("kind", "created"),
             "plans": selectors.with_preview_links(case.treatment_plans.select_related("preview")[:5]),
             "orders": case.align_orders.order_by("order_kind", "-align_created_at", "-id"),  # primary first
@@ -181,6 +182,12 @@ def case_detail(request, pk):
             "queued_label": wf.trigger_label(queued) if queued else "",
         },
     )
+
+
+@require_GET
+@staff_required
+def acceptance_screenshot(request, pk, asset_id):
+    return screenshot_response(request, _case_or_404(pk), asset_id, nav="staff")
 
 
 @require_GET
