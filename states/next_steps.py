@@ -35,8 +35,8 @@ TURN_LABELS_FOR_PROVIDER = {
 
 class NextStep(NamedTuple):
     turn: str  # STAFF, PROVIDER, ALIGN or NOBODY
-    staff: str  # the next step, as the staff list says it
-    provider: str  # the next step, as the provider's own list says it
+    staff: str  # the next step on the staff list, after whose turn it is ("Align · Sends the plan")
+    provider: str  # the same on the provider's own list ("You · Review the plan")
 
     @property
     def turn_label(self) -> str:
@@ -48,28 +48,24 @@ class NextStep(NamedTuple):
 
 
 NEXT_STEPS = {
-    wf.ELIGIBLE: NextStep(STAFF, "Send to Align once the checklist passes", "The clinic sends the case to Align"),
-    wf.PATIENT_CREATED: NextStep(STAFF, "Resume sending to Align", "The clinic finishes sending the case to Align"),
-    wf.ORDER_CREATED: NextStep(STAFF, "Resume sending to Align", "The clinic finishes sending the case to Align"),
-    wf.ASSETS_UPLOADED: NextStep(ALIGN, "Align sends the treatment plan", "Align sends the treatment plan"),
-    wf.PLAN_RECEIVED: NextStep(
-        PROVIDER, "The provider reviews the plan", "Review the plan: approve it or ask for a revision"
-    ),
-    wf.REVISION_REQUESTED: NextStep(ALIGN, "Align sends a revised plan", "Align sends a revised plan"),
-    wf.PROVIDER_APPROVED: NextStep(STAFF, "Record the aligner purchase", "The clinic records the aligner purchase"),
-    wf.ACCEPTED: NextStep(ALIGN, "Align makes and ships the aligners", "Align makes and ships the aligners"),
-    wf.SHIPPING: NextStep(NOBODY, "Nothing: the aligners are shipped", "Nothing: the aligners are shipped"),
-    wf.CANCELLED: NextStep(NOBODY, "Nothing: the case was cancelled", "Nothing: the case was cancelled"),
+    wf.ELIGIBLE: NextStep(STAFF, "Send to Align once the checklist passes", "Sends the case to Align"),
+    wf.PATIENT_CREATED: NextStep(STAFF, "Resume sending to Align", "Finishes sending the case to Align"),
+    wf.ORDER_CREATED: NextStep(STAFF, "Resume sending to Align", "Finishes sending the case to Align"),
+    wf.ASSETS_UPLOADED: NextStep(ALIGN, "Sends the treatment plan", "Sends the treatment plan"),
+    wf.PLAN_RECEIVED: NextStep(PROVIDER, "Reviews the plan", "Review the plan: approve it or ask for a revision"),
+    wf.REVISION_REQUESTED: NextStep(ALIGN, "Sends a revised plan", "Sends a revised plan"),
+    wf.PROVIDER_APPROVED: NextStep(STAFF, "Record the aligner purchase", "Records the aligner purchase"),
+    wf.ACCEPTED: NextStep(ALIGN, "Makes and ships the aligners", "Makes and ships the aligners"),
+    wf.SHIPPING: NextStep(NOBODY, "Finished: the aligners are shipped", "Finished: the aligners are shipped"),
+    wf.CANCELLED: NextStep(NOBODY, "Finished: the case was cancelled", "Finished: the case was cancelled"),
 }
 
 # A case that needs attention: a call to Align failed and a person must look.
-NEEDS_ATTENTION = NextStep(
-    STAFF, "Look at the failed call to Align and retry", "The clinic looks into a problem with Align"
-)
+NEEDS_ATTENTION = NextStep(STAFF, "Look at the failed call to Align and retry", "Looks into a problem with Align")
 
 
 def next_step(state: str, needs_attention: bool = False) -> NextStep:
     """Whose turn it is and what happens next for a case in `state`."""
     if needs_attention and state in wf.NON_TERMINAL:
         return NEEDS_ATTENTION
-    return NEXT_STEPS.get(state) or NextStep(NOBODY, "Nothing", "Nothing")
+    return NEXT_STEPS.get(state) or NextStep(NOBODY, "Nothing to do", "Nothing to do")

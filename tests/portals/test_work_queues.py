@@ -123,18 +123,18 @@ def test_waiting_since_of_an_untouched_case(staff_client):
     "state,attention,turn,words",
     [
         (wf.ELIGIBLE, False, "Clinic staff", "Send to Align once the checklist passes"),
-        (wf.ASSETS_UPLOADED, False, "Align", "Align sends the treatment plan"),
-        (wf.PLAN_RECEIVED, False, "Provider", "The provider reviews the plan"),
+        (wf.ASSETS_UPLOADED, False, "Align", "Sends the treatment plan"),
+        (wf.PLAN_RECEIVED, False, "Provider", "Reviews the plan"),
         (wf.PROVIDER_APPROVED, False, "Clinic staff", "Record the aligner purchase"),
         (wf.ORDER_CREATED, True, "Clinic staff", "Look at the failed call to Align and retry"),
-        (wf.SHIPPING, False, "Nobody", "Nothing: the aligners are shipped"),
+        (wf.SHIPPING, False, "Nobody", "Finished: the aligners are shipped"),
     ],
 )
 def test_whose_turn_and_the_next_step(staff_client, state, attention, turn, words):
     make_case(state=state, needs_attention=attention)
     html = staff_client.get("/staff/").content.decode()
     cell = re.search(r'<td class="next-step">(.*?)</td>', html, re.S).group(1)
-    assert f">{turn}</span> {words}" in cell
+    assert f">{turn}</span> · {words}" in cell
 
 
 def test_every_state_has_a_next_step():
@@ -297,8 +297,9 @@ def test_provider_plans_waiting_for_you_come_first_in_the_second_person(provider
     html = response.content.decode()
     assert [c.case_number for c, _ in response.context["waiting"]] == ["MINE-WAIT", "MINE-WAIT2"]
     assert html.index("Plans waiting for you") < html.index("All your cases") < html.index("MINE-OLD")
-    assert ">You</span> Review the plan" in html
-    assert ">Align</span> Align makes and ships the aligners" in html
+    assert ">You</span> · Review the plan: approve it or ask for a revision" in html
+    assert ">Align</span> · Makes and ships the aligners" in html
+    assert ">The clinic</span> · " not in html  # no case of theirs waits for the clinic
     assert "Your cases" in html and "My cases" not in html
     assert "THEIRS-1" not in html
 
