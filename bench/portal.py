@@ -11,7 +11,8 @@ Cases are written with bulk_create, each with its patient and a prescription fro
 a few dozen providers (what the list shows), spread over every state and the last year,
 a few of the unfinished ones needing attention. Besides the plain first page, the list
 is measured with a search term (part of a last name) and with a state filter, each
-matching enough cases to fill the page at both sizes. The
+matching enough cases to fill the page at both sizes, and sorted two ways (oldest waiting
+first; by state in workflow order). The
 measurements alternate between the two sizes in rounds (the extra cases are deleted and
 written again, then VACUUM ANALYZE as autovacuum would), so a change in the machine's
 load falls on both sizes alike.
@@ -101,6 +102,8 @@ PAGES = {
     "first page": {},
     f"search '{SEARCH_TERM}'": {"q": SEARCH_TERM},
     f"state {STATE_FILTER}": {"state": STATE_FILTER},
+    "oldest waiting first": {"sort": "waiting"},
+    "sorted by state": {"sort": "state"},
 }
 
 

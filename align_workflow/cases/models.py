@@ -50,6 +50,17 @@ class Provider(models.Model):
         return self.account_name
 
 
+def workflow_order():
+    """A case's state as its place in the workflow (eligible 0 … cancelled 9): the work
+    queues sort by state in the order a case goes through them. The expression is also
+    indexed as it stands (Case.Meta.indexes), so a list sorted by it reads the index."""
+    return models.Case(
+        *[models.When(state=state, then=models.Value(rank)) for rank, state in enumerate(wf.STATES)],
+        default=models.Value(len(wf.STATES)),
+        output_field=models.IntegerField(),
+    )
+
+
 class CaseQuerySet(models.QuerySet):
     def with_history(self):
         """The cases that have any history: state changes, notes, calls to or events from Align."""
@@ -124,6 +135,10 @@ class Case(models.Model):
             # The staff case list's order (portals.selectors.staff_cases): its first page is
             # read from this index instead of sorting every case.
             models.Index(fields=["-needs_attention", "-state_changed_at", "-id"], name="case_staff_list_order"),
+            # The work queues sorted by state (workflow order), then oldest waiting first.
+            models.Index(workflow_order(), models.F("state_changed_at"), models.F("id"), name="case_state_order"),
+            # Oldest (or newest) waiting first.
+            models.Index(fields=["state_changed_at", "id"], name="case_waiting_order"),
         ]
 
     def __str__(self):

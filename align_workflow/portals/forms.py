@@ -8,15 +8,30 @@ from align_workflow.workflow.screenshots import ScreenshotError, check_data_url
 from states import align_case as wf
 
 STATE_CHOICES = [("", "All states"), *wf.STATE_LABELS.items()]
+# The orders of a work queue (portals.selectors.SORTS); "" is the list's own order.
+SORT_CHOICES = [
+    ("", "Needs attention first, then the latest change"),
+    ("waiting", "Oldest waiting first"),
+    ("-waiting", "Newest first"),
+    ("state", "State, in workflow order"),
+    ("-state", "State, in reverse workflow order"),
+    ("case", "Case number, A to Z"),
+    ("-case", "Case number, Z to A"),
+]
+PROVIDER_SORT_CHOICES = [("", "Latest change first"), *SORT_CHOICES[1:]]
+# Address parameters that are not filters: the page, and a saved search's id.
+NOT_FILTERS = ("page", "s")
 
 
 class CaseFilterForm(forms.Form):
-    """The filters that may be in the case list's address (no patient details)."""
+    """The filters that may be in the case list's address (no patient details). A
+    parameter the list does not know is refused, not silently dropped."""
 
     state = forms.ChoiceField(required=False, choices=STATE_CHOICES)
     attention = forms.BooleanField(required=False, label="Needs attention")
     stuck = forms.BooleanField(required=False, label="Stuck")
     other_labs = forms.BooleanField(required=False, label="Not prescribed to Align")
+    sort = forms.ChoiceField(required=False, choices=SORT_CHOICES, label="Order")
 
     def __init__(self, data=None, *args, **kwargs):
         super().__init__(data, *args, **kwargs)
@@ -28,6 +43,14 @@ class CaseFilterForm(forms.Form):
             raise forms.ValidationError(
                 "Search terms are not accepted in the address (they would be kept in logs and browser "
                 "history): type them in the search box."
+            )
+        unknown = sorted(set(self.data or ()) - set(self.fields) - {"q", "csrfmiddlewaretoken", *NOT_FILTERS})
+        if unknown:
+            names = ", ".join(f"“{name[:40]}”" for name in unknown[:5])
+            known = ", ".join(name for name in self.fields if name != "q")
+            raise forms.ValidationError(
+                f"The list has no filter named {names}; the address may hold {known} and page: "
+                "choose the filters in the form below."
             )
         return cleaned
 
@@ -43,7 +66,30 @@ class CaseSearchForm(CaseFilterForm):
             attrs={"placeholder": "Case number, MRN or patient name", "type": "search", "autofocus": True}
         ),
     )
-    field_order = ["q", "state", "attention", "stuck"]
+    field_order = ["q", "state", "attention", "stuck", "other_labs", "sort"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.search_in_address = False
+
+
+class ProviderFilterForm(CaseFilterForm):
+    """The provider's list: a state and an order may be in the address."""
+
+    attention = stuck = other_labs = None
+    sort = forms.ChoiceField(required=False, choices=PROVIDER_SORT_CHOICES, label="Order")
+
+
+class ProviderSearchForm(ProviderFilterForm):
+    """The provider's search box: posted, like the staff search, never put in an address."""
+
+    q = forms.CharField(
+        required=False,
+        max_length=100,
+        label="Search your cases",
+        widget=forms.TextInput(attrs={"placeholder": "Case number, MRN or patient name", "type": "search"}),
+    )
+    field_order = ["q", "state", "sort"]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

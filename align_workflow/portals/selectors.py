@@ -7,11 +7,10 @@ from functools import cached_property
 
 from django.conf import settings
 from django.core.paginator import Paginator
-from django.db.models import Case as CaseWhen
-from django.db.models import Count, IntegerField, Max, Q, Value, When
+from django.db.models import Count, Max, Q
 from django.utils import timezone
 
-from align_workflow.cases.models import Case, Patient, Prescription
+from align_workflow.cases.models import Case, Patient, Prescription, workflow_order
 from align_workflow.workflow.align_effects import BATCH_REVISION_PREFIX
 from align_workflow.workflow.history import state_logs
 from states import align_case as wf
@@ -33,28 +32,49 @@ def in_align_workflow() -> Q:
     return Q(prescription__lab=Prescription.Lab.ALIGN)
 
 
-def staff_cases(*, q="", state="", attention=False, stuck=False, other_labs=False):
-    """The staff case list: needs attention first, then the most recently changed.
+# The orders a work queue can be sorted in (`?sort=`): a column ascending, or descending
+# with a leading "-". Each has an index of its own (cases.Case.Meta.indexes), so the first
+# page reads a page of index entries instead of sorting every case.
+SORTS = {
+    "state": (workflow_order().asc(), "state_changed_at", "id"),  # workflow order, oldest waiting first
+    "-state": (workflow_order().desc(), "-state_changed_at", "-id"),
+    "waiting": ("state_changed_at", "id"),  # oldest waiting first
+    "-waiting": ("-state_changed_at", "-id"),  # newest first
+    "case": ("case_number",),
+    "-case": ("-case_number",),
+}
+
+
+def search_q(q: str) -> Q:
+    """Every word of `q` in the case number, the MRN or the patient's name."""
+    found = Q()
+    for term in q.split():
+        found &= term_q(term)
+    return found
+
+
+def staff_cases(*, q="", state="", attention=False, stuck=False, other_labs=False, sort=""):
+    """The staff case list: needs attention first, then the most recently changed, unless
+    `sort` names another order (SORTS).
 
     The Align workflow's cases only; `other_labs` lists, apart, the cases outside it."""
     cases = Case.objects.select_related("patient", "prescription__provider")
     cases = cases.exclude(in_align_workflow()) if other_labs else cases.filter(in_align_workflow())
-    for term in q.split():
-        cases = cases.filter(search_q(term))
+    cases = cases.filter(search_q(q))
     if state:
         cases = cases.filter(state=state)
     if attention:
         cases = cases.filter(needs_attention=True)
     if stuck:
         cases = cases.filter(stuck_q())
-    return cases.order_by("-needs_attention", "-state_changed_at", "-id")
+    return cases.order_by(*SORTS.get(sort, ("-needs_attention", "-state_changed_at", "-id")))
 
 
 # pg_trgm indexes a string by its three-character pieces: a shorter term has none to look up.
 TRIGRAM_LENGTH = 3
 
 
-def search_q(term) -> Q:
+def term_q(term) -> Q:
     """Cases whose number, or whose patient's MRN, first or last name, contains `term`
     (any case).
 
@@ -107,6 +127,23 @@ class CappedPaginator(Paginator):
     def more(self):
         """True when the list has more rows than were counted."""
         return self.known_count is None and self.count > self.limit
+
+    def page_links(self, number, *, around=2):
+        """The pages to link to from page `number`: the first, the `around` pages either
+        side of it and the last, with None for each gap ("…"). Past the count (`more`) the
+        last page is not known: the links end with a gap after the pages near this one."""
+        last = self.num_pages
+        near = range(max(1, number - around), min(last, number + around) + 1)
+        pages = sorted({1, *near} if self.more else {1, *near, last})
+        links, previous = [], 0
+        for n in pages:
+            if n > previous + 1:
+                links.append(None)
+            links.append(n)
+            previous = n
+        if self.more:
+            links.append(None)
+        return links
 
 
 @dataclass(frozen=True)
@@ -183,19 +220,23 @@ def outside_workflow_count() -> int:
     return Case.objects.exclude(in_align_workflow()).count()
 
 
-def provider_cases(user):
-    """A provider's own cases: plans waiting for review first, then the most recently changed."""
-    return (
+def provider_cases(user, *, q="", state="", sort=""):
+    """A provider's own cases: the most recently changed first, unless `sort` names
+    another order (SORTS); `q` searches them as the staff search does."""
+    cases = (
         Case.objects.filter(prescription__provider__user=user)
+        .filter(search_q(q))
         .select_related("patient")
-        .annotate(
-            plan_version=Max("treatment_plans__version"),
-            waiting_first=CaseWhen(
-                When(state=wf.PLAN_RECEIVED, then=Value(0)), default=Value(1), output_field=IntegerField()
-            ),
-        )
-        .order_by("waiting_first", "-state_changed_at", "-id")
+        .annotate(plan_version=Max("treatment_plans__version"))
     )
+    if state:
+        cases = cases.filter(state=state)
+    return cases.order_by(*SORTS.get(sort, ("-state_changed_at", "-id")))
+
+
+def plans_waiting(user):
+    """The provider's cases whose plan waits for their review, the longest waiting first."""
+    return provider_cases(user, state=wf.PLAN_RECEIVED, sort="waiting")
 
 
 def provider_case(user, pk):

@@ -53,8 +53,8 @@ def test_list_shows_only_own_cases_waiting_first(provider_client, provider, othe
     plan(mine_waiting, 3)
     make_case(provider=other_provider, case_number="THEIRS-1", state=wf.PLAN_RECEIVED)
     response = provider_client.get("/provider/")
-    assert [c.case_number for c in response.context["waiting"]] == ["MINE-2"]
-    assert [c.case_number for c in response.context["others"]] == ["MINE-1"]
+    assert [c.case_number for c, _ in response.context["waiting"]] == ["MINE-2"]
+    assert [c.case_number for c in response.context["page"].object_list] == ["MINE-2", "MINE-1"]
     html = response.content.decode()
     assert "THEIRS-1" not in html
     assert html.index("MINE-2") < html.index("MINE-1")

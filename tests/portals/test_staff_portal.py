@@ -156,14 +156,16 @@ def test_case_list_has_no_n_plus_one(staff_client):
 
 def test_case_list_page_is_read_from_its_index(require_postgres):
     """The list's order has an index of its own, so a page reads 25 index entries instead
-    of sorting every case (bench figure 5). Sorting and scanning the whole table are
-    priced out so that the plan shows whether the index can serve the ORDER BY at all."""
+    of sorting every case (bench figure 5). Sorting (in full, or incrementally after
+    another index) and scanning the whole table are priced out so that the plan shows
+    whether the index can serve the ORDER BY at all, whatever the table's statistics."""
     from align_workflow.portals.selectors import staff_cases
 
     make_case()
     sql, params = staff_cases()[:25].query.sql_with_params()
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL enable_sort = off")
+        cursor.execute("SET LOCAL enable_incremental_sort = off")
         cursor.execute("SET LOCAL enable_seqscan = off")
         cursor.execute(f"EXPLAIN {sql}", params)
         plan = "\n".join(row[0] for row in cursor.fetchall())

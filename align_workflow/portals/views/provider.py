@@ -7,19 +7,22 @@ from django.conf import settings
 from django.contrib import messages
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from align_workflow.cases.models import Case
 from align_workflow.workflow import busy
 from align_workflow.workflow.engine import available_triggers
 from align_workflow.workflow.outbound import fire_step
 from states import align_case as wf
+from states.next_steps import next_step
 
 from .. import selectors
 from ..access import provider_required
-from ..forms import ApproveForm, RevisionForm
+from ..forms import ApproveForm, ProviderFilterForm, ProviderSearchForm, RevisionForm
 from ..uploads import body_limit, screenshot_body_limit
+from . import queues
 from .common import form_errors, perform
 from .panel import screenshot_response, timeline_context
 
@@ -34,18 +37,64 @@ def _own_case_or_404(request, pk):
         raise Http404("No such case.") from None
 
 
-@require_GET
+PAGE_SIZE = 25
+# The "plans waiting for you" section shows this many (the longest waiting first) and
+# links to all of them when there are more.
+WAITING_SHOWN = 10
+# One provider's cases are few enough to count exactly up to here (more than a working
+# practice has); past it the pager says "more than N", as the staff search does.
+COUNT_CAP = 1000
+SEARCHES_KEY = "provider_searches"
+
+
+@require_http_methods(["GET", "POST"])
 @provider_required
 def case_list(request):
-    cases = list(selectors.provider_cases(request.user))
+    """The provider's own cases, a page at a time: the plans waiting for their review
+    first, then every case, searchable (POSTed, as on the staff list, so patient names
+    never appear in an address) and sortable."""
+    form, status, redirected = queues.read_filters(
+        request,
+        key=SEARCHES_KEY,
+        search_form=ProviderSearchForm,
+        filter_form=ProviderFilterForm,
+        address=reverse("portals:provider_cases"),
+    )
+    if redirected is not None:
+        return redirected
+    filters = form.cleaned_data if form.is_bound and form.is_valid() else {}
+    sort = filters.get("sort", "")
+    filtered = bool(filters.get("q") or filters.get("state"))
+    if status == 400:
+        cases = Case.objects.none()
+    else:
+        cases = selectors.provider_cases(
+            request.user, q=filters.get("q", ""), state=filters.get("state", ""), sort=sort
+        )
+    pages = queues.paginate(request, cases, per_page=PAGE_SIZE, cap=COUNT_CAP)
+    waiting = []
+    if status == 200 and not filtered and pages.page.number == 1:
+        waiting = list(selectors.plans_waiting(request.user)[: WAITING_SHOWN + 1])
+    form = queues.search_box(ProviderSearchForm, form, filters, status == 400)
     return render(
         request,
         "portals/provider/case_list.html",
         {
             "nav": "provider",
-            "waiting": [c for c in cases if c.state == wf.PLAN_RECEIVED],
-            "others": [c for c in cases if c.state != wf.PLAN_RECEIVED],
+            "form": form,
+            "waiting": [(case, next_step(case.state)) for case in waiting[:WAITING_SHOWN]],
+            "more_waiting": len(waiting) > WAITING_SHOWN,
+            "page": pages.page,
+            "page_links": pages.links,
+            "page_notice": pages.notice,
+            "rows": [(case, next_step(case.state)) for case in pages.page.object_list],
+            "columns": queues.columns(sort),
+            "sort": sort,
+            "filters": filters,
+            "filtered": filtered,
+            "invalid": status == 400,
         },
+        status=status,
     )
 
 

@@ -3,8 +3,6 @@
 Each action parses its input, calls one service (the engine, send_to_align,
 retry_case or a portal service) and turns a refusal into a message."""
 
-import secrets
-
 from django.contrib import messages
 from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -18,10 +16,12 @@ from align_workflow.workflow.engine import available_triggers, fire, flag_is_on
 from align_workflow.workflow.guards import can_send_to_align
 from align_workflow.workflow.outbound import retry_case, send_to_align
 from states import align_case as wf
+from states.next_steps import next_step
 
 from .. import selectors, services
 from ..access import staff_required
 from ..forms import CancelForm, CaseFilterForm, CaseSearchForm, ContactForm, GenderForm
+from . import queues
 from .common import form_errors, inline_svg, perform, send_outcome
 from .panel import screenshot_response, timeline_context
 
@@ -37,15 +37,6 @@ SEND_SOURCES = {state for trigger in wf.SEND_TO_ALIGN for state in wf.BY_TRIGGER
 
 # Searches a person made, kept in their session under an opaque id (the newest few).
 SEARCHES_KEY = "staff_searches"
-SEARCHES_KEPT = 20
-
-
-def _save_search(request, filters):
-    searches = request.session.get(SEARCHES_KEY, {})
-    search_id = secrets.token_urlsafe(9)
-    searches[search_id] = filters
-    request.session[SEARCHES_KEY] = dict(list(searches.items())[-SEARCHES_KEPT:])
-    return search_id
 
 
 @require_http_methods(["GET", "POST"])
@@ -53,30 +44,19 @@ def _save_search(request, filters):
 def case_list(request):
     """The case list. The search box is POSTed and answered with a redirect to
     `/staff/?s=<opaque id>`, so patient names and MRNs never appear in an address, an
-    access log or the browser's history; state, attention and stuck may be in the address.
-    Invalid filters are reported (400), never silently dropped."""
-    status = 200
-    if request.method == "POST":
-        form = CaseSearchForm(request.POST)
-        if form.is_valid():
-            return redirect(f"{reverse('portals:staff_cases')}?s={_save_search(request, form.cleaned_data)}")
-        status = 400
-    elif "s" in request.GET:
-        saved = request.session.get(SEARCHES_KEY, {}).get(request.GET["s"])
-        if saved is None:
-            messages.warning(
-                request, "That search is no longer available (searches are kept for your session only): search again."
-            )
-            form, status = CaseSearchForm(), 404
-        else:
-            form = CaseSearchForm(saved)
-    else:
-        filters = request.GET.copy()
-        filters.pop("page", None)
-        form = CaseFilterForm(filters) if filters else CaseSearchForm()
-        if filters and not form.is_valid():
-            status = 400
+    access log or the browser's history; state, attention, stuck and the sort may be in
+    the address. Invalid or unknown filters are reported (400), never silently dropped."""
+    form, status, redirected = queues.read_filters(
+        request,
+        key=SEARCHES_KEY,
+        search_form=CaseSearchForm,
+        filter_form=CaseFilterForm,
+        address=reverse("portals:staff_cases"),
+    )
+    if redirected is not None:
+        return redirected
     filters = form.cleaned_data if form.is_bound and form.is_valid() else {}
+    sort = filters.get("sort", "")
     if status == 400:
         cases = Case.objects.none()
     else:
@@ -86,47 +66,43 @@ def case_list(request):
             attention=filters.get("attention", False),
             stuck=filters.get("stuck", False),
             other_labs=filters.get("other_labs", False),
+            sort=sort,
         )
     list_counts = selectors.list_counts()
     counts = list_counts.states
     total = sum(c.total for c in counts)
-    paginator = selectors.CappedPaginator(
+    filtered = any(value for name, value in filters.items() if name != "sort")
+    pages = queues.paginate(
+        request,
         cases,
-        PAGE_SIZE,
+        per_page=PAGE_SIZE,
         cap=COUNT_CAP,
-        page=request.GET.get("page"),
         # The whole list's count is the sum of the counts per state: nothing more to count.
-        known_count=total if status != 400 and not any(filters.values()) else None,
+        known_count=total if status != 400 and not filtered else None,
     )
-    page = paginator.get_page(request.GET.get("page"))
-    if not isinstance(form, CaseSearchForm):  # the box shows the address's filters
-        form = CaseSearchForm(initial=filters) if status != 400 else _search_form_with_errors(form)
+    form = queues.search_box(CaseSearchForm, form, filters, status == 400)
     return render(
         request,
         "portals/staff/case_list.html",
         {
             "nav": "staff",
             "form": form,
-            "page": page,
+            "page": pages.page,
+            "page_links": pages.links,
+            "page_notice": pages.notice,
+            "rows": [(case, next_step(case.state, case.needs_attention)) for case in pages.page.object_list],
+            "columns": queues.columns(sort),
+            "sort": sort,
             "counts": counts,
             "total": total,
             "attention_total": list_counts.attention,
             "outside_total": list_counts.outside,
             "filters": filters,
-            "filtered": any(filters.values()),
+            "filtered": filtered,
             "invalid": status == 400,
         },
         status=status,
     )
-
-
-def _search_form_with_errors(filter_form):
-    """The search box for an address whose filters were refused, with their errors."""
-    form = CaseSearchForm(filter_form.data)
-    form.is_valid()
-    for error in filter_form.non_field_errors():
-        form.add_error(None, error)
-    return form
 
 
 def _case_or_404(pk):
