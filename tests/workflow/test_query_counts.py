@@ -59,9 +59,11 @@ def test_one_batch_acceptance(require_postgres, instant_align, flags_on):
 
     assert outcome.outcome == batch.DONE, outcome.detail
     sql = statements(queries)
-    # 17 (22 before): the pre-flight (screenshot, lab, patient, read as they are now) runs
-    # once, the open call is read with the case, the flag is cleared by the move.
-    assert len(sql) == 17, "\n".join(sql)
+    # 16 (22 before): the pre-flight (screenshot, lab, patient, read as they are now) runs
+    # once, the open call is read with the case, the flag is cleared and the pending
+    # events are read by the move's round trip.
+    assert len(sql) == 16, "\n".join(sql)
+    assert not [s for s in sql if s.startswith('SELECT "id" FROM "integration_inboundevent"')]
     assert sum(s.startswith("SELECT") and '"cases_caseasset"' in s.split("WHERE")[0] for s in sql) == 1
     assert sum('FROM "cases_patient"' in s for s in sql) == 1
     assert sum(s == "COMMIT" for s in sql) == 2  # the attempt, then the outcome with the move
@@ -80,9 +82,9 @@ def test_send_to_align_by_staff(require_postgres, instant_align, flags_on, staff
 
     assert result.ok and result.state == wf.ASSETS_UPLOADED, result
     sql = statements(queries)
-    # 52 (71 before): each step's pre-flight reads the patient and the lab as they are
+    # 49 (71 before): each step's pre-flight reads the patient and the lab as they are
     # now, and the click is refused for a case not prescribed to Align (1).
-    assert len(sql) == 52, "\n".join(sql)
+    assert len(sql) == 49, "\n".join(sql)
     assert not [s for s in sql if '"cases_provider"' in s]
     assert sum('FROM "auth_user"' in s for s in sql) == 0  # the clicking user is the one handed on
     assert sum('FROM "cases_patient"' in s for s in sql) == 4  # the click's guard, then once per step
@@ -115,5 +117,8 @@ def test_applying_an_event_that_moves_the_case(require_postgres):
 
     assert event.status == "applied", event.status_detail
     sql = statements(queries)
-    assert len(sql) == 12, "\n".join(sql)
+    # 11 (12 before): the case's pending events are read with the move, not after the commit.
+    assert len(sql) == 11, "\n".join(sql)
     assert sum(s.startswith("SAVEPOINT") for s in sql) == 1
+    assert sum('FROM "integration_inboundevent" WHERE "integration_inboundevent"."case_id"' in s for s in sql) == 0
+    assert sum(s.startswith("WITH moved AS") and '; SELECT "id" FROM "integration_inboundevent"' in s for s in sql) == 1
