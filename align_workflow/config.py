@@ -48,9 +48,14 @@ def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
     return _read(_env.int, name, default, validate=validate)
 
 
-def env_float(name: str, default: float, *, above: float | None = None) -> float:
-    """A finite number (nan and infinity are refused), greater than `above` when given."""
-    validate = Range(min=above, min_inclusive=False) if above is not None else None
+def env_float(name: str, default: float, *, above: float | None = None, minimum: float | None = None) -> float:
+    """A finite number (nan and infinity are refused), greater than `above` / at least
+    `minimum` when given."""
+    validate = None
+    if above is not None:
+        validate = Range(min=above, min_inclusive=False)
+    elif minimum is not None:
+        validate = Range(min=minimum)
     return _read(_env.float, name, default, validate=validate)
 
 

@@ -208,6 +208,8 @@ APP_BASE_URL = env_url("APP_BASE_URL", "http://127.0.0.1:8000")
 ALIGN_EXECUTION = env_choice("ALIGN_EXECUTION", "inline", ("inline", "celery"))
 ALIGN_RETRY_MAX_ATTEMPTS = env_int("ALIGN_RETRY_MAX_ATTEMPTS", 5, minimum=1)
 ALIGN_RETRY_BASE_SECONDS = env_float("ALIGN_RETRY_BASE_SECONDS", 30, above=0)
+# How long a process keeps a waffle flag it read (a flag switched off elsewhere stops new calls within this).
+ALIGN_FLAG_CACHE_SECONDS = env_float("ALIGN_FLAG_CACHE_SECONDS", 2, minimum=0)
 # How long a claimed outbound call may run before another process may take it over.
 ALIGN_CALL_LEASE_SECONDS = env_float("ALIGN_CALL_LEASE_SECONDS", 120, above=0)
 # The longest wait between two automatic attempts (the backoff doubles up to this).

@@ -17,6 +17,7 @@ the events with no checks and no database.
 """
 
 import base64
+import contextlib
 import io
 import json
 import os
@@ -28,6 +29,8 @@ import requests
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.utils import CursorWrapper
 from PIL import Image
 from waffle import get_waffle_flag_model
 
@@ -298,7 +301,8 @@ def wait_for_states(ids, state, timeout):
     """Bounded poll: every case in `ids` reaches `state` (RuntimeError after `timeout` s)."""
     deadline = time.monotonic() + timeout
     while True:
-        done = Case.objects.filter(pk__in=ids, state=state).count()
+        with StatementCounter.not_counted():  # the benchmark's own poll, not the app's work
+            done = Case.objects.filter(pk__in=ids, state=state).count()
         if done == len(ids):
             return
         if time.monotonic() > deadline:
@@ -518,3 +522,48 @@ def percent(share):
 
 def env_for_subprocess(**values):
     return dict(os.environ, PYTHONUNBUFFERED="1", **values)
+
+
+class StatementCounter:
+    """SQL statements and committed transactions of every thread of this process (the
+    app's server threads and the thread playing the people) between start() and stop(),
+    not the benchmark's own polls. A statement outside a transaction (autocommit) counts
+    as one committed transaction; BEGIN and COMMIT are not statements here."""
+
+    _local = threading.local()
+
+    @classmethod
+    @contextlib.contextmanager
+    def not_counted(cls):
+        cls._local.off = True
+        try:
+            yield
+        finally:
+            cls._local.off = False
+
+    def start(self):
+        self.statements = self.commits = 0
+        lock, local = threading.Lock(), self._local
+        execute, commit = CursorWrapper._execute_with_wrappers, BaseDatabaseWrapper.commit
+        self._saved = execute, commit
+
+        def counted_execute(cursor, sql, params, many, executor):
+            if not getattr(local, "off", False):
+                with lock:
+                    self.statements += 1
+                    self.commits += cursor.db.get_autocommit()
+            return execute(cursor, sql, params, many, executor)
+
+        def counted_commit(db):
+            if not getattr(local, "off", False):
+                with lock:
+                    self.commits += 1
+            return commit(db)
+
+        CursorWrapper._execute_with_wrappers = counted_execute
+        BaseDatabaseWrapper.commit = counted_commit
+        return self
+
+    def stop(self):
+        CursorWrapper._execute_with_wrappers, BaseDatabaseWrapper.commit = self._saved
+        return self

@@ -31,6 +31,7 @@ def run(scale=1.0):
 
     app_times, bare_times = [], []
     app_cpu, bare_cpu, app_busy, bare_busy = [], [], [], []
+    app_sql = []  # (statements, committed transactions) per app round
     with flow.Simulator() as sim, flow.AppServer() as app, flow.BareApp() as bare:
         flow.use_simulator(sim)
         # Warm up both paths (imports, connections, the token) on throwaway cases.
@@ -51,8 +52,11 @@ def run(scale=1.0):
                 flow.point_simulator_at(sim, app.url)
                 before = flow.effects(sim)
                 meter = flow.CpuMeter().start()
+                counter = flow.StatementCounter().start()
                 app_times.append(timed(flow.run_flow, chunk, staff, provider_user, screenshot, TIMEOUT_S))
+                counter.stop()
                 meter.stop()
+                app_sql.append((counter.statements, counter.commits))
                 app_cpu.append(meter.cpu)
                 app_busy.append(meter.busy or 0)
                 for name, value in flow.difference(flow.effects(sim), before).items():
@@ -104,6 +108,22 @@ def run(scale=1.0):
             "CPU of this process per case (the app and its HTTP server / bare)",
             f"{sum(app_cpu) / n * 1000:.1f} ms",
             f"{sum(bare_cpu) / n * 1000:.1f} ms bare",
+            None,
+            "report",
+        ),
+        Row(
+            "2 flow",
+            "SQL statements per case (every thread of the app; BEGIN/COMMIT not counted)",
+            f"{sum(s for s, _ in app_sql) / n:.0f}",
+            "none bare",
+            None,
+            "report",
+        ),
+        Row(
+            "2 flow",
+            "transactions committed per case (a statement outside one counts as one)",
+            f"{sum(c for _, c in app_sql) / n:.0f}",
+            "none bare",
             None,
             "report",
         ),

@@ -19,6 +19,7 @@ Nothing here logs patient details: only event ids, types and case ids.
 """
 
 import logging
+import threading
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cache
@@ -31,6 +32,7 @@ from align_workflow.align import payloads
 from align_workflow.align.signatures import SignatureError, verify_signature
 from align_workflow.cases.models import AlignOrder, Case, TreatmentPlan
 from align_workflow.workflow import effects
+from align_workflow.workflow.case_moves import register_probe
 from align_workflow.workflow.engine import TransitionNotAllowed, fire
 from states import align_case as wf
 
@@ -126,19 +128,25 @@ def receive(body: bytes, headers) -> Receipt:
 
 def store(event: payloads.Event, body: bytes, case) -> tuple[InboundEvent, bool]:
     """Commit the event as pending; (event, False) if its id is already stored."""
+    fields = dict(
+        event_id=event.event_id,
+        type=event.type,
+        case=case,
+        summary=summarize(event),
+        payload=event.payload,
+        raw_body=body.decode("utf-8"),
+        occurred_at=event.occurred_at,
+        status=EventStatus.PENDING,
+        status_detail="received, not applied yet",
+    )
     try:
-        with transaction.atomic():
-            stored = InboundEvent.objects.create(
-                event_id=event.event_id,
-                type=event.type,
-                case=case,
-                summary=summarize(event),
-                payload=event.payload,
-                raw_body=body.decode("utf-8"),
-                occurred_at=event.occurred_at,
-                status=EventStatus.PENDING,
-                status_detail="received, not applied yet",
-            )
+        if connection.in_atomic_block:
+            with transaction.atomic():  # a savepoint: a duplicate leaves the caller's transaction usable
+                stored = InboundEvent.objects.create(**fields)
+        else:
+            # Autocommit (the endpoint): the INSERT is a transaction of its own, committed
+            # before the event is applied, in one round trip instead of three.
+            stored = InboundEvent.objects.create(**fields)
         return stored, True
     except IntegrityError:
         # Another delivery of the same event won the race (the unique event_id).
@@ -194,6 +202,11 @@ class _ApplyFailed(Exception):
         self.seen = seen  # (status, attempts) of the event before this try
 
 
+# The events this thread is applying: the move an event makes reads the case's pending
+# events (the event itself among them, its outcome not written yet); it is not retried.
+_applying = threading.local()
+
+
 def apply_event(event_pk, *, again=False, first_time=False) -> InboundEvent:
     """Apply one stored event if it is still pending; returns it with its new status.
 
@@ -201,6 +214,15 @@ def apply_event(event_pk, *, again=False, first_time=False) -> InboundEvent:
     first_time=True only applies it if nobody has tried yet (a redelivery).
     An applied event is never applied twice.
     """
+    applying = _applying.__dict__.setdefault("ids", set())
+    applying.add(event_pk)
+    try:
+        return _apply_event(event_pk, again=again, first_time=first_time)
+    finally:
+        applying.discard(event_pk)
+
+
+def _apply_event(event_pk, *, again, first_time) -> InboundEvent:
     try:
         with transaction.atomic():
             # NO KEY UPDATE: another event of the case, holding the case, may record this one
@@ -329,7 +351,7 @@ def _apply_status(case, event, data) -> EventOutcome:
         if record != (known.status, known.previous_status, known.occurred_at, known.event_id, known.furthest_status):
             known.status, known.previous_status, known.occurred_at = current_status, previous, occurred_at
             known.event_id, known.furthest_status = current_pk, record[4]
-            known.save()
+            known.save(force_insert=known._state.adding)  # a new record: INSERT, not UPDATE then INSERT
     is_current = current is not None and current[2] == event.pk
 
     trigger = wf.EVENT_TRIGGERS.get(f"{payloads.CASE_STATUS_CHANGED}:{status}")
@@ -401,30 +423,48 @@ def _not_now(case, exc: TransitionNotAllowed) -> EventOutcome:
     return ignored(f"Refused by the workflow ({exc.code}): {exc}")
 
 
+PENDING_PROBE = "pending_events"
+
+
+@cache
+def _pending_sql() -> str:
+    qn = connection.ops.quote_name
+    return (
+        f"SELECT {qn('id')} FROM {qn(InboundEvent._meta.db_table)} WHERE {qn('case_id')} = %s "
+        f"AND {qn('status')} = '{EventStatus.PENDING.value}' ORDER BY {qn('occurred_at')}, {qn('received_at')}, {qn('id')}"
+    )
+
+
+def register_pending_probe():
+    """Called when the app is ready: the engine reads the case's pending events with the
+    move that may let them apply (one round trip, under the case's lock; case_moves)."""
+    register_probe(PENDING_PROBE, _pending_sql())
+
+
 def pending_event_ids(case_id) -> list[int]:
     """The case's pending events, oldest first. Asked after every transition of every
     case, and almost always empty, so it is one plain statement (on the index
     case, status, occurred_at) rather than a queryset compiled anew each time: the
     compilation cost as much as the engine's own state change."""
-    qn = connection.ops.quote_name
-    table = qn(InboundEvent._meta.db_table)
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT {qn('id')} FROM {table} WHERE {qn('case_id')} = %s AND {qn('status')} = %s "
-            f"ORDER BY {qn('occurred_at')}, {qn('received_at')}, {qn('id')}",
-            [case_id, EventStatus.PENDING],
-        )
+        cursor.execute(_pending_sql(), [case_id])
         return [row[0] for row in cursor.fetchall()]
 
 
-def apply_pending(case_id) -> list[InboundEvent]:
-    """Try every pending event of a case, oldest first."""
-    return [apply_event(pk) for pk in pending_event_ids(case_id)]
+def apply_pending(case_id, ids=None) -> list[InboundEvent]:
+    """Try every pending event of a case, oldest first (`ids`: as already read)."""
+    return [apply_event(pk) for pk in (pending_event_ids(case_id) if ids is None else ids)]
 
 
-def on_transition_applied(sender, case_id, **kwargs):
-    """The engine moved a case, or a call stopped holding it: waiting events may apply now."""
+def on_transition_applied(sender, case_id, probes=None, **kwargs):
+    """The engine moved a case, or a call stopped holding it: waiting events may apply now.
+    `probes`: the pending events as the move read them, under the case's lock (an event
+    that goes pending later waited for that lock, so it saw the case moved), or None."""
+    rows = (probes or {}).get(PENDING_PROBE)
+    if rows is not None:
+        applying = getattr(_applying, "ids", ())
+        rows = [row[0] for row in rows if row[0] not in applying]
     try:
-        apply_pending(case_id)
+        apply_pending(case_id, rows)
     except Exception:  # noqa: BLE001 - must not break whoever fired the transition
         logger.exception("applying pending align events of case %s failed", case_id)

@@ -102,7 +102,10 @@ def preflight(step):
     def check(case, by, params):
         prepared = getattr(params, "prepared", {})
         known = {"screenshot": prepared["screenshot_asset"]} if "screenshot_asset" in prepared else {}
-        problems = records_check.problems(case, step, records=records_check.Records(case, **known))
+        records = records_check.Records(case, **known)
+        if hasattr(params, "prepared"):
+            params.prepared["records"] = records  # what was read, for the call (not read again)
+        problems = records_check.problems(case, step, records=records)
         if problems:
             what = records_check.describe(problems)
             label = wf.trigger_label(step)
@@ -137,7 +140,9 @@ def _apply_create_patient(case, by, params, outcome):
             "requires M or F. Correct it with Align if that is wrong."
         )
     summary = f"Align patient id {patient.p_id}" + ("" if patient.created else " (Align already had this patient).")
-    outbound.record_success(case, outcome.attempt_id, outcome.duration_ms, summary, notes, attempt=outcome.attempt)
+    outbound.record_success(
+        case, outcome.attempt_id, outcome.duration_ms, summary, notes, attempt=outcome.attempt, params=params
+    )
     return f"Align patient {patient.p_id}" + (" (gender unknown, sent as M)" if notes else "")
 
 
@@ -145,13 +150,18 @@ def _apply_create_patient(case, by, params, outcome):
 
 
 def _send_create_order(client, case, params, key):
-    assessment = PhotoAssessment.objects.get(case_id=case.pk)
+    records = params.prepared.get("records")  # the pre-flight's reads: the option as it checked it
+    treatment_option = (
+        records.treatment_option
+        if records is not None
+        else PhotoAssessment.objects.get(case_id=case.pk).treatment_option
+    )
     return client.create_order(
         case_id=case.pk,
         p_id=case.align_pid,
         mrn=case.patient.mrn,
         order_type="IAS",
-        treatment_option=assessment.treatment_option,
+        treatment_option=treatment_option,
         chief_concern=settings.ALIGN_CHIEF_CONCERN,
         idempotency_key=key,
     )
@@ -165,6 +175,7 @@ def _apply_create_order(case, by, params, outcome):
         outcome.duration_ms,
         f"{order.order_type} order, status {order.status}.",
         attempt=outcome.attempt,
+        params=params,
     )
     return f"{order.order_type} order {order.status.lower()}"
 
@@ -182,7 +193,12 @@ def _send_upload_assets(client, case, params, key):
 def _apply_upload_assets(case, by, params, outcome):
     upload = outcome.result
     outbound.record_success(
-        case, outcome.attempt_id, outcome.duration_ms, f"{upload.asset_count} asset(s).", attempt=outcome.attempt
+        case,
+        outcome.attempt_id,
+        outcome.duration_ms,
+        f"{upload.asset_count} asset(s).",
+        attempt=outcome.attempt,
+        params=params,
     )
     return f"{upload.asset_count} asset(s) uploaded"
 
@@ -229,6 +245,7 @@ def _apply_request_revision(case, by, params, outcome):
         outcome.duration_ms,
         f"Revision requested for plan version {version}.",
         attempt=outcome.attempt,
+        params=params,
     )
     # The comment in full: the provider's plan page shows it from the history.
     if params.get("sent_by") == BATCH_SENDER:
@@ -274,7 +291,12 @@ def _apply_accept_clincheck(case, by, params, outcome):
     accepted = outcome.result
     so = f" Sales order {accepted.sales_order_number}." if accepted.sales_order_number else ""
     outbound.record_success(
-        case, outcome.attempt_id, outcome.duration_ms, f"Status {accepted.status}.{so}", attempt=outcome.attempt
+        case,
+        outcome.attempt_id,
+        outcome.duration_ms,
+        f"Status {accepted.status}.{so}",
+        attempt=outcome.attempt,
+        params=params,
     )
     return f"ClinCheck accepted by Align ({accepted.status})"
 

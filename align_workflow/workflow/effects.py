@@ -94,6 +94,8 @@ class EffectParams(dict):
         super().__init__(params)
         self.attempt_id = attempt_id
         self.prepared = {}
+        # Set by engine.preflight once the effect's check passed on these parameters.
+        self.checked = False
 
 
 class StalePlan(EffectFailed):

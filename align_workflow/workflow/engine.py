@@ -28,13 +28,12 @@ from django.dispatch import Signal
 from django.utils import timezone
 from django_fsm_log.models import StateLog
 from transitions import MachineError
-from waffle import get_waffle_flag_model
 
 from align_workflow.cases.models import Case, CaseNote, Prescription, Provider
 from states import align_case as wf
 from states.machine import next_state
 
-from . import busy
+from . import busy, flags
 from . import effects as effect_registry
 from .case_moves import StateMoved, compare_and_set, move_and_log
 from .effects import EffectParams
@@ -43,7 +42,8 @@ from .guards import GUARDS
 logger = logging.getLogger(__name__)
 
 # Sent after the transaction that applied a transition has committed.
-transition_applied = Signal()  # kwargs: case_id, trigger, source, target
+# `probes`: what case_moves' registered probes read with the move ({name: rows}), or None.
+transition_applied = Signal()  # kwargs: case_id, trigger, source, target, probes
 # Sent when a call's claim on a case ends without a transition (the call failed): what
 # was refused while the case was busy may be tried again.
 claim_released = Signal()  # kwargs: case_id, trigger
@@ -87,7 +87,7 @@ def _is_provider(user) -> bool:
 
 
 def flag_is_on(name: str, by=None) -> bool:
-    flag = get_waffle_flag_model().get(name)
+    flag = flags.get_flag(name)  # kept in this process for ALIGN_FLAG_CACHE_SECONDS (see flags.py)
     if flag.pk is None:
         return False
     if flag.everyone is not None:
@@ -270,10 +270,13 @@ def _commit(case, spec, by, params, effect, result, claimed_from):
             object_id=case.pk,
             description=description or params.get("description") or None,
         )
-        move_and_log(case, source, changes, log, not_busy=claimed_from is None)
+        clear = params.prepared.get("clear_attention", ())
+        probes = move_and_log(case, source, changes, log, not_busy=claimed_from is None, clear_attention=clear)
         case_id, trigger, target = case.pk, spec.trigger, spec.dest
         transaction.on_commit(
-            lambda: transition_applied.send(sender=Case, case_id=case_id, trigger=trigger, source=source, target=target)
+            lambda: transition_applied.send(
+                sender=Case, case_id=case_id, trigger=trigger, source=source, target=target, probes=probes
+            )
         )
     return log
 
@@ -315,6 +318,7 @@ def preflight(case, trigger, *, by, **params) -> EffectParams:
             effect.check(case, by, prepared)
         except effect_registry.EffectInputError as exc:
             raise _input_refused(case, trigger, exc) from exc
+    prepared.checked = True
     return prepared
 
 
@@ -329,16 +333,25 @@ def fire(case, trigger, *, by, **params):
     return _fire(case, trigger, by, EffectParams(_public(trigger, params)))
 
 
-def fire_attempt(case, trigger, *, by, attempt_id, params):
+def fire_checked(case, trigger, *, by, params: EffectParams):
+    """`fire` with the parameters `preflight()` returned a moment ago (align_batch: its plan
+    is the engine's pre-flight): the effect's check of its input is not run again; the
+    state, actor, flag, guard and claim are checked again when the case is claimed."""
+    if not params.checked:
+        raise ValueError("fire_checked takes the parameters preflight() returned")
+    return _fire(case, trigger, by, params)
+
+
+def fire_attempt(case, trigger, *, by, params: EffectParams):
     """`fire` for the outbound runner: the effect sends the recorded, pending attempt
-    `attempt_id` (with `params`, what the attempt kept) instead of recording a new one."""
-    return _fire(case, trigger, by, EffectParams(params, attempt_id=attempt_id))
+    `params.attempt_id` (`params`: what the attempt kept) instead of recording a new one."""
+    return _fire(case, trigger, by, params)
 
 
 def _fire(case, trigger, by, params):
     spec = _spec(trigger)
     effect = effect_registry.get(trigger)
-    if effect.check:
+    if effect.check and not params.checked:
         # Refuse the wrong caller / state / flag before reading (and maybe decoding) the input.
         _checked(case, lambda: check(case, trigger, by=by))
         try:

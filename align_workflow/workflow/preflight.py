@@ -268,7 +268,13 @@ class Records:
 
     @property
     def patient(self):
-        return self._get("patient", lambda: Patient.objects.get(pk=self.case.patient_id))
+        return self._get("patient", self._load_patient)
+
+    def _load_patient(self):
+        patient = Patient.objects.get(pk=self.case.patient_id)
+        # The row just checked is the one the call then sends (`case.patient`), not read again.
+        self.case.patient = patient
+        return patient
 
     @property
     def lab(self):

@@ -67,12 +67,17 @@ def other_provider(db):
 
 @pytest.fixture(autouse=True)
 def _fresh_cache():
-    """The cache outlives a test's database rollback (waffle caches flags there)."""
+    """The cache outlives a test's database rollback (waffle caches flags there, and the
+    engine keeps the flags it read in the process: workflow/flags.py)."""
     from django.core.cache import cache
 
+    from align_workflow.workflow import flags
+
     cache.clear()
+    flags.forget()
     yield
     cache.clear()
+    flags.forget()
 
 
 @pytest.fixture

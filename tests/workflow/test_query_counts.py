@@ -43,9 +43,10 @@ def statements(queries):
 
 
 def test_one_batch_acceptance(require_postgres, instant_align, flags_on):
-    """align_batch accept, one case: the batch's checks and note, the engine's check, the
-    claim, the attempt recorded before the call, its outcome, the move and its history
-    row, and the look for events waiting for the case."""
+    """align_batch accept, one case: the case with its open call (one statement), the
+    engine's pre-flight (once: the engine is handed the batch's), the note, the claim,
+    the attempt recorded before the call, its outcome with the move, its history row and
+    the needs-attention flag in one statement, and the look for events waiting for the case."""
     cases = [make_case(state=wf.PROVIDER_APPROVED, aligners_purchased_at=timezone.now()) for _ in range(2)]
     for case in cases:
         with_screenshot(case)
@@ -58,16 +59,21 @@ def test_one_batch_acceptance(require_postgres, instant_align, flags_on):
 
     assert outcome.outcome == batch.DONE, outcome.detail
     sql = statements(queries)
-    # 22: the pre-flight of the call (the patient and the prescription's lab, read as they
-    # are now) runs in the batch's own input check and again in the engine's (4 more).
-    assert len(sql) == 22, "\n".join(sql)
-    assert sum(s.startswith("SELECT") and '"cases_caseasset"' in s.split("WHERE")[0] for s in sql) == 2
+    # 16 (22 before): the pre-flight (screenshot, lab, patient, read as they are now) runs
+    # once, the open call is read with the case, the flag is cleared and the pending
+    # events are read by the move's round trip.
+    assert len(sql) == 16, "\n".join(sql)
+    assert not [s for s in sql if s.startswith('SELECT "id" FROM "integration_inboundevent"')]
+    assert sum(s.startswith("SELECT") and '"cases_caseasset"' in s.split("WHERE")[0] for s in sql) == 1
+    assert sum('FROM "cases_patient"' in s for s in sql) == 1
     assert sum(s == "COMMIT" for s in sql) == 2  # the attempt, then the outcome with the move
 
 
 def test_send_to_align_by_staff(require_postgres, instant_align, flags_on, staff):
-    """Three steps (patient, order, assets) from one click: the user is loaded once per
-    step, and the case's provider is never looked up for a staff user."""
+    """Three steps (patient, order, assets) from one click: the user, the case and each
+    attempt are not read again (the rows the step before left are handed on), the case's
+    provider is never looked up for a staff user, and each step reads the patient once
+    (its pre-flight's read is the one the call sends)."""
     warm, case = make_case(), make_case()
     assert send_to_align(warm, by=staff).ok
 
@@ -76,11 +82,14 @@ def test_send_to_align_by_staff(require_postgres, instant_align, flags_on, staff
 
     assert result.ok and result.state == wf.ASSETS_UPLOADED, result
     sql = statements(queries)
-    # 71: each step's pre-flight reads the patient and the lab as they are now (6 more),
-    # and the click is refused for a case not prescribed to Align (1 more).
-    assert len(sql) == 71, "\n".join(sql)
+    # 49 (71 before): each step's pre-flight reads the patient and the lab as they are
+    # now, and the click is refused for a case not prescribed to Align (1).
+    assert len(sql) == 49, "\n".join(sql)
     assert not [s for s in sql if '"cases_provider"' in s]
-    assert sum('FROM "auth_user"' in s for s in sql) == 1
+    assert sum('FROM "auth_user"' in s for s in sql) == 0  # the clicking user is the one handed on
+    assert sum('FROM "cases_patient"' in s for s in sql) == 4  # the click's guard, then once per step
+    assert sum(s.startswith('SELECT "cases_case"') for s in sql) == 1  # the click's lock; not re-read per step
+    assert sum(s == "COMMIT" for s in sql) == 4  # the click, then one outcome per step
     # The guard (prescription, photo assessment, STL count) runs when the click is
     # checked and again when the first step claims the case (kept: in Celery mode the
     # claim comes later, and the case may have lost a file meanwhile); Upload Assets' own
@@ -108,5 +117,8 @@ def test_applying_an_event_that_moves_the_case(require_postgres):
 
     assert event.status == "applied", event.status_detail
     sql = statements(queries)
-    assert len(sql) == 12, "\n".join(sql)
+    # 11 (12 before): the case's pending events are read with the move, not after the commit.
+    assert len(sql) == 11, "\n".join(sql)
     assert sum(s.startswith("SAVEPOINT") for s in sql) == 1
+    assert sum('FROM "integration_inboundevent" WHERE "integration_inboundevent"."case_id"' in s for s in sql) == 0
+    assert sum(s.startswith("WITH moved AS") and '; SELECT "id" FROM "integration_inboundevent"' in s for s in sql) == 1

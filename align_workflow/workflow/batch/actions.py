@@ -42,6 +42,8 @@ class Plan:
     description: str  # "accept the ClinCheck as the system (screenshot asset 12)"
     by: object = None  # the acting user (None: the system)
     params: dict = field(default_factory=dict)
+    # The engine's pre-flight of the step (EffectParams), sent as checked (fire_checked).
+    checked: object = None
     retry: bool = False  # re-send the step's last failed call (retry_here) instead of firing anew
     step: str | None = None  # the step retried
     note: str = ""  # the case note written when it is sent
@@ -85,8 +87,10 @@ def done_states(trigger) -> tuple:
 
 
 def refuse_if_busy(case):
-    """Busy (skip, in progress elsewhere) while a call for the case is in flight (busy.py decides)."""
-    step = busy.busy_step(case)
+    """Busy (skip, in progress elsewhere) while a call for the case is in flight (busy.py decides).
+    A case read with `open_call_step` (the step of its open attempt, annotated) is not asked again."""
+    annotated = hasattr(case, "open_call_step")
+    step = (case.open_call_step or busy.claimed_step(case)) if annotated else busy.busy_step(case)
     if step:
         raise Busy(
             f"{trigger_label(step)} is being sent to Align for this case right now by another "
@@ -187,6 +191,7 @@ class Accept(Action):
         return Plan(
             f"accept the ClinCheck as the system (screenshot asset {prepared['screenshot_asset_id']})",
             by=None,
+            checked=prepared,
             note=self.note("sending Accept ClinCheck as the system (aligners purchased)."),
         )
 
@@ -202,8 +207,13 @@ class UploadAssets(Action):
         return Case.objects.filter(state=wf.ORDER_CREATED).exclude(Exists(busy.open_call_query()))
 
     def plan(self, case, row):
-        _preflight(case, self.trigger, None, self, own_check=_no_align_patient)
-        return Plan("upload the assets as the system", by=None, note=self.note("sending Upload Assets as the system."))
+        prepared = _preflight(case, self.trigger, None, self, own_check=_no_align_patient)
+        return Plan(
+            "upload the assets as the system",
+            by=None,
+            checked=prepared,
+            note=self.note("sending Upload Assets as the system."),
+        )
 
 
 class Revise(Action):

@@ -8,12 +8,13 @@ import logging
 from collections.abc import Callable
 
 from django.db import connection
+from django.db.models import Subquery
 
 from align_workflow.cases.models import Case, CaseNote
 
-from .. import outbound
+from .. import busy, outbound
 from ..effects import EffectFailed
-from ..engine import TransitionNotAllowed, fire
+from ..engine import TransitionNotAllowed, fire, fire_checked
 from ..pool import Interrupted, WorkerStopped, can_fork, run_each, run_each_in_processes
 from .actions import Busy, Plan, Skip, refuse_if_busy
 from .report import BUSY, DONE, FAILED, SKIPPED, WOULD_DO, RowOutcome
@@ -28,7 +29,12 @@ def _scrubbed(exc, case):
 
 def _plan_for(action, row) -> tuple[Case, Plan]:
     try:
-        case = Case.objects.select_related("patient").get(pk=row.case.pk)  # as it is now, not as selected
+        # As it is now, not as selected; with the step of a call in flight for it, if any (one statement).
+        case = (
+            Case.objects.select_related("patient")
+            .annotate(open_call_step=Subquery(busy.open_call_query().order_by("-id").values("step")[:1]))
+            .get(pk=row.case.pk)
+        )
     except Case.DoesNotExist:
         raise Skip("the case no longer exists") from None
     row.case = case
@@ -52,7 +58,10 @@ def _execute(action, case, plan) -> tuple[str, str]:
         return FAILED, result.message
     CaseNote.objects.create(case_id=case.pk, text=plan.note)
     try:
-        log = fire(case, action.trigger, by=plan.by, **plan.params)
+        if plan.checked is not None:
+            log = fire_checked(case, action.trigger, by=plan.by, params=plan.checked)
+        else:
+            log = fire(case, action.trigger, by=plan.by, **plan.params)
     except TransitionNotAllowed as exc:
         if exc.code == "in_progress":
             return BUSY, str(exc)

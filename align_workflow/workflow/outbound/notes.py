@@ -50,4 +50,8 @@ def attention_prefix(step):
 
 def is_outbound_attention(reason: str) -> bool:
     """Whether a case's needs-attention reason was raised by a call to Align."""
-    return any(reason.startswith(attention_prefix(step)) for step in ALIGN_TRIGGER_LABELS)
+    return reason.startswith(OUTBOUND_ATTENTION_PREFIXES)
+
+
+# How a needs-attention reason raised by a call to Align begins (one per step).
+OUTBOUND_ATTENTION_PREFIXES = tuple(attention_prefix(step) for step in ALIGN_TRIGGER_LABELS)

@@ -22,7 +22,7 @@ from ..models import OutboundAttempt
 from . import lifecycle
 from .keys import next_key, persisted_params
 from .labels import trigger_label
-from .notes import attention_prefix, is_outbound_attention, outcome_sentence, scrub
+from .notes import OUTBOUND_ATTENTION_PREFIXES, attention_prefix, is_outbound_attention, outcome_sentence, scrub
 from .policy import lease_end, retries_left, retry_delay
 
 logger = logging.getLogger(__name__)
@@ -79,9 +79,13 @@ def begin_attempt(case, step: str, by, params: dict, *, attempt_id: int | None =
     now = timezone.now()
     lease = case.busy_until or lease_end()
     if attempt_id:
-        if not lifecycle.move(attempt_id, "start", started_at=now, claimed_until=lease):
+        # The runner's copy of the pending row, when it has one: the move writes the
+        # fields it changes into it, the rest (step, key, chain, actor) never change.
+        known = getattr(params, "prepared", {}).get("attempt")
+        instance = known if known is not None and known.pk == attempt_id else None
+        if not lifecycle.move(attempt_id, "start", instance=instance, started_at=now, claimed_until=lease):
             raise AttemptTaken(f"attempt {attempt_id} was already started")
-        return OutboundAttempt.objects.get(pk=attempt_id)
+        return instance if instance is not None else OutboundAttempt.objects.get(pk=attempt_id)
     with transaction.atomic():
         return _record(case, step, AttemptStatus.IN_FLIGHT, params, by=by, started_at=now, claimed_until=lease)
 
@@ -152,17 +156,23 @@ def record_success(
     extra_notes=(),
     *,
     attempt=None,
-    following=None,
+    params=None,
     note: str | None = None,
 ) -> None:
     """Inside the transaction that applies the step: the attempt succeeded, a note says
-    so, the needs-attention flag this step raised is cleared, and for "Send to Align"
-    the next step is recorded as pending (in the same transaction, so no second send
-    can slip in between).
+    so, the needs-attention flag a call to Align raised is cleared, and for "Send to
+    Align" the next step is recorded as pending (in the same transaction, so no second
+    send can slip in between).
 
     `attempt` is the attempt as begun (the step's call has it): its step, chain and
     actor do not change, so the row is updated in one statement (which takes its lock)
     instead of being locked, read and written back. Without it, it is read first.
+
+    `params` (the step's EffectParams, inside the engine's commit): the flag is cleared
+    by the statement that moves the case (`prepared["clear_attention"]`, tested against
+    the row as it is then, not against the caller's copy), and the next step's pending
+    attempt is handed back in `prepared["following"]` for the runner. Without it, the
+    flag is read and cleared here.
     """
     now = timezone.now()
     if attempt is None:
@@ -181,20 +191,28 @@ def record_success(
         logger.warning("attempt %s: Align accepted it, but it was no longer in flight", attempt_id)
     label = trigger_label(attempt.step)
     # `note`: the case note for a step that is not a call to Align (the approval's vault write).
-    note = note or f"Align accepted {label}." + (f" {summary}" if summary else "")
-    CaseNote.objects.create(case_id=case.pk, text=note)
-    for text in extra_notes:
-        CaseNote.objects.create(case_id=case.pk, text=text)
-    # Read the flag from the database: the caller's copy of the case may predate the failure that set it.
-    reason = Case.objects.filter(pk=case.pk, needs_attention=True).values_list("attention_reason", flat=True).first()
-    if reason is not None and is_outbound_attention(reason):
-        Case.objects.filter(pk=case.pk).update(needs_attention=False, attention_reason="")
-        case.needs_attention, case.attention_reason = False, ""
+    notes = [note or f"Align accepted {label}." + (f" {summary}" if summary else ""), *extra_notes]
+    if len(notes) == 1:
+        CaseNote.objects.create(case_id=case.pk, text=notes[0])
+    else:
+        CaseNote.objects.bulk_create([CaseNote(case_id=case.pk, text=text) for text in notes])
+    if params is not None:
+        params.prepared["clear_attention"] = OUTBOUND_ATTENTION_PREFIXES
+    else:
+        # Read the flag from the database: the caller's copy of the case may predate the failure that set it.
+        reason = (
+            Case.objects.filter(pk=case.pk, needs_attention=True).values_list("attention_reason", flat=True).first()
+        )
+        if reason is not None and is_outbound_attention(reason):
+            Case.objects.filter(pk=case.pk).update(needs_attention=False, attention_reason="")
+            case.needs_attention, case.attention_reason = False, ""
     if attempt.chain:
         step_after = following_step(attempt.step)
         if step_after:
             # by_id: the same actor, without loading the user row (run_attempt has it already).
-            enqueue(case, step_after, by_id=attempt.by_id, params={}, chain=True)
+            following = enqueue(case, step_after, by_id=attempt.by_id, params={}, chain=True)
+            if params is not None:
+                params.prepared["following"] = following
 
 
 def following_step(step):

@@ -65,7 +65,7 @@ def send_to_align(case, *, by) -> SendResult:
         check(locked, step, by=by)
         refuse_if_busy(locked, step)
         attempt = enqueue(locked, step, by=by, params={}, chain=True)
-        ran = start_after_commit(attempt.pk)
+        ran = start_after_commit(attempt, locked)
     return finish(case, ran)
 
 
@@ -102,7 +102,7 @@ def fire_step(case, trigger, *, by, **params) -> SendResult:
         if trigger == "approve_plan":  # the screenshot is decoded and stored before the approval is queued
             prepared = staged.stage(locked, prepared)
         attempt = enqueue(locked, trigger, by=by, params=prepared, chain=False)
-        ran = start_after_commit(attempt.pk)
+        ran = start_after_commit(attempt, locked)
     return finish(case, ran)
 
 
@@ -128,7 +128,7 @@ def retry_case(case, *, by) -> SendResult:
     who = f" by {by.get_username()}" if by is not None else ""
     with transaction.atomic():
         attempt = _record_retry(case, by, step=None, note=lambda label: f"Retry of {label} requested{who}.")
-        ran = start_after_commit(attempt.pk)
+        ran = start_after_commit(attempt)
     return finish(case, ran)
 
 
@@ -138,7 +138,7 @@ def retry_here(case, *, note, step=None) -> SendResult:
     (align_batch). The caller must not be inside a transaction."""
     with transaction.atomic():
         attempt = _record_retry(case, None, step=step, note=lambda label: note)
-    return finish(case, [run_attempt(attempt.pk)])
+    return finish(case, [run_attempt(attempt.pk, attempt=attempt)])
 
 
 def _record_retry(case, by, *, step, note) -> OutboundAttempt:
