@@ -16,6 +16,7 @@ from align_workflow.notifications import services
 from align_workflow.notifications.models import Kind, Notification
 from align_workflow.notifications.sweep import sweep
 from align_workflow.workflow import fire
+from align_workflow.workflow.engine import transition_applied
 from states import align_case as wf
 from tests.support.deliveries import deliver, iso, make_event
 from tests.support.mail import assert_no_phi
@@ -185,3 +186,40 @@ def test_plans_that_waited_for_the_case_send_one_email_for_the_newest(
     assert [m.subject for m in mail.outbox] == [
         f"Case {case.case_number}: a revised treatment plan (version 2) waits for your review"
     ]
+
+
+def test_the_same_change_heard_twice_is_sent_once(phi_case, local_effects_only, commit_hooks):
+    """Two processes (or a repeated signal) announcing one change: the key in the database decides."""
+    case = phi_case(wf.ASSETS_UPLOADED)
+    with commit_hooks():
+        fire(case, "receive_plan", by=None, plan={"plan_id": "TP-1", "version": 1})
+    for _ in range(2):
+        transition_applied.send(
+            sender=Case, case_id=case.pk, trigger="receive_plan", source=wf.PLAN_RECEIVED, target=wf.PLAN_RECEIVED
+        )
+    assert len(mail.outbox) == 1
+    assert Notification.objects.get().key == f"plan:{case.pk}:1"
+
+
+def test_staff_see_a_failed_notification_and_its_error_in_the_admin(client, staff, phi_case, provider):
+    staff.is_superuser = True
+    staff.save()
+    case = phi_case(wf.PLAN_RECEIVED)
+    row = Notification.objects.create(
+        key=f"plan:{case.pk}:1",
+        kind=Kind.PLAN,
+        case=case,
+        provider=provider,
+        recipients="dr.notify@practice.example",
+        subject="s",
+        body="b",
+        status=Status.FAILED,
+        attempts=1,
+        error="SMTPConnectError: (421, b'Service not available')",
+    )
+    client.force_login(staff)
+    listing = client.get("/admin/notifications/notification/?status__exact=failed")
+    assert listing.status_code == 200 and case.case_number.encode() in listing.content
+    detail = client.get(f"/admin/notifications/notification/{row.pk}/change/")
+    assert b"SMTPConnectError" in detail.content
+    assert client.post(f"/admin/notifications/notification/{row.pk}/delete/").status_code == 403
