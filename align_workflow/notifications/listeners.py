@@ -111,7 +111,7 @@ def waiting_events(now=None) -> list:
     rows = []
     for group in groups:
         case = cases.get(group["case_id"])
-        text = texts.events_pending(case, group["count"], threshold / 3600)
+        text = texts.events_pending(case, group["count"], threshold)
         row = notify(
             Kind.EVENTS_PENDING,
             f"events_pending:{group['case_id'] or 'none'}:{group['oldest']}",

@@ -61,18 +61,26 @@ def attention(case, step: str) -> tuple[str, str]:
     return subject, body
 
 
-def events_pending(case, count: int, hours: float) -> tuple[str, str]:
+def _duration(seconds: int) -> str:
+    """6 hours, 1 hour, 90 minutes, 45 seconds."""
+    for unit, size in (("hour", 3600), ("minute", 60), ("second", 1)):
+        if seconds % size == 0:
+            amount = seconds // size
+            return f"{amount} {unit}" + ("" if amount == 1 else "s")
+    return f"{seconds} seconds"
+
+
+def events_pending(case, count: int, seconds: int) -> tuple[str, str]:
     events = "1 event" if count == 1 else f"{count} events"
+    waited = _duration(seconds)
     if case is None:
         subject = f"{events} from Align for no known case waiting"
         where = link(reverse("admin:integration_inboundevent_changelist")) + "?status__exact=pending"
-        body = (
-            f"{events} from Align, for no case we know, have waited more than {hours:g} hours.\n\nSee them: {where}\n"
-        )
+        body = f"{events} from Align, for no case we know, waited more than {waited}.\n\nSee them: {where}\n"
         return subject, body
     subject = f"Case {case.case_number}: {events} from Align waiting"
     body = (
-        f"{events} from Align for case {case.case_number} have waited more than {hours:g} hours "
+        f"{events} from Align for case {case.case_number} waited more than {waited} "
         f"without being applied (the case is {wf.state_label(case.state)}).\n\n"
         f"Open the case: {staff_case_url(case)}\n"
     )

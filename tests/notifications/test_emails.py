@@ -138,7 +138,7 @@ def test_events_waiting_too_long_email_the_staff_once(client, phi_case, settings
     message = mail.outbox[0]
     assert message.to == STAFF_ADDRESSES
     assert message.subject == f"Case {case.case_number}: 2 events from Align waiting"
-    assert "more than 1 hours" in message.body
+    assert "2 events from Align for case" in message.body and "waited more than 1 hour without" in message.body
     assert f"{BASE}/staff/cases/{case.pk}/" in message.body
     assert InboundEvent.objects.filter(status="pending").count() == 2
     assert_no_phi(mail.outbox)
@@ -151,3 +151,25 @@ def test_staff_kinds_are_not_sent_without_staff_addresses(client, phi_case, sett
     ok(deliver(client, plan_event(case)))
     sweep(timezone.now() + timedelta(seconds=2))
     assert mail.outbox == [] and not Notification.objects.exists()
+
+
+def test_waiting_events_for_no_known_case_point_to_the_admins_list(db, settings):
+    settings.ALIGN_EVENT_PENDING_ATTENTION_SECONDS = 90 * 60
+    old = timezone.now() - timedelta(hours=2)
+    for n in range(3):
+        InboundEvent.objects.create(
+            event_id=f"evt_orphan_{n}",
+            type="treatment_plan.submitted",
+            case=None,
+            payload={},
+            raw_body="{}",
+            received_at=old,
+            occurred_at=old,
+        )
+    assert sweep().waiting_events == 1
+    assert sweep().waiting_events == 0
+    [message] = mail.outbox
+    assert message.to == STAFF_ADDRESSES
+    assert message.subject == "3 events from Align for no known case waiting"
+    assert "waited more than 90 minutes" in message.body
+    assert f"{BASE}/admin/integration/inboundevent/?status__exact=pending" in message.body
