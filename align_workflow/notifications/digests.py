@@ -19,7 +19,7 @@ from .models import Digest, Notification
 
 logger = logging.getLogger(__name__)
 
-Status = Notification.Status
+NotificationStatus = Notification.Status
 
 
 @dataclass
@@ -33,7 +33,7 @@ def send_digests(day=None) -> DigestRun:
     day = day or timezone.localdate()
     run = DigestRun()
     providers = (
-        Notification.objects.filter(status=Status.DIGEST, provider__isnull=False)
+        Notification.objects.filter(status=NotificationStatus.DIGEST, provider__isnull=False)
         .values_list("provider_id", flat=True)
         .distinct()
     )
@@ -53,14 +53,14 @@ def _send(digest):
         # Claim the day's digest and the items it will carry (this run owns them now).
         if not Digest.objects.filter(pk=digest.pk, status__in=["pending", "failed"]).update(status="sending"):
             return None  # another run has it
-        Notification.objects.filter(status=Status.DIGEST, provider_id=digest.provider_id, digest__isnull=True).update(
-            digest=digest
-        )
-    items = list(digest.items.filter(status=Status.DIGEST).order_by("created", "id"))
+        Notification.objects.filter(
+            status=NotificationStatus.DIGEST, provider_id=digest.provider_id, digest__isnull=True
+        ).update(digest=digest)
+    items = list(digest.items.filter(status=NotificationStatus.DIGEST).order_by("created", "id"))
     address = digest.provider.user.email
     if not items or not address:
         Digest.objects.filter(pk=digest.pk).update(status="sent", sent_at=timezone.now())
-        digest.items.filter(status=Status.DIGEST).update(status=Status.IN_DIGEST)
+        digest.items.filter(status=NotificationStatus.DIGEST).update(status=NotificationStatus.IN_DIGEST)
         digest.refresh_from_db()
         return digest
     subject, body = texts.digest(items)
@@ -73,7 +73,7 @@ def _send(digest):
         return digest
     now = timezone.now()
     with transaction.atomic():
-        digest.items.filter(status=Status.DIGEST).update(status=Status.IN_DIGEST, sent_at=now)
+        digest.items.filter(status=NotificationStatus.DIGEST).update(status=NotificationStatus.IN_DIGEST, sent_at=now)
         Digest.objects.filter(pk=digest.pk).update(status="sent", sent_at=now, error="")
     digest.refresh_from_db()
     return digest

@@ -7,10 +7,10 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Count, Min
+from django.db.models import Count, Max, Min
 from django.utils import timezone
 
-from align_workflow.cases.models import Case, TreatmentPlan
+from align_workflow.cases.models import Case
 from align_workflow.integration.models import InboundEvent
 from align_workflow.workflow.models import OutboundAttempt
 
@@ -39,7 +39,12 @@ def on_attention_raised(sender, case_id, attempt_id, **kwargs):
 
 
 def _case(case_id):
-    return Case.objects.select_related("prescription__provider__user").get(pk=case_id)
+    """The case with its provider and user, and its newest plan's version, in one query."""
+    return (
+        Case.objects.select_related("prescription__provider__user")
+        .annotate(newest_plan=Max("treatment_plans__version"))
+        .get(pk=case_id)
+    )
 
 
 def _provider(case):
@@ -50,8 +55,7 @@ def _provider(case):
 def plan_arrived(case_id):
     """The case's newest plan waits for its provider: one email per plan version."""
     case = _case(case_id)
-    version = TreatmentPlan.objects.filter(case_id=case_id).order_by("-version").values_list("version", flat=True)
-    version = version.first()
+    version = case.newest_plan
     provider = _provider(case)
     if version is None or provider is None:
         return None

@@ -7,7 +7,7 @@ duplicated or reordered event, two workers) finds the row and sends nothing. Sen
 claims the row with a conditional update first, so two processes never both send it.
 A failure (the mail server is down) is recorded on the row and the send is due again
 ALIGN_NOTIFICATION_RETRY_SECONDS later; the second failure is the last
-(`Status.GAVE_UP`). Nothing here runs inside the workflow's transactions: the callers
+(`NotificationStatus.GAVE_UP`). Nothing here runs inside the workflow's transactions: the callers
 are signal listeners that run after commit.
 """
 
@@ -23,7 +23,7 @@ from .models import PROVIDER_KINDS, Delivery, Notification, Preference
 
 logger = logging.getLogger(__name__)
 
-Status = Notification.Status
+NotificationStatus = Notification.Status
 MAX_ATTEMPTS = 2  # the first send and one retry
 # How long a send may take before the sweep treats it as failed (its process died).
 SENDING_LEASE = timedelta(minutes=5)
@@ -42,13 +42,13 @@ def notify(kind, key, *, case, text, link, provider=None, recipients=None):
     Provider kinds go to the provider's email address, as the provider chose (each,
     digest, off); staff kinds to `recipients` (ALIGN_ATTENTION_EMAILS). Returns the new
     row, or None when nobody is to be told or `key` was already recorded (told once)."""
-    delivery = delivery_for(provider, kind)
-    if delivery == Delivery.OFF:
-        return None
     if provider is not None:
         recipients = [provider.user.email] if provider.user.email else []
     if not recipients:
         logger.info("notification %s: no address to send it to", key)
+        return None
+    delivery = delivery_for(provider, kind)
+    if delivery == Delivery.OFF:
         return None
     subject, body = text
     row, created = Notification.objects.get_or_create(
@@ -61,13 +61,13 @@ def notify(kind, key, *, case, text, link, provider=None, recipients=None):
             subject=subject,
             body=body,
             link=link,
-            status=Status.DIGEST if delivery == Delivery.DIGEST else Status.PENDING,
+            status=NotificationStatus.DIGEST if delivery == Delivery.DIGEST else NotificationStatus.PENDING,
         ),
     )
     if not created:
         logger.info("notification %s: already recorded (%s)", key, row.status)
         return None
-    if row.status == Status.PENDING:
+    if row.status == NotificationStatus.PENDING:
         dispatch(row.pk)
     return row
 
@@ -87,7 +87,9 @@ def dispatch(notification_id: int) -> None:
 
 
 def _claimable(now):
-    return Q(status=Status.PENDING) | Q(status__in=[Status.FAILED, Status.SENDING], next_attempt_at__lte=now)
+    return Q(status=NotificationStatus.PENDING) | Q(
+        status__in=[NotificationStatus.FAILED, NotificationStatus.SENDING], next_attempt_at__lte=now
+    )
 
 
 def deliver(notification_id: int, *, now=None) -> Notification | None:
@@ -95,7 +97,7 @@ def deliver(notification_id: int, *, now=None) -> Notification | None:
     None when another process has it or it is not due. Never raises for a mail failure."""
     now = now or timezone.now()
     claimed = Notification.objects.filter(_claimable(now), pk=notification_id, attempts__lt=MAX_ATTEMPTS).update(
-        status=Status.SENDING, attempts=F("attempts") + 1, next_attempt_at=now + SENDING_LEASE
+        status=NotificationStatus.SENDING, attempts=F("attempts") + 1, next_attempt_at=now + SENDING_LEASE
     )
     if not claimed:
         return None
@@ -104,7 +106,9 @@ def deliver(notification_id: int, *, now=None) -> Notification | None:
         EmailMessage(row.subject, row.body, settings.DEFAULT_FROM_EMAIL, row.recipients.split(",")).send()
     except Exception as exc:  # any failure of the mail server or the backend is recorded, never raised
         return _failed(row, exc, now)
-    Notification.objects.filter(pk=row.pk).update(status=Status.SENT, sent_at=timezone.now(), next_attempt_at=None)
+    Notification.objects.filter(pk=row.pk).update(
+        status=NotificationStatus.SENT, sent_at=timezone.now(), next_attempt_at=None
+    )
     row.refresh_from_db()
     logger.info("notification %s sent (attempt %s)", row.key, row.attempts)
     return row
@@ -113,7 +117,7 @@ def deliver(notification_id: int, *, now=None) -> Notification | None:
 def _failed(row, exc, now) -> Notification:
     last = row.attempts >= MAX_ATTEMPTS
     Notification.objects.filter(pk=row.pk).update(
-        status=Status.GAVE_UP if last else Status.FAILED,
+        status=NotificationStatus.GAVE_UP if last else NotificationStatus.FAILED,
         error=f"{type(exc).__name__}: {exc}"[:1000],
         next_attempt_at=None if last else now + timedelta(seconds=settings.ALIGN_NOTIFICATION_RETRY_SECONDS),
     )
@@ -132,8 +136,8 @@ def due_ids(now=None) -> list[int]:
     """Notifications to send now: retries that are due, sends whose process died, and
     pending ones older than a minute (their queued message was lost)."""
     now = now or timezone.now()
-    stale_pending = Q(status=Status.PENDING, created__lt=now - timedelta(minutes=1))
-    retry = Q(status__in=[Status.FAILED, Status.SENDING], next_attempt_at__lte=now)
+    stale_pending = Q(status=NotificationStatus.PENDING, created__lt=now - timedelta(minutes=1))
+    retry = Q(status__in=[NotificationStatus.FAILED, NotificationStatus.SENDING], next_attempt_at__lte=now)
     return list(
         Notification.objects.filter(stale_pending | retry, attempts__lt=MAX_ATTEMPTS)
         .order_by("id")
@@ -145,5 +149,5 @@ def give_up_stale(now=None) -> int:
     """A send whose process died on the last attempt: recorded as given up."""
     now = now or timezone.now()
     return Notification.objects.filter(
-        status=Status.SENDING, next_attempt_at__lte=now, attempts__gte=MAX_ATTEMPTS
-    ).update(status=Status.GAVE_UP, error="The process sending it stopped.", next_attempt_at=None)
+        status=NotificationStatus.SENDING, next_attempt_at__lte=now, attempts__gte=MAX_ATTEMPTS
+    ).update(status=NotificationStatus.GAVE_UP, error="The process sending it stopped.", next_attempt_at=None)
