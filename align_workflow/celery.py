@@ -19,4 +19,4 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "align_workflow.settings")
 
 app = Celery("align_workflow")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks(["align_workflow.workflow"])
+app.autodiscover_tasks(["align_workflow.workflow", "align_workflow.notifications"])

@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "align_workflow.cases",
     "align_workflow.workflow",
     "align_workflow.integration",
+    "align_workflow.notifications",
     "align_workflow.demo",
 ]
 
@@ -230,6 +231,30 @@ ALIGN_EVENT_PENDING_ATTENTION_SECONDS = env_int("ALIGN_EVENT_PENDING_ATTENTION_S
 ALIGN_EVENT_FUTURE_SKEW_SECONDS = env_int("ALIGN_EVENT_FUTURE_SKEW_SECONDS", 300, minimum=0)
 ALIGN_STUCK_AFTER_SECONDS = env_int("ALIGN_STUCK_AFTER_SECONDS", 7 * 24 * 3600, minimum=1)
 
+# --- Email notifications (align_workflow/notifications, docs/notifications.md) ----------
+# Django's email framework. Unset, the console backend with DEBUG on (`make run` prints each
+# email) and SMTP otherwise; the tests use Django's in-memory outbox.
+EMAIL_BACKEND = env_str(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.console.EmailBackend" if DEBUG else "django.core.mail.backends.smtp.EmailBackend",
+)
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+# Seconds before an SMTP connection attempt gives up (a server that is down never hangs a worker).
+EMAIL_TIMEOUT = env_float("EMAIL_TIMEOUT", 10, above=0)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Align workflow <align-workflow@localhost>")
+# The file backend's folder (EMAIL_BACKEND=django.core.mail.backends.filebased.EmailBackend).
+EMAIL_FILE_PATH = Path(env_str("EMAIL_FILE_PATH", str(BASE_DIR / "var" / "mail")))
+# Staff addresses told when a case needs attention or events from Align wait too long.
+ALIGN_ATTENTION_EMAILS = env_list("ALIGN_ATTENTION_EMAILS", "")
+# This app's address as people reach it, for the links in emails (APP_BASE_URL is the service's view).
+ALIGN_PUBLIC_URL = env_url("ALIGN_PUBLIC_URL", APP_BASE_URL)
+# How long after a failed send the one retry is due.
+ALIGN_NOTIFICATION_RETRY_SECONDS = env_int("ALIGN_NOTIFICATION_RETRY_SECONDS", 300, minimum=1)
+
 # --- Celery (used when ALIGN_EXECUTION=celery) --------------------------------------
 CELERY_BROKER_URL = env_url("CELERY_BROKER_URL", REDIS_URL or "redis://127.0.0.1:6379/0", schemes=BROKER)
 CELERY_TASK_ACKS_LATE = True
@@ -238,7 +263,11 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "align")
 # `celery -A align_workflow beat`: queue due retries and take over expired leases.
-CELERY_BEAT_SCHEDULE = {"align-sweep": {"task": "align.sweep", "schedule": ALIGN_SWEEP_SECONDS}}
+CELERY_BEAT_SCHEDULE = {
+    "align-sweep": {"task": "align.sweep", "schedule": ALIGN_SWEEP_SECONDS},
+    # Due email retries and events from Align waiting too long (send_notifications does the same).
+    "notifications-sweep": {"task": "notifications.sweep", "schedule": 60.0},
+}
 
 LOGGING = {
     "version": 1,

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import home, provider, staff, support
+from .views import home, notifications, provider, staff, support
 
 app_name = "portals"
 
@@ -30,5 +30,6 @@ urlpatterns = [
     ),
     path("provider/cases/<int:pk>/approve/", provider.approve, name="provider_approve"),
     path("provider/cases/<int:pk>/request-revision/", provider.request_revision, name="provider_request_revision"),
+    path("provider/notifications/", notifications.settings_page, name="provider_notifications"),
     path("support/workflow/", support.workflow, name="support_workflow"),
 ]

@@ -284,7 +284,7 @@ def test_on_custom_ports_send_to_align_goes_through_the_simulator_on_its_port(ru
 def test_a_stop_signal_stops_every_child(run_demo, sig):
     demo = run_demo().wait_until_running()
     children = demo.children()
-    assert len(children) == 3, demo.output  # simulator, retry loop, web server
+    assert len(children) == 4, demo.output  # simulator, retry loop, notifications loop, web server
     started = time.monotonic()
     demo.proc.send_signal(sig)
     code = demo.wait(timeout=15)

@@ -104,7 +104,7 @@ def test_a_case_from_send_to_shipping(portal, flags, simulator, live_server, set
     # (2) The provider asks for a revision, gets version 2, approves it.
     reviewer = portal(doctor.user.username)
     reviewer.page.wait_for_url("**/provider/")
-    reviewer.page.click(f"text={case.case_number}")
+    reviewer.page.click(f"main >> text={case.case_number}")  # the top bar lists it too
     expect(reviewer.page.locator("#plan-version")).to_have_text("version 1")
     reviewer.screenshot("provider-plan-review")
     reviewer.page.fill("#id_comments", "Please reduce the IPR on the lower arch.")

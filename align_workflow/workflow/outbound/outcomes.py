@@ -19,6 +19,7 @@ from states import align_case as wf
 
 from ..engine import TransitionNotAllowed
 from ..models import OutboundAttempt
+from ..signals import raise_attention_after_commit
 from . import lifecycle
 from .keys import next_key, persisted_params
 from .labels import trigger_label
@@ -142,6 +143,7 @@ def record_failure(attempt: OutboundAttempt, exc: BaseException, duration_ms: in
         CaseNote.objects.create(case_id=attempt.case_id, text=note)
         if attention:
             Case.objects.filter(pk=attempt.case_id).update(needs_attention=True, attention_reason=attention)
+            raise_attention_after_commit(attempt.case_id, attempt.pk)
     logger.warning(
         "case %s: %s attempt %s failed: status=%s code=%s", attempt.case_id, attempt.step, attempt.attempt, status, code
     )
@@ -303,4 +305,5 @@ def expire(attempt: OutboundAttempt) -> bool:
                 case_id=attempt.case_id, text=f"No answer recorded for {label}; the case needs attention."
             )
             Case.objects.filter(pk=attempt.case_id).update(needs_attention=True, attention_reason=reason)
+            raise_attention_after_commit(attempt.case_id, attempt.pk)
     return True

@@ -1,4 +1,4 @@
-"""`make run`: the simulator, the retry loop and the web server, as child processes.
+"""`make run`: the simulator, the retry loop, the notifications loop and the web server, as child processes.
 
     python manage.py run_demo --port 28000 --simulator-port 28765
 
@@ -125,6 +125,9 @@ class Command(BaseCommand):
             children.append(
                 ("retry loop", manage + ["align_retry_due", "--loop", "--interval", f"{retry_loop_interval():g}"])
             )
+        if "send_notifications" in commands:
+            # The one retry of an email that failed, and the emails about events waiting too long.
+            children.append(("notifications loop", manage + ["send_notifications", "--loop"]))
         children.append(("web", manage + ["runserver", f"{host}:{port}", "--noreload"]))
 
         procs = []
@@ -267,6 +270,8 @@ class Command(BaseCommand):
             lines.append(f"  Calls to Align    {service_url} (ALIGN_SERVICE_URL)")
         if "retry loop" in running:
             lines.append(f"  Retry loop        every {retry_loop_interval():g} s (align_retry_due --loop)")
+        if "notifications loop" in running:
+            lines.append("  Emails            printed here (console backend); send_notifications --loop retries")
         lines.append("Demo logins:")
         lines += [f"  {role:18} {user} / {password}" for role, user, password in DEMO_LOGINS]
         self.stdout.write("\n".join(lines) + "\n")
