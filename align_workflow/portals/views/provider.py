@@ -117,6 +117,8 @@ def approve(request, pk):
             request,
             lambda: fire(case, "approve_plan", by=request.user, acceptance_screenshot=screenshot),
             success="Plan approved. The clinic will confirm the aligner purchase with Align.",
+            case=case,
+            portal="provider",
         )
     else:
         form_errors(request, form)
@@ -143,6 +145,8 @@ def request_revision(request, pk):
             request,
             lambda: fire_step(case, "request_revision", by=request.user, comments=comments),
             success=_revision_message,
+            case=case,
+            portal="provider",
         )
     else:
         form_errors(request, form)
