@@ -325,27 +325,48 @@ def send_failure(result, *, case=None, portal="staff") -> Wording:
             "not sent · " + result.failed_step,
             result.error,
         )
-    code = attempt.error_code if attempt else ""
-    status = attempt.http_status if attempt else None
-    retryable = status is None or status >= 500 or status == 429
-    base = _call_wording(
-        step=result.failed_step,
-        error_code=code,
-        message=attempt.message if attempt else "",
-        retryable=bool(attempt) and retryable and code not in ("AlignAuthError",),
-        auth=status in (401, 403),
-        retry_at=result.retry_at,
-        attention=result.needs_attention,
-        case=case,
-        portal=portal,
-        said=attempt.message,
-    )
+    code = attempt.error_code
+    base = _attempt_wording(attempt, result.retry_at, result.needs_attention, case, portal)
     done = ", ".join(wf.trigger_label(s) for s in result.done)
     text = f"Align accepted: {done}. {base.text}" if done else base.text
     text += f" The case stays {wf.state_label(result.state)}." if result.state else ""
     return _with_code(
         Wording(text, base.next_step, base.link, level=base.level), code or "not sent", result.failed_step, result.error
     )
+
+
+def _attempt_wording(attempt, retry_at, attention, case, portal):
+    """The wording of a failed call from its record (an OutboundAttempt)."""
+    return _call_wording(
+        step=attempt.step,
+        error_code=attempt.error_code,
+        message=attempt.message,
+        retryable=attempt.status == OutboundAttempt.Status.FAILED_RETRYABLE,
+        auth=attempt.http_status in (401, 403),
+        retry_at=retry_at,
+        attention=attention,
+        case=case,
+        portal=portal,
+        said=attempt.message,
+    )
+
+
+def attention(case) -> Wording | None:
+    """The staff panel's *Needs attention* box: the case's last failed call in plain words
+    (its stored reason in the tooltip); None when the case does not need attention."""
+    if not case.needs_attention:
+        return None
+    attempt = (
+        OutboundAttempt.objects.filter(case_id=case.pk)
+        .exclude(status__in=(*OutboundAttempt.OPEN, OutboundAttempt.Status.SUCCEEDED))
+        .order_by("-id")
+        .first()
+    )
+    reason = case.attention_reason or "A call to Align failed for good."
+    if attempt is None or not reason.startswith(wf.trigger_label(attempt.step)):
+        return Wording(reason, "Retry it below once it is fixed.")  # raised by something else than a call
+    base = _attempt_wording(attempt, None, True, case, "staff")
+    return _with_code(base, attempt.error_code or "failed", attempt.step, reason)
 
 
 # --- confirmations before irreversible actions -----------------------------------------------

@@ -129,7 +129,7 @@ def test_the_contact_form_opens_from_the_link_of_a_refusal(staff_client):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_alignss_missing_phone_on_send_links_to_the_contact_form(staff_client, flags_on, monkeypatch, settings):
+def test_aligns_missing_phone_on_send_links_to_the_contact_form(staff_client, flags_on, monkeypatch, settings):
     from align_workflow.workflow import align_effects
 
     settings.ALIGN_EXECUTION = "inline"
@@ -144,6 +144,18 @@ def test_alignss_missing_phone_on_send_links_to_the_contact_form(staff_client, f
     assert f'<a class="msg-next" href="/staff/cases/{case.pk}/?fix=contact#contact-form">' in text
     assert "REQUEST.MISSING_FIELD · create_patient" in text
     assert "The case stays eligible." in text
+    # The Needs attention box says the same, with the stored reason for support in the tooltip.
+    box = re.search(r'<p id="attention-reason">(.*?)</p>', response.content.decode(), re.S).group(1)
+    assert "Nothing was sent to Align: Patient phone number missing or not valid for Align." in box
+    assert f'href="/staff/cases/{case.pk}/?fix=contact#contact-form"' in box
+    assert 'title="Create Patient: Bad Align response during Create Patient. Status code: 400' in box
+
+
+def test_the_send_switch_off_note_names_no_flag_in_its_words(staff_client):
+    case = make_case()
+    html = staff_client.get(f"/staff/cases/{case.pk}/").content.decode()
+    note = re.search(r'<p class="note" id="send-unavailable">(.*?)<small', html, re.S).group(1)
+    assert note.startswith("Sending new cases to Align is switched off at the moment")
 
 
 # --- states by their labels -------------------------------------------------------------------------

@@ -170,7 +170,7 @@ def _failed(error, *, step="create_patient", next_retry_at=None, message=""):
     return AlignCallFailed("Bad Align response during Create Patient.", attempt=attempt, error=error)
 
 
-def test_alignss_missing_phone_links_to_the_contact_form():
+def test_aligns_missing_phone_links_to_the_contact_form():
     error = AlignRejected("missing or blank: phone", status=400, code="REQUEST.MISSING_FIELD")
     said = wording.failure(_failed(error), case=CASE)
     assert said.text == "Nothing was sent to Align: Patient phone number missing or not valid for Align."

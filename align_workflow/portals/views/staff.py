@@ -179,6 +179,7 @@ def case_detail(request, pk):
             "status_url": request.path + "status/",
             "stamp": selectors.case_stamp(case),
             "queued_label": wf.trigger_label(queued) if queued else "",
+            "attention": wording.attention(case),
         },
     )
 
