@@ -91,8 +91,10 @@ def _wrong_state(refused, case, portal):
     state, trigger = (case.state if case is not None else refused.state) or "", refused.trigger
     back = case_link(case, portal)
     if trigger is None:  # a Retry with nothing failed
+        made = case is None or OutboundAttempt.objects.filter(case_id=case.pk).exists()
         return Wording(
-            "Nothing to retry: the last call to Align went through.",
+            "Nothing to retry: "
+            + ("the last call to Align went through." if made else "no call to Align was made for this case yet."),
             "Nothing to do.",
             level=messages.INFO,
         )
@@ -286,12 +288,12 @@ def _call_wording(*, step, error_code, message, retryable, auth, retry_at, atten
     )
 
 
+_LABELS = {item.name: item.label for items in preflight.REQUIRED.values() for item in items}
+
+
 def _label(name):
-    for items in preflight.REQUIRED.values():
-        for item in items:
-            if item.name == name:
-                return item.label
-    return name.replace("_", " ")
+    """The checklist's label of a pre-flight criterion (every name _field_names returns has one)."""
+    return _LABELS[name]
 
 
 def failure(failed, *, case=None, portal="staff", step="") -> Wording:

@@ -8,7 +8,7 @@ from waffle import get_waffle_flag_model
 
 from align_workflow.cases.models import Case, CaseAsset, CaseNote, Patient, TreatmentPlan
 from states import align_case as wf
-from tests.support.browser import VIEWPORT, Portal, browser, portal  # noqa: F401  (fixtures)
+from tests.support.browser import VIEWPORT, Portal
 from tests.support.factories import ProviderFactory, StaffFactory, make_case
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

@@ -73,7 +73,9 @@ def test_retry_with_nothing_to_retry_is_refused_with_a_message(staff_client, fak
     case = make_case()
     response = staff_client.post(f"/staff/cases/{case.pk}/retry/", follow=True)
     assert response.status_code == 200
-    assert any(m.startswith("Nothing to retry") for m in messages_of(response))
+    assert any(
+        m.startswith("Nothing to retry: no call to Align was made for this case yet.") for m in messages_of(response)
+    )
 
 
 def test_send_refused_by_a_criterion_says_which(staff_client, fake_align, flags_on):
