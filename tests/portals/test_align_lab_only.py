@@ -130,7 +130,7 @@ def test_lab_changed_before_acceptance_is_refused_and_nothing_is_sent(staff_clie
         case=case, kind=CaseAsset.Kind.CCACCEPTSCREEN, vault_id=str(uuid.uuid4()), external_key=str(uuid.uuid4())
     )
     Prescription.objects.filter(case=case).update(lab=Prescription.Lab.IN_HOUSE)  # from before the rule
-    response = staff_client.post(f"/staff/cases/{case.pk}/aligners-purchased/", follow=True)
+    response = staff_client.post(f"/staff/cases/{case.pk}/aligners-purchased/", {"confirm": "1"}, follow=True)
     case.refresh_from_db()
     assert case.state == wf.PROVIDER_APPROVED
     assert case.aligners_purchased_at is not None  # the purchase is a fact; the acceptance is what is refused

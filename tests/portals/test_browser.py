@@ -68,6 +68,11 @@ def _state(tab):
     return tab.page.locator(".current .state, .pagehead .state").first
 
 
+def _confirm(tab, action):
+    """Answer "Yes" in the confirmation dialog of `action` (approve, purchased, cancel)."""
+    tab.page.locator(f"#confirm-{action} [data-confirm-yes]").click()
+
+
 def test_a_case_from_send_to_shipping(portal, flags, simulator, live_server, settings, require_postgres, tmp_path):
     """(1) staff sends the case; (2) the provider asks for a revision, then approves the new
     version; (3) staff confirms the purchase and Align ships it."""
@@ -92,13 +97,13 @@ def test_a_case_from_send_to_shipping(portal, flags, simulator, live_server, set
     clinic.page.wait_for_url("**/staff/")
     clinic.screenshot("staff-case-list")
     clinic.open(f"/staff/cases/{case.pk}/")
-    expect(_state(clinic)).to_have_text(wf.ELIGIBLE)
+    expect(_state(clinic)).to_have_text(wf.state_label(wf.ELIGIBLE))
     clinic.screenshot("staff-case-eligible")
     clinic.page.click("#send-button")
-    expect(_state(clinic)).to_have_text(wf.ASSETS_UPLOADED)
+    expect(_state(clinic)).to_have_text(wf.state_label(wf.ASSETS_UPLOADED))
     expect(clinic.page.locator(".msg-success")).to_contain_text("Align accepted")
     # The simulator's events arrive; the page notices and reloads itself.
-    expect(_state(clinic)).to_have_text(wf.PLAN_RECEIVED, timeout=20_000)
+    expect(_state(clinic)).to_have_text(wf.state_label(wf.PLAN_RECEIVED), timeout=20_000)
     clinic.screenshot("staff-case-plan-received")
 
     # (2) The provider asks for a revision, gets version 2, approves it.
@@ -109,12 +114,13 @@ def test_a_case_from_send_to_shipping(portal, flags, simulator, live_server, set
     reviewer.screenshot("provider-plan-review")
     reviewer.page.fill("#id_comments", "Please reduce the IPR on the lower arch.")
     reviewer.page.click("#revision-button")
-    expect(_state(reviewer)).to_have_text(wf.REVISION_REQUESTED)
+    expect(_state(reviewer)).to_have_text(wf.state_label(wf.REVISION_REQUESTED))
     expect(reviewer.page.locator("#plan-version")).to_have_text("version 2", timeout=20_000)
-    expect(_state(reviewer)).to_have_text(wf.PLAN_RECEIVED)
+    expect(_state(reviewer)).to_have_text(wf.state_label(wf.PLAN_RECEIVED))
     expect(reviewer.page.locator("#comments")).to_contain_text("Please reduce the IPR on the lower arch.")
     reviewer.page.click("#approve-button")
-    expect(_state(reviewer)).to_have_text(wf.PROVIDER_APPROVED)
+    _confirm(reviewer, "approve")
+    expect(_state(reviewer)).to_have_text(wf.state_label(wf.PROVIDER_APPROVED))
     expect(reviewer.page.locator("#approved-on")).to_contain_text(f"Approved by {doctor.user.username}")
     reviewer.screenshot("provider-approved")
 
@@ -132,10 +138,11 @@ def test_a_case_from_send_to_shipping(portal, flags, simulator, live_server, set
 
     # (3) Staff confirms the purchase; Align accepts, manufactures and ships.
     clinic.open(f"/staff/cases/{case.pk}/")
-    expect(_state(clinic)).to_have_text(wf.PROVIDER_APPROVED)
+    expect(_state(clinic)).to_have_text(wf.state_label(wf.PROVIDER_APPROVED))
     clinic.page.click("#purchased-button")
-    expect(_state(clinic)).to_have_text(wf.ACCEPTED)
-    expect(_state(clinic)).to_have_text(wf.SHIPPING, timeout=20_000)
+    _confirm(clinic, "purchased")
+    expect(_state(clinic)).to_have_text(wf.state_label(wf.ACCEPTED))
+    expect(_state(clinic)).to_have_text(wf.state_label(wf.SHIPPING), timeout=20_000)
     case.refresh_from_db()
     assert case.tracking_number
     expect(clinic.page.locator("#tracking-number")).to_have_text(case.tracking_number)
@@ -186,8 +193,9 @@ def test_a_ratio_3_screen_approves_a_plan(browser, live_server, flags, settings,
         tab.open(f"/provider/cases/{case.pk}/")
 
         tab.page.click("#approve-button")
+        _confirm(tab, "approve")
 
-        expect(_state(tab)).to_have_text(wf.PROVIDER_APPROVED)
+        expect(_state(tab)).to_have_text(wf.state_label(wf.PROVIDER_APPROVED))
         expect(tab.page.locator("#approved-on")).to_contain_text(f"Approved by {doctor.user.username}")
         tab.screenshot("provider-approved-ratio-3")
     finally:

@@ -72,7 +72,7 @@ def test_contact_details_cannot_be_changed_past_accepted(staff_client, state):
     before = Patient.objects.filter(pk=case.patient_id).values().get()
     assert 'id="contact-form"' not in staff_client.get(f"/staff/cases/{case.pk}/").content.decode()
     response = post(staff_client, case)
-    assert any("cannot be changed" in m for m in messages_of(response))
+    assert any("can no longer be changed" in m for m in messages_of(response))
     assert Patient.objects.filter(pk=case.patient_id).values().get() == before
 
 

@@ -76,7 +76,7 @@ def test_list_shows_cases_and_counts_per_state(staff_client):
     assert counts[wf.PLAN_RECEIVED] == 2 and counts[wf.ELIGIBLE] == 1 and counts[wf.SHIPPING] == 0
     assert list(counts) == list(wf.STATES)
     html = response.content.decode()
-    assert re.search(r"plan_received <b>2</b>", html)
+    assert re.search(r"plan received <b>2</b>", html)
 
 
 @pytest.mark.parametrize(
@@ -273,12 +273,17 @@ def test_status_endpoint_changes_when_the_case_moves(staff_client, local_effects
 
 def test_cancel_with_a_reason(staff_client, staff):
     case = make_case(state=wf.ORDER_CREATED)
-    response = staff_client.post(f"/staff/cases/{case.pk}/cancel/", {"reason": "Patient moved abroad"}, follow=True)
+    response = staff_client.post(
+        f"/staff/cases/{case.pk}/cancel/", {"reason": "Patient moved abroad", "confirm": "1"}, follow=True
+    )
     case.refresh_from_db()
     assert case.state == wf.CANCELLED and case.cancel_reason == "Patient moved abroad"
     log = StateLog.objects.for_(case).get()
     assert log.by == staff and log.transition == "cancel"
-    assert "The case was cancelled." in messages_of(response)
+    assert (
+        "The case was cancelled. Align was not told: cancel it with Align as well if it has the case."
+        in messages_of(response)
+    )
 
 
 def test_cancel_without_a_reason_is_refused_with_a_message(staff_client):
@@ -291,10 +296,10 @@ def test_cancel_without_a_reason_is_refused_with_a_message(staff_client):
 
 def test_cancel_a_finished_case_is_refused_with_the_engines_reason(staff_client):
     case = make_case(state=wf.SHIPPING)
-    response = staff_client.post(f"/staff/cases/{case.pk}/cancel/", {"reason": "too late"}, follow=True)
+    response = staff_client.post(f"/staff/cases/{case.pk}/cancel/", {"reason": "too late", "confirm": "1"}, follow=True)
     assert response.status_code == 200
     [message] = messages_of(response)
-    assert message.startswith("Cannot cancel: the case is shipping")
+    assert message.startswith("The case is shipping, so nothing more can be done with it here.")
     assert Case.objects.get(pk=case.pk).state == wf.SHIPPING
     assert not StateLog.objects.for_(case).exists()
 
@@ -320,7 +325,7 @@ def test_set_gender_rejects_nonsense(staff_client):
 
 def test_aligners_purchased_records_the_purchase_and_accepts(staff_client, staff, flags_on, local_effects_only):
     case = make_case(state=wf.PROVIDER_APPROVED)
-    response = staff_client.post(f"/staff/cases/{case.pk}/aligners-purchased/", follow=True)
+    response = staff_client.post(f"/staff/cases/{case.pk}/aligners-purchased/", {"confirm": "1"}, follow=True)
     case.refresh_from_db()
     assert case.state == wf.ACCEPTED
     assert case.aligners_purchased_at is not None
@@ -330,10 +335,10 @@ def test_aligners_purchased_records_the_purchase_and_accepts(staff_client, staff
 
 def test_aligners_purchased_refused_in_the_wrong_state_writes_nothing(staff_client, flags_on, local_effects_only):
     case = make_case(state=wf.PLAN_RECEIVED)
-    response = staff_client.post(f"/staff/cases/{case.pk}/aligners-purchased/", follow=True)
+    response = staff_client.post(f"/staff/cases/{case.pk}/aligners-purchased/", {"confirm": "1"}, follow=True)
     case.refresh_from_db()
     assert case.state == wf.PLAN_RECEIVED and case.aligners_purchased_at is None
-    assert any("aligners can be bought only once the provider approved the plan" in m for m in messages_of(response))
+    assert any("This cannot be done now: the case is plan received." in m for m in messages_of(response))
 
 
 def test_aligners_purchased_with_the_flag_off_records_the_purchase_and_the_acceptance_waits(
@@ -341,11 +346,11 @@ def test_aligners_purchased_with_the_flag_off_records_the_purchase_and_the_accep
 ):
     flag(wf.FLAG_SET_ORDER_STATUS, False)
     case = make_case(state=wf.PROVIDER_APPROVED)
-    response = staff_client.post(f"/staff/cases/{case.pk}/aligners-purchased/", follow=True)
+    response = staff_client.post(f"/staff/cases/{case.pk}/aligners-purchased/", {"confirm": "1"}, follow=True)
     case.refresh_from_db()
     assert case.state == wf.PROVIDER_APPROVED and case.aligners_purchased_at is not None
     assert case.aligners_purchase_source == "staff"
-    assert any("set-align-order-status" in m and "waits" in m for m in messages_of(response))
+    assert any("is not sent to Align yet" in m and "switched off" in m for m in messages_of(response))
     assert 'id="acceptance-waiting"' in response.content.decode()
 
 

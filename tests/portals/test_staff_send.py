@@ -73,7 +73,9 @@ def test_retry_with_nothing_to_retry_is_refused_with_a_message(staff_client, fak
     case = make_case()
     response = staff_client.post(f"/staff/cases/{case.pk}/retry/", follow=True)
     assert response.status_code == 200
-    assert any(m.startswith("Nothing to retry") for m in messages_of(response))
+    assert any(
+        m.startswith("Nothing to retry: no call to Align was made for this case yet.") for m in messages_of(response)
+    )
 
 
 def test_send_refused_by_a_criterion_says_which(staff_client, fake_align, flags_on):
@@ -91,14 +93,14 @@ def test_send_refused_when_the_flag_is_off(staff_client, fake_align):
     get_waffle_flag_model().objects.update_or_create(name=wf.FLAG_INITIATE_ORDER, defaults={"everyone": False})
     case = make_case()
     response = send(staff_client, case)
-    assert any("initiate-align-order" in m for m in messages_of(response))
+    assert any("initiate-align-order" in m for m in messages_of(response)), messages_of(response)
     assert not fake_align.calls
 
 
 def test_send_on_a_case_already_sent_is_refused(staff_client, fake_align, flags_on):
     case = make_case(state=wf.PLAN_RECEIVED)
     response = send(staff_client, case)
-    assert any(m.startswith("Nothing to send") for m in messages_of(response))
+    assert any(m.startswith("Nothing to do: this was already done.") for m in messages_of(response))
 
 
 def test_aligners_purchased_when_align_is_down_keeps_the_purchase(staff_client, fake_align, flags_on):
@@ -109,12 +111,15 @@ def test_aligners_purchased_when_align_is_down_keeps_the_purchase(staff_client, 
         case=case, kind=CaseAsset.Kind.CCACCEPTSCREEN, vault_id=str(uuid.uuid4()), external_key=str(uuid.uuid4())
     )
     fake_align.fail("accept_clincheck", unavailable(503))
-    response = staff_client.post(f"/staff/cases/{case.pk}/aligners-purchased/", follow=True)
+    response = staff_client.post(f"/staff/cases/{case.pk}/aligners-purchased/", {"confirm": "1"}, follow=True)
     case.refresh_from_db()
     assert case.state == wf.PROVIDER_APPROVED and case.aligners_purchased_at is not None
-    assert any(m.startswith("The call to Align failed") for m in messages_of(response))
+    assert any(
+        m.startswith("Align did not answer Accept ClinCheck.") and "Retry it from the case" in m
+        for m in messages_of(response)
+    ), messages_of(response)
     first = case.aligners_purchased_at
 
-    response = staff_client.post(f"/staff/cases/{case.pk}/aligners-purchased/", follow=True)
+    response = staff_client.post(f"/staff/cases/{case.pk}/aligners-purchased/", {"confirm": "1"}, follow=True)
     case.refresh_from_db()
     assert case.state == wf.ACCEPTED and case.aligners_purchased_at == first

@@ -201,7 +201,7 @@ def test_the_acceptance_is_queued_and_the_worker_sends_it(worker, simulator, sta
     settings.ALIGN_EXECUTION = "celery"
     client.force_login(staff)
 
-    response = client.post(reverse("portals:staff_aligners_purchased", args=[case.pk]), follow=True)
+    response = client.post(reverse("portals:staff_aligners_purchased", args=[case.pk]), {"confirm": "1"}, follow=True)
 
     assert any("queued" in m for m in _messages(response)), _messages(response)
     attempt = OutboundAttempt.objects.get(case=case, step="accept_clincheck")

@@ -98,7 +98,7 @@ def test_the_case_page_shows_the_acceptance_waiting(fake_align, order_status_off
     client = Client()
     client.force_login(staff)
     html = client.get(f"/staff/cases/{case.pk}/").content.decode()
-    assert 'id="acceptance-waiting"' in html and "flag is off" in html
+    assert 'id="acceptance-waiting"' in html and "Sending plan acceptances to Align is switched off" in html
     assert "reported by the shop (API), order SHOP-1" in html
 
 

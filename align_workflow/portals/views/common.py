@@ -9,27 +9,31 @@ from align_workflow.workflow.effects import EffectFailed
 from align_workflow.workflow.engine import TransitionNotAllowed
 from states import align_case as wf
 
+from .. import wording
+
 
 def _call_failures():
     """Exceptions that mean "the call to Align failed; the case stayed where it was"."""
     return (EffectFailed, AlignError)
 
 
-def perform(request, action, *, success):
+def perform(request, action, *, success, case=None, portal="staff"):
     """Run `action()`; report success, a refusal or a failed call as a message.
 
     `success` is a message, or a callable taking the action's result and returning a
-    message or a (level, message) pair. Returns True when the action went through.
+    message or a (level, message) pair. A refusal or a failed call is said in plain words
+    with its next step (wording.py; `case` and `portal` give its links). Returns True when
+    the action went through.
     """
     try:
         result = action()
     except TransitionNotAllowed as refused:
-        messages.error(request, str(refused))
+        wording.say(request, wording.refusal(refused, case=case, portal=portal))
         return False
     except _call_failures() as failed:
-        messages.error(
-            request, f"The call to Align failed: {failed} The case stays where it was; the attempt is in the timeline."
-        )
+        if case is not None:
+            case.refresh_from_db(fields=["state", "needs_attention"])
+        wording.say(request, wording.failure(failed, case=case, portal=portal))
         return False
     outcome = success(result) if callable(success) else success
     level, text = outcome if isinstance(outcome, tuple) else (messages.SUCCESS, outcome)
@@ -37,14 +41,19 @@ def perform(request, action, *, success):
     return level == messages.SUCCESS
 
 
-def send_outcome(result):
-    """The message for what send_to_align / retry_case did (a SendResult)."""
-    if result.queued:
-        return messages.INFO, result.message
-    state = wf.state_label(result.state)
-    if result.ok:
-        return messages.SUCCESS, f"{result.message} The case is now {state}.".strip()
-    return messages.ERROR, f"{result.message} The case stays {state}; the timeline has the details."
+def send_outcome(case, portal="staff"):
+    """The `success` of perform for send_to_align / retry_case / fire_step (a SendResult):
+    a call that stopped is worded like any failed call (wording.send_failure)."""
+
+    def outcome(result):
+        if result.queued:
+            return messages.INFO, result.message
+        if result.ok:
+            return messages.SUCCESS, f"{result.message} The case is now {wf.state_label(result.state)}.".strip()
+        failed = wording.send_failure(result, case=case, portal=portal)
+        return failed.level, failed.html()
+
+    return outcome
 
 
 def form_errors(request, form):

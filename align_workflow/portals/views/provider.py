@@ -184,6 +184,8 @@ def approve(request, pk):
             request,
             lambda: fire_step(case, "approve_plan", by=request.user, acceptance_screenshot=screenshot),
             success=_approval_message,
+            case=case,
+            portal="provider",
         )
     else:
         form_errors(request, form)
@@ -210,6 +212,8 @@ def request_revision(request, pk):
             request,
             lambda: fire_step(case, "request_revision", by=request.user, comments=comments),
             success=_revision_message,
+            case=case,
+            portal="provider",
         )
     else:
         form_errors(request, form)

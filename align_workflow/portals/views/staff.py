@@ -18,7 +18,7 @@ from align_workflow.workflow.outbound import retry_case, send_to_align
 from states import align_case as wf
 from states.next_steps import next_step
 
-from .. import selectors, services
+from .. import selectors, services, wording
 from ..access import staff_required
 from ..forms import CancelForm, CaseFilterForm, CaseSearchForm, ContactForm, GenderForm
 from . import queues
@@ -156,6 +156,7 @@ def case_detail(request, pk):
             "status_url": request.path + "status/",
             "stamp": selectors.case_stamp(case),
             "queued_label": wf.trigger_label(queued) if queued else "",
+            "attention": wording.attention(case),
         },
     )
 
@@ -186,7 +187,7 @@ def _now_in(case):
 @staff_required
 def send(request, pk):
     case = get_object_or_404(Case, pk=pk)
-    perform(request, lambda: send_to_align(case, by=request.user), success=send_outcome)
+    perform(request, lambda: send_to_align(case, by=request.user), success=send_outcome(case), case=case)
     return _back(case)
 
 
@@ -194,7 +195,7 @@ def send(request, pk):
 @staff_required
 def retry(request, pk):
     case = get_object_or_404(Case, pk=pk)
-    perform(request, lambda: retry_case(case, by=request.user), success=send_outcome)
+    perform(request, lambda: retry_case(case, by=request.user), success=send_outcome(case), case=case)
     return _back(case)
 
 
@@ -202,16 +203,54 @@ def _purchase_message(outcome):
     state = f"The case is now {wf.state_label(Case.objects.get(pk=outcome.case_id).state)}."
     if outcome.acceptance == purchases.SENT:
         return f"Aligner purchase recorded and the ClinCheck accepted. {state}"
-    if outcome.acceptance in (purchases.WAITING, purchases.QUEUED):
+    if outcome.acceptance == purchases.WAITING:
+        first = "Aligner purchase recorded." if outcome.recorded else "The aligner purchase was already recorded."
+        return messages.INFO, wording.Wording(
+            f"{first} The acceptance is not sent to Align yet: "
+            f"{wording.FLAG_WORDS[wf.FLAG_SET_ORDER_STATUS].lower()} is switched off.",
+            "It is sent automatically once an administrator switches it on.",
+            code="flag_off · accept_clincheck",
+            detail=outcome.detail,
+            level=messages.INFO,
+        ).html()
+    if outcome.acceptance in (purchases.QUEUED, purchases.ALREADY, ""):
         return messages.INFO, f"{outcome.message} {state}"
     return messages.WARNING, f"{outcome.message} {state}"
+
+
+def _unconfirmed(request, case, action, **fields):
+    """The confirmation page of an irreversible action posted without confirm=1 (the
+    dialog sets it; without JavaScript this page asks instead). None once confirmed."""
+    if request.POST.get("confirm") == "1":
+        return None
+    flag_on = flag_is_on(wf.FLAG_SET_ORDER_STATUS, request.user)
+    return render(
+        request,
+        "portals/confirm.html",
+        {
+            "nav": "staff",
+            "case": case,
+            "action": action,
+            "c": wording.confirmation(action, flag_on=flag_on),
+            "back": reverse("portals:staff_case", args=[case.pk]),
+            "fields": list(fields.items()),
+            "reason": fields.get("reason", ""),
+        },
+    )
 
 
 @require_POST
 @staff_required
 def aligners_purchased(request, pk):
     case = get_object_or_404(Case, pk=pk)
-    perform(request, lambda: services.mark_aligners_purchased(case, by=request.user), success=_purchase_message)
+    if (page := _unconfirmed(request, case, "purchased")) is not None:
+        return page
+    perform(
+        request,
+        lambda: services.mark_aligners_purchased(case, by=request.user),
+        success=_purchase_message,
+        case=case,
+    )
     return _back(case)
 
 
@@ -221,10 +260,13 @@ def cancel(request, pk):
     case = get_object_or_404(Case, pk=pk)
     form = CancelForm(request.POST)
     if form.is_valid():
+        if (page := _unconfirmed(request, case, "cancel", reason=form.cleaned_data["reason"])) is not None:
+            return page
         perform(
             request,
             lambda: fire(case, "cancel", by=request.user, reason=form.cleaned_data["reason"]),
-            success="The case was cancelled.",
+            success="The case was cancelled. Align was not told: cancel it with Align as well if it has the case.",
+            case=case,
         )
     else:
         form_errors(request, form)
@@ -239,7 +281,10 @@ def set_gender(request, pk):
     if form.is_valid():
         changed = services.set_patient_gender(case, form.cleaned_data["gender"], by=request.user)
         if changed:
-            messages.success(request, f"Patient gender set to {case.patient.get_gender_display()}.")
+            text = f"Patient gender set to {case.patient.get_gender_display()}."
+            if case.state != wf.ELIGIBLE:
+                text += " This change was not sent to Align: Align already has the patient record."
+            messages.success(request, text)
         else:
             messages.info(request, "The patient's gender was already that.")
     else:
@@ -258,10 +303,13 @@ def set_contact(request, pk):
     try:
         changed = services.set_patient_contact(case, form, by=request.user)
     except services.ContactRefused as refused:
-        messages.error(request, str(refused))
+        wording.say(request, wording.contact_refused(refused, case=case))
         return _back(case)
     if changed:
-        messages.success(request, f"Patient contact details saved ({', '.join(changed)}).")
+        text = f"Patient contact details saved ({', '.join(changed)})."
+        if case.state != wf.ELIGIBLE:
+            text += " This change was not sent to Align: Align already has the patient record."
+        messages.success(request, text)
     else:
         messages.info(request, "The patient's contact details were already that.")
     return _back(case)
