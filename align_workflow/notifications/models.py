@@ -74,6 +74,9 @@ class Preference(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["provider", "kind"], name="one_preference_per_kind")]
 
+    def __str__(self):
+        return f"{self.get_kind_display()}: {self.get_delivery_display()}"
+
 
 class Digest(models.Model):
     """The digest of one provider for one day: at most one (send_notification_digests is idempotent)."""
@@ -86,3 +89,6 @@ class Digest(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["provider", "day"], name="one_digest_per_provider_per_day")]
+
+    def __str__(self):
+        return f"Digest of {self.day:%Y-%m-%d} ({self.status})"

@@ -56,7 +56,7 @@ def full_flow(client, staff_client, provider_client, provider, fake_align):
     plan = make_event("treatment_plan.submitted", case, treatmentPlanId=f"TP-{case.pk}")
     assert deliver(client, plan).status_code in (200, 202)
     provider_client.post(f"/provider/cases/{case.pk}/approve/", {"acceptance_screenshot": jpeg_data_url()})
-    staff_client.post(f"/staff/cases/{case.pk}/aligners-purchased/")
+    staff_client.post(f"/staff/cases/{case.pk}/aligners-purchased/", {"confirm": "1"})
     shipped = make_event("case.status_changed", case, occurred_at=timezone.now())
     shipped["data"]["shipment"]["trackingNumber"] = "1Z999AA10123456784"
     assert deliver(client, shipped).status_code in (200, 202)
