@@ -101,6 +101,25 @@ def sideways_scroll(page):
     return f"the page is {width} px wide in a {viewport} px window: {', '.join(page.evaluate(STICKING_OUT))}"
 
 
+# Keyboard focus: the first few Tab stops of each page show an outline at least this wide.
+TAB_STOPS = 6
+FOCUS_OUTLINE_PX = 2
+FOCUSED = """() => { const el = document.activeElement, style = getComputedStyle(el);
+  return [el === document.body ? null : el.tagName.toLowerCase() + (el.id ? "#" + el.id : ""),
+          style.outlineStyle, parseFloat(style.outlineWidth) || 0]; }"""
+
+
+def focus_hidden(page):
+    """The Tab stops whose focus is not visible (no outline, or a thin one)."""
+    hidden = []
+    for _ in range(TAB_STOPS):
+        page.keyboard.press("Tab")
+        element, style, width = page.evaluate(FOCUSED)
+        if element and (style == "none" or width < FOCUS_OUTLINE_PX):
+            hidden.append(f"{element} ({style} {width}px)")
+    return hidden
+
+
 @pytest.mark.parametrize("width", WIDTHS)
 def test_every_page_passes_axe_and_fits_the_screen(browser, live_server, site, width):
     tabs = {None: Portal(browser, live_server.url)}
@@ -120,6 +139,9 @@ def test_every_page_passes_axe_and_fits_the_screen(browser, live_server, site, w
             problems += [f"{name}: {violation}" for violation in axe_violations(tab.page)]
             if width == "phone" and (wide := sideways_scroll(tab.page)):
                 problems.append(f"{name}: {wide}")
+            # The admin has Django's own stylesheet and focus ring: the portals' pages only.
+            if width == "desktop" and not address.startswith("/admin/") and (unseen := focus_hidden(tab.page)):
+                problems.append(f"{name}: keyboard focus not visible on {', '.join(unseen)}")
             tab.screenshot(f"page-{width}-{re.sub(r'[^a-z0-9]+', '-', name.lower()).strip('-')}")
     finally:
         for tab in tabs.values():
