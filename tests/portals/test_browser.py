@@ -7,7 +7,7 @@ from waffle import get_waffle_flag_model
 
 from align_workflow.cases.models import PhotoAssessment, Prescription
 from states import align_case as wf
-from tests.support.browser import ARTIFACTS, Portal, browser, portal  # noqa: F401  (fixtures)
+from tests.support.browser import ARTIFACTS, Portal
 from tests.support.factories import ProviderFactory, StaffFactory, make_case
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
