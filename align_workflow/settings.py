@@ -74,6 +74,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # The portals' 403/404/405 pages, DEBUG on or off (align_workflow/portals/middleware.py).
+    "align_workflow.portals.middleware.ErrorPagesMiddleware",
     "waffle.middleware.WaffleMiddleware",
     # Last: turns a locked-out sign-in into the lock-out page.
     "axes.middleware.AxesMiddleware",
@@ -139,6 +141,8 @@ AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "portals/locked_out.html"
 AXES_VERBOSE = False
 LOGIN_URL = "/accounts/login/"
+# A form sent from an out-of-date page: the portals' 403 page, with the way back to the case.
+CSRF_FAILURE_VIEW = "align_workflow.portals.views.errors.csrf_failure"
 LOGIN_REDIRECT_URL = "/"
 
 LANGUAGE_CODE = "en-us"

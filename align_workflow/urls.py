@@ -13,3 +13,8 @@ urlpatterns = [
     path("api/cases/<int:case_id>/aligners-purchased", aligners_purchased, name="shop-aligners-purchased"),
     path("", include("align_workflow.portals.urls")),
 ]
+
+# The portals' error pages with DEBUG off (with DEBUG on: align_workflow/portals/middleware.py).
+handler403 = "align_workflow.portals.views.errors.permission_denied"
+handler404 = "align_workflow.portals.views.errors.page_not_found"
+handler500 = "align_workflow.portals.views.errors.server_error"

@@ -1,12 +1,14 @@
 """Who may open which portal: staff pages need is_staff; provider pages need a
-Provider, and a provider only ever sees their own cases (anything else is a 404)."""
+Provider, and a provider only ever sees their own cases (anything else is a 404).
+Someone signed out is sent to sign in; an action they clicked is not done (intent.py)."""
 
 from functools import wraps
 
-from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 
 from align_workflow.cases.models import Provider
+
+from .intent import sign_in_again
 
 
 def is_provider(user) -> bool:
@@ -18,7 +20,7 @@ def _require(test):
         @wraps(view)
         def wrapped(request, *args, **kwargs):
             if not request.user.is_authenticated:
-                return redirect_to_login(request.get_full_path())
+                return sign_in_again(request)
             if not test(request.user):
                 raise PermissionDenied
             return view(request, *args, **kwargs)

@@ -3,6 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.shortcuts import redirect
 
 from ..access import is_provider
+from ..intent import tell_after_sign_in
 
 
 def home(request):
@@ -21,3 +22,8 @@ def home(request):
 class LoginView(auth_views.LoginView):
     template_name = "portals/login.html"
     redirect_authenticated_user = False
+
+    def form_valid(self, form):
+        response = super().form_valid(form)
+        tell_after_sign_in(self.request, response.url)
+        return response
