@@ -1,10 +1,6 @@
 import pytest
 from django.test import Client
 
-# The browser fixtures, defined once for every browser test module here: imported into two
-# modules, the session's one Chromium would be started twice (Playwright's sync API then fails).
-from tests.support.browser import browser, portal  # noqa: F401
-
 
 @pytest.fixture
 def staff_client(staff):

@@ -40,13 +40,17 @@ PAGES = [
     ("staff case, cancelled", "staff", "/staff/cases/{cancelled}/", "{cancelled_number}"),
     ("staff case, not prescribed to Align", "staff", "/staff/cases/{in_house}/", "Not prescribed to Align"),
     ("support workflow", "staff", "/support/workflow/", "Where the cases are"),
-    ("provider case list", "provider", "/provider/", "My cases"),
+    ("staff case list, oldest waiting first", "staff", "/staff/?sort=waiting", "Cases"),
+    ("provider case list", "provider", "/provider/", "Your cases"),
+    ("provider case list, sorted by state", "provider", "/provider/?sort=state", "Your cases"),
+    ("provider email settings", "provider", "/provider/notifications/", "Email"),
     ("provider case, plan to review", "provider", "/provider/cases/{review}/", "{review_number}"),
     ("provider case, approved", "provider", "/provider/cases/{approved}/", "{approved_number}"),
     ("404: another provider's case", "provider", "/provider/cases/{theirs}/", "Page not found"),
     ("403: a provider on the staff portal", "provider", "/staff/", "not open to your account"),
     ("405: an action opened as a page", "staff", "/staff/cases/{eligible}/cancel/", "nothing was done"),
-    ("admin index", "staff", "/admin/", "Site administration"),
+    ("admin index", "staff", "/admin/", "Align workflow administration"),
+    ("admin events from Align", "staff", "/admin/integration/inboundevent/", "event"),
 ]
 
 
