@@ -1,13 +1,15 @@
 from django.urls import path
 
-from .views import home, provider, staff, support
+from .views import exports, home, provider, staff, support
 
 app_name = "portals"
 
 urlpatterns = [
     path("", home.home, name="home"),
     path("staff/", staff.case_list, name="staff_cases"),
+    path("staff/export.csv", exports.case_list_csv, name="staff_export"),
     path("staff/cases/<int:pk>/", staff.case_detail, name="staff_case"),
+    path("staff/cases/<int:pk>/history.csv", exports.case_history_csv, name="staff_case_history"),
     path("staff/cases/<int:pk>/status/", staff.case_status, name="staff_case_status"),
     path("staff/cases/<int:pk>/send/", staff.send, name="staff_send"),
     path("staff/cases/<int:pk>/retry/", staff.retry, name="staff_retry"),
