@@ -124,6 +124,8 @@ class Case(models.Model):
             # The staff case list's order (portals.selectors.staff_cases): its first page is
             # read from this index instead of sorting every case.
             models.Index(fields=["-needs_attention", "-state_changed_at", "-id"], name="case_staff_list_order"),
+            # The support analytics read the cases created in the last weeks (portals.metrics).
+            models.Index(fields=["created"], name="case_created"),
         ]
 
     def __str__(self):

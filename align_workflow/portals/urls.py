@@ -23,4 +23,5 @@ urlpatterns = [
     path("provider/cases/<int:pk>/approve/", provider.approve, name="provider_approve"),
     path("provider/cases/<int:pk>/request-revision/", provider.request_revision, name="provider_request_revision"),
     path("support/workflow/", support.workflow, name="support_workflow"),
+    path("support/metrics.json", support.metrics_json, name="support_metrics"),
 ]
