@@ -28,13 +28,14 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
-from django.db import connection
-from django.db.models import Count, Q
+from django.db import connection, transaction
+from django.db.models import Count, OuterRef, Q, Subquery
 from django.db.models.functions import TruncWeek
+from django.db.models.lookups import Exact
 from django.utils import timezone
 from django_fsm_log.models import StateLog
 
-from align_workflow.cases.models import Case
+from align_workflow.cases.models import Case, Prescription
 from states import align_case as wf
 
 from .selectors import in_align_workflow
@@ -90,14 +91,15 @@ def _steps_sql() -> str:
         steps AS (
             SELECT l.timestamp AS ended,
                    COALESCE(LAG(l.state) OVER w, l.source_state) AS state,
-                   COALESCE(LAG(l.timestamp) OVER w, c.created) AS started
+                   COALESCE(LAG(l.timestamp) OVER w, (SELECT c.created FROM {case} c WHERE c.id = l.object_id)) AS started
             FROM {log} l
             JOIN recent r ON r.object_id = l.object_id
-            JOIN {case} c ON c.id = l.object_id
             WHERE l.content_type_id = %s
             WINDOW w AS (PARTITION BY l.object_id ORDER BY l.timestamp, l.id)
         )
     """
+    # The case's creation is read only for its first row (a subquery per such row, by
+    # primary key): joining the cases instead makes PostgreSQL scan all of them.
     return sql
 
 
@@ -142,25 +144,36 @@ def _num(value):
     return int(value) if value.is_integer() else value
 
 
+def _prescribed_to_align():
+    """Whether a case is in the Align workflow, as a condition inside an aggregate on a
+    scalar subquery (its prescription's lab, looked up by the case's index): a join, or
+    EXISTS, lets PostgreSQL choose to read every prescription ever written instead."""
+    lab = Subquery(Prescription.objects.filter(case=OuterRef("pk")).values("lab")[:1])
+    return Q(Exact(lab, Prescription.Lab.ALIGN))
+
+
 def weekly(starts: list[datetime], ct: int) -> list[dict]:
     first = starts[0]
     entered = (
-        Case.objects.filter(in_align_workflow(), created__gte=first)
+        Case.objects.filter(created__gte=first)
         .annotate(week=TruncWeek("created"))
         .values("week")
-        .annotate(n=Count("id"))
+        .annotate(n=Count("id", filter=_prescribed_to_align()))
     )
+    # The states are counted, not filtered: a WHERE on the state would lead PostgreSQL to
+    # the index on the state, that is to every case ever shipped.
     ended = (
-        StateLog.objects.filter(content_type_id=ct, timestamp__gte=first, state__in=[wf.SHIPPING, wf.CANCELLED])
+        StateLog.objects.filter(content_type_id=ct, timestamp__gte=first)
         .annotate(week=TruncWeek("timestamp"))
-        .values("week", "state")
-        .annotate(n=Count("id"))
+        .values("week")
+        .annotate(shipped=Count("id", filter=Q(state=wf.SHIPPING)), cancelled=Count("id", filter=Q(state=wf.CANCELLED)))
     )
     counts = {}
     for row in entered:
         counts[(iso_week(row["week"]), "entered")] = row["n"]
     for row in ended:
-        counts[(iso_week(row["week"]), row["state"])] = row["n"]
+        counts[(iso_week(row["week"]), wf.SHIPPING)] = row["shipped"]
+        counts[(iso_week(row["week"]), wf.CANCELLED)] = row["cancelled"]
     return [
         {
             "week": iso_week(start),
@@ -180,8 +193,9 @@ class Cohort:
 
 
 def cohort(first: datetime, ct: int) -> Cohort:
-    """The funnel and revisions of the cases created since `first` (two queries)."""
-    created = Case.objects.filter(in_align_workflow(), created__gte=first)
+    """The funnel and revisions of the cases created since `first` (three queries). A case
+    with history is in the Align workflow (its lab cannot change once it left eligible)."""
+    created = Case.objects.filter(created__gte=first)
     logs = StateLog.objects.filter(content_type_id=ct, object_id__in=created.values("id"))
     steps = FUNNEL[1:]
     totals = logs.aggregate(
@@ -190,7 +204,8 @@ def cohort(first: datetime, ct: int) -> Cohort:
             f"c_{s}": Count("object_id", distinct=True, filter=Q(state=wf.CANCELLED, source_state=s)) for s in wf.STATES
         },
     )
-    reached = {wf.ELIGIBLE: created.count(), **{s: totals[f"r_{s}"] for s in steps}}
+    eligible = created.aggregate(n=Count("id", filter=_prescribed_to_align()))["n"]
+    reached = {wf.ELIGIBLE: eligible, **{s: totals[f"r_{s}"] for s in steps}}
     cancelled = {s: totals[f"c_{s}"] for s in wf.STATES if totals[f"c_{s}"]}
     return Cohort(reached, cancelled, _revisions(first, ct, reached[wf.PLAN_RECEIVED]))
 
@@ -250,9 +265,28 @@ def analytics(now: datetime | None = None, *, stuck=True) -> Analytics:
     now = now or timezone.now()
     ct = _content_type_id()
     starts = _week_starts(now)
-    group = cohort(starts[0], ct)
-    data = {"window_days": WINDOW_DAYS, "states": stays(now, ct), "weekly": weekly(starts, ct), "funnel": group.reached}
-    return Analytics(data, group, stuck_over_time(starts, now, ct) if stuck else [])
+    with transaction.atomic():
+        _small_queries()
+        group = cohort(starts[0], ct)
+        data = {
+            "window_days": WINDOW_DAYS,
+            "states": stays(now, ct),
+            "weekly": weekly(starts, ct),
+            "funnel": group.reached,
+        }
+        return Analytics(data, group, stuck_over_time(starts, now, ct) if stuck else [])
+
+
+def _small_queries():
+    """Tell PostgreSQL, for this transaction only, that these queries are small: it would
+    compile one whose estimated cost passes `jit_above_cost` (the per-row lookups above
+    are estimated high, though each reads one row by its index) and start parallel
+    workers, each costing more (~100 ms and ~10 ms) than running the query."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT set_config('jit', 'off', true), set_config('max_parallel_workers_per_gather', '0', true)"
+            )
 
 
 def metrics(now: datetime | None = None) -> dict:
