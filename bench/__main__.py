@@ -9,7 +9,16 @@ import importlib
 import os
 import sys
 
-BENCHMARKS = ["engine_overhead", "flow_overhead", "scale_out", "batch_accept", "portal", "token_lock", "events_ingest"]
+BENCHMARKS = [
+    "engine_overhead",
+    "flow_overhead",
+    "scale_out",
+    "batch_accept",
+    "portal",
+    "token_lock",
+    "events_ingest",
+    "metrics",
+]
 
 
 def main(argv=None):

@@ -192,5 +192,8 @@ def test_metrics_use_a_fixed_number_of_queries(staff_client, history):
 
 
 def test_access(client, provider_client):
-    assert client.get("/support/metrics.json").status_code == 302
-    assert provider_client.get("/support/metrics.json").status_code == 403
+    signed_out = client.get("/support/metrics.json")
+    assert signed_out.status_code == 401 and "Sign in" in signed_out.json()["error"]
+    provider = provider_client.get("/support/metrics.json")
+    assert provider.status_code == 403 and "staff" in provider.json()["error"]
+    assert client.post("/support/metrics.json").status_code == 405

@@ -78,9 +78,14 @@ def workflow(request):
 
 
 @require_GET
-@staff_required
 def metrics_json(request):
-    """The workflow's analytics as JSON (shape and definitions in docs/analytics.md)."""
+    """The workflow's analytics as JSON (shape and definitions in docs/analytics.md).
+    Staff only, as the page; refusals are JSON too (401 signed out, 403 not staff)."""
+    user = request.user
+    if not user.is_authenticated:
+        return JsonResponse({"error": "Sign in as staff to read the workflow metrics."}, status=401)
+    if not (user.is_active and user.is_staff):
+        return JsonResponse({"error": "Only staff may read the workflow metrics."}, status=403)
     return JsonResponse(metrics.metrics())
 
 
@@ -102,6 +107,7 @@ def _analytics_context(analytics):
         ],
         "weekly": weeks,
         "funnel": funnel,
+        "revision_cancelled": cohort.cancelled.get(wf.REVISION_REQUESTED, 0),
         "revisions": list(cohort.revisions.items()),
         "stuck_series": analytics.stuck,
         "charts": {
