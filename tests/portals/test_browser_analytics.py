@@ -2,6 +2,7 @@
 bars) and followed by its table, and the case list's export link downloads the list."""
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.utils import timezone
@@ -16,7 +17,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 CHARTS = ("chart-stays", "chart-weekly", "chart-funnel", "chart-revisions", "chart-stuck")
 
 
-def test_charts_are_drawn_with_their_tables(portal):
+def test_charts_are_drawn_with_their_tables(portal):  # noqa: F811 (the fixture imported above)
     StaffFactory(username="support", password="pw")
     now = timezone.now()
     for days in (40, 20, 9, 3):
@@ -42,5 +43,5 @@ def test_charts_are_drawn_with_their_tables(portal):
     with tab.page.expect_download() as download:
         tab.page.click("#export-csv")
     assert download.value.suggested_filename.startswith("cases-")
-    lines = open(download.value.path(), encoding="utf-8").read().splitlines()
+    lines = Path(download.value.path()).read_text(encoding="utf-8").splitlines()
     assert len(lines) == 5 and lines[0].startswith("case number,")
