@@ -8,9 +8,9 @@ import pytest
 from django.utils import timezone
 
 from states import align_case as wf
-from tests.portals.test_metrics import with_history
 from tests.support.browser import ARTIFACTS, browser, portal  # noqa: F401  (fixtures)
 from tests.support.factories import StaffFactory
+from tests.support.history import with_history
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
