@@ -10,7 +10,16 @@ import os
 import sys
 import time
 
-BENCHMARKS = ["engine_overhead", "flow_overhead", "scale_out", "batch_accept", "portal", "token_lock", "events_ingest"]
+BENCHMARKS = [
+    "engine_overhead",
+    "flow_overhead",
+    "scale_out",
+    "batch_accept",
+    "portal",
+    "token_lock",
+    "events_ingest",
+    "metrics",
+]
 
 
 def main(argv=None):

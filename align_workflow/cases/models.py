@@ -139,6 +139,8 @@ class Case(models.Model):
             models.Index(workflow_order(), models.F("state_changed_at"), models.F("id"), name="case_state_order"),
             # Oldest (or newest) waiting first.
             models.Index(fields=["state_changed_at", "id"], name="case_waiting_order"),
+            # The support analytics read the cases created in the last weeks (portals.metrics).
+            models.Index(fields=["created"], name="case_created"),
         ]
 
     def __str__(self):

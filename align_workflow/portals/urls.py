@@ -1,13 +1,15 @@
 from django.urls import path
 
-from .views import home, notifications, provider, staff, support
+from .views import exports, home, notifications, provider, staff, support
 
 app_name = "portals"
 
 urlpatterns = [
     path("", home.home, name="home"),
     path("staff/", staff.case_list, name="staff_cases"),
+    path("staff/export.csv", exports.case_list_csv, name="staff_export"),
     path("staff/cases/<int:pk>/", staff.case_detail, name="staff_case"),
+    path("staff/cases/<int:pk>/history.csv", exports.case_history_csv, name="staff_case_history"),
     path("staff/cases/<int:pk>/status/", staff.case_status, name="staff_case_status"),
     path(
         "staff/cases/<int:pk>/acceptance-screenshot/<int:asset_id>/",
@@ -32,4 +34,5 @@ urlpatterns = [
     path("provider/cases/<int:pk>/request-revision/", provider.request_revision, name="provider_request_revision"),
     path("provider/notifications/", notifications.settings_page, name="provider_notifications"),
     path("support/workflow/", support.workflow, name="support_workflow"),
+    path("support/metrics.json", support.metrics_json, name="support_metrics"),
 ]

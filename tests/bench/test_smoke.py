@@ -31,6 +31,10 @@ def test_benchmarks_run_at_tiny_sizes(tmp_path):
     assert len(portal) == 10, result.stdout
     # The number of queries must not depend on the number of cases, even at tiny sizes.
     assert all(line.rstrip().endswith("yes") for line in portal if ": queries," in line), result.stdout
+    # The support analytics: the same number of queries with 100 times the cases.
+    analytics = [line for line in result.stdout.splitlines() if line.startswith("8 metrics")]
+    assert len(analytics) == 4, result.stdout
+    assert all(line.rstrip().endswith("yes") for line in analytics if ": queries," in line), result.stdout
     # Several processes with a cold cache: one token request between them (Redis at BENCH_REDIS_URL).
     token = [line for line in result.stdout.splitlines() if line.startswith("6 token")]
     if token and "not run" in token[0]:  # no Redis there: allowed outside CI only
