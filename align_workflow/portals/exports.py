@@ -16,8 +16,6 @@ from align_workflow.workflow.history import state_logs
 from align_workflow.workflow.models import OutboundAttempt
 from states import align_case as wf
 
-from .selectors import attempt_entry
-
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 CHUNK = 2000
 
@@ -99,8 +97,19 @@ def case_history_rows(case):
         for note in CaseNote.objects.filter(case=case).select_related("author").order_by("created", "id")
     ]
     for attempt in OutboundAttempt.objects.filter(case=case).select_related("by").order_by("created", "id"):
-        entry = attempt_entry(attempt)
-        entries.append((entry.when, "call to Align", entry.title, entry.detail, entry.who))
+        title = f"{attempt.label} (try {attempt.attempt}, {attempt.get_status_display().lower()})"
+        detail = " ".join(
+            part
+            for part in [
+                f"HTTP {attempt.http_status}" if attempt.http_status else "",
+                attempt.error_code,
+                attempt.error,
+            ]
+            if part
+        )
+        who = (attempt.by.get_full_name() or attempt.by.get_username()) if attempt.by_id else "automatic"
+        when = attempt.finished_at or attempt.started_at or attempt.created
+        entries.append((when, "call to Align", title, detail, who))
     entries += [
         (
             event.received_at,
