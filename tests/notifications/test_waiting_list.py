@@ -14,7 +14,7 @@ pytestmark = pytest.mark.django_db
 
 
 def waiting(page) -> str:
-    match = re.search(rb'<details class="waiting[^"]*">(.*?)</details>', page.content, re.S)
+    match = re.search(rb'<details class="topbar-waiting[^"]*">(.*?)</details>', page.content, re.S)
     assert match, "no waiting list in the top bar"
     return match.group(1).decode()
 
