@@ -7,7 +7,7 @@ from functools import cached_property
 
 from django.conf import settings
 from django.core.paginator import Paginator
-from django.db.models import Count, Max, Q
+from django.db.models import Count, Max, Q, QuerySet
 from django.utils import timezone
 
 from align_workflow.cases.models import Case, Patient, Prescription, workflow_order
@@ -68,6 +68,18 @@ def staff_cases(*, q="", state="", attention=False, stuck=False, other_labs=Fals
     if stuck:
         cases = cases.filter(stuck_q())
     return cases.order_by(*SORTS.get(sort, ("-needs_attention", "-state_changed_at", "-id")))
+
+
+def staff_cases_filtered(filters) -> QuerySet:
+    """staff_cases() for a staff list form's cleaned data (the page and its CSV export)."""
+    return staff_cases(
+        q=filters.get("q", ""),
+        state=filters.get("state", ""),
+        attention=filters.get("attention", False),
+        stuck=filters.get("stuck", False),
+        other_labs=filters.get("other_labs", False),
+        sort=filters.get("sort", ""),
+    )
 
 
 # pg_trgm indexes a string by its three-character pieces: a shorter term has none to look up.

@@ -7,51 +7,19 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
-import redis
-from django.conf import settings as django_settings
 from django.core import mail
-from django.db import connection
 
 from align_workflow.notifications.models import Notification
 from align_workflow.workflow import fire
 from states import align_case as wf
+from tests.plugins.celery import database_url
 from tests.support.mail import phi_strings
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def broker_url():
-    explicit = os.environ.get("ALIGN_TEST_CELERY_BROKER_URL")
-    if explicit:
-        return explicit
-    parts = urlsplit(django_settings.REDIS_URL)
-    return urlunsplit((parts.scheme, parts.netloc, "/7", "", ""))
-
-
-def database_url():
-    db = connection.settings_dict
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
-    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
-@pytest.fixture
-def celery_broker(require_postgres, require_redis, settings):
-    from align_workflow.celery import app
-
-    url = broker_url()
-    redis.Redis.from_url(url).flushdb()
-    saved = app.conf.broker_url
-    app.conf.broker_url = url
-    app._pool = None  # producers are pooled per broker URL: start a pool for this one
-    settings.ALIGN_EXECUTION = "celery"
-    yield url
-    app.conf.broker_url = saved
-    app._pool = None
 
 
 @pytest.fixture

@@ -51,6 +51,14 @@ def test_filters_in_the_address_are_honoured(staff_client, settings):
     assert numbers(rows_of(staff_client.get("/staff/export.csv?other_labs=on"))) == ["C-OTHER"]
 
 
+def test_the_lists_order_is_the_exports_order(staff_client):
+    for number in ("C-B", "C-C", "C-A"):
+        make_case(case_number=number)
+    ascending = [r[0] for r in rows_of(staff_client.get("/staff/export.csv?sort=case"))[1:]]
+    descending = [r[0] for r in rows_of(staff_client.get("/staff/export.csv?sort=-case"))[1:]]
+    assert ascending == ["C-A", "C-B", "C-C"] and descending == ["C-C", "C-B", "C-A"]
+
+
 def test_a_search_is_exported_by_its_opaque_id(staff_client):
     make_case(case_number="C-1", patient=PatientFactory(last_name="Quenneville"))
     make_case(case_number="C-2", patient=PatientFactory(last_name="Smith"))

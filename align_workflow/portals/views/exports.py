@@ -47,13 +47,7 @@ def case_list_csv(request):
             content_type="text/plain; charset=utf-8",
         )
     filters = form.cleaned_data
-    cases = selectors.staff_cases(
-        q=filters.get("q", ""),
-        state=filters.get("state", ""),
-        attention=filters.get("attention", False),
-        stuck=filters.get("stuck", False),
-        other_labs=filters.get("other_labs", False),
-    )
+    cases = selectors.staff_cases_filtered(filters)
     stamp = timezone.localtime().strftime("%Y%m%d-%H%M%S")
     return _csv(exports.csv_lines(exports.LIST_HEADER, exports.case_list_rows(cases)), f"cases-{stamp}.csv")
 

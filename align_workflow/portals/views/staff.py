@@ -57,17 +57,7 @@ def case_list(request):
         return redirected
     filters = form.cleaned_data if form.is_bound and form.is_valid() else {}
     sort = filters.get("sort", "")
-    if status == 400:
-        cases = Case.objects.none()
-    else:
-        cases = selectors.staff_cases(
-            q=filters.get("q", ""),
-            state=filters.get("state", ""),
-            attention=filters.get("attention", False),
-            stuck=filters.get("stuck", False),
-            other_labs=filters.get("other_labs", False),
-            sort=sort,
-        )
+    cases = Case.objects.none() if status == 400 else selectors.staff_cases_filtered(filters)
     list_counts = selectors.list_counts()
     counts = list_counts.states
     total = sum(c.total for c in counts)
