@@ -117,6 +117,28 @@ def _engine(cases):
         fire(case, "ship", by=None, **SHIP)
 
 
+def _notifications(connected: bool):
+    """The notifications' listener on the engine's signal (an email to the provider when a
+    case ships): off for the comparisons (the floor and django-fsm send no email), on for
+    its own row."""
+    from align_workflow.notifications.listeners import on_transition_applied  # why: bench-only switch
+    from align_workflow.workflow.engine import transition_applied  # why: bench-only switch
+
+    uid = "notifications-transition-applied"
+    if connected:
+        transition_applied.connect(on_transition_applied, dispatch_uid=uid)
+    else:
+        transition_applied.disconnect(dispatch_uid=uid)
+
+
+def _engine_with_email(cases):
+    _notifications(True)
+    try:
+        _engine(cases)
+    finally:
+        _notifications(False)
+
+
 def _fsm(cases):
     for case in cases:
         with transaction.atomic():
@@ -164,6 +186,8 @@ def run(scale=1.0):
     n = max(20, int(2000 * scale))
     rows = []
     ours = _make_cases(n, "E1-")
+    mailed = _make_cases(n, "EM-")
+    _notifications(False)
     floor_cases = _make_cases(n, "F1-")
     floor1_cases = _make_cases(n, "G1-")
     FsmCase.objects.bulk_create([FsmCase(case_number=f"S1-{i}") for i in range(n)])
@@ -182,6 +206,7 @@ def run(scale=1.0):
         "floor": (_floor, floor_cases),
         "floor1": (_floor_one_statement, floor1_cases),
         "engine": (_engine, ours),
+        "engine_email": (_engine_with_email, mailed),
         "fsm": (_fsm, fsm_cases),
         "faq": (_faq, faq_ids),
     }
@@ -232,6 +257,16 @@ def run(scale=1.0):
             ratio("fsm"),
             "<= 1.0",
             ratio("fsm") <= 1.0,
+        )
+    )
+    rows.append(
+        Row(
+            "1 engine",
+            f"{n} transitions with the shipped email (notifications on) vs without",
+            per(sum(times["engine_email"])),
+            per(t_engine),
+            statistics.median(m / e for m, e in zip(times["engine_email"], times["engine"], strict=True)),
+            "report",
         )
     )
     rows.append(

@@ -37,3 +37,7 @@ BENCH_CELERY_BROKER_URL = _redis_db("BENCH_CELERY_BROKER_URL", 9)
 SECURE_SSL_REDIRECT = False
 # No static files are served by the benchmarks (and collectstatic has not run).
 MIDDLEWARE = [m for m in MIDDLEWARE if m != "whitenoise.middleware.WhiteNoiseMiddleware"]  # noqa: F405
+
+# No mail leaves a benchmark: the notifications are still recorded and "sent" (to memory),
+# so their cost is measured, but no SMTP connection is tried (there is no server here).
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
