@@ -2,7 +2,6 @@
 ImproperlyConfigured naming the variable and what is wrong with it, never echoing the value
 (it may be a secret); good values and unset variables behave as before."""
 
-import runpy
 import subprocess
 import sys
 
@@ -10,15 +9,7 @@ import pytest
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-
-def load_settings(monkeypatch, **environ):
-    """Run the settings module afresh with these variables (None: unset); return its names."""
-    for name, value in environ.items():
-        if value is None:
-            monkeypatch.delenv(name, raising=False)
-        else:
-            monkeypatch.setenv(name, value)
-    return runpy.run_path(str(settings.BASE_DIR / "align_workflow" / "settings.py"))
+from tests.support.environ import load_settings
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,8 @@ from django.contrib import admin, messages
 from django.template.defaultfilters import truncatechars
 from django.utils.html import format_html
 
+from align_workflow.cases.readonly import ReadOnlyAdmin
+
 from .events import apply_event
 from .models import AlignCaseStatus, InboundEvent
 
@@ -17,17 +19,6 @@ class NeedsAttentionFilter(admin.SimpleListFilter):
         if self.value() == "yes":
             return queryset.needing_attention()
         return queryset
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(InboundEvent)

@@ -24,6 +24,7 @@ from align_workflow.cases.models import (
     Provider,
     TreatmentPlan,
 )
+from align_workflow.cases.readonly import ReadOnlyAdmin
 from align_workflow.integration.models import InboundEvent
 from align_workflow.workflow.engine import TransitionNotAllowed, fire
 from align_workflow.workflow.models import OutboundAttempt
@@ -167,17 +168,8 @@ class CaseAdmin(admin.ModelAdmin):
         return None
 
 
-class AuditTrailAdmin(admin.ModelAdmin):
+class AuditTrailAdmin(ReadOnlyAdmin):
     """The audit trail: viewed, never added, changed or deleted (cases/records.py)."""
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(StateLog)

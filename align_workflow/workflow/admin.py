@@ -1,10 +1,12 @@
 from django.contrib import admin
 
+from align_workflow.cases.readonly import ReadOnlyAdmin
+
 from .models import OutboundAttempt
 
 
 @admin.register(OutboundAttempt)
-class OutboundAttemptAdmin(admin.ModelAdmin):
+class OutboundAttemptAdmin(ReadOnlyAdmin):
     """Every call to Align, for support: read-only (the workflow writes these)."""
 
     list_display = (
@@ -26,12 +28,3 @@ class OutboundAttemptAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in self.model._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

@@ -1,21 +1,11 @@
 """The email settings come from the environment through the typed readers."""
 
-import runpy
-
 import pytest
-from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 
-
-def load_settings(monkeypatch, **environ):
-    for name, value in environ.items():
-        if value is None:
-            monkeypatch.delenv(name, raising=False)
-        else:
-            monkeypatch.setenv(name, value)
-    return runpy.run_path(str(settings.BASE_DIR / "align_workflow" / "settings.py"))
+from tests.support.environ import load_settings
 
 
 @pytest.mark.parametrize(
